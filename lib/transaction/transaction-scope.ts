@@ -1,0 +1,48 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { TransactionConnection } from './transaction-connection.js';
+
+/** A callback run after the outermost transaction commits or rolls back. */
+export type TransactionHook = () => unknown;
+
+/**
+ * The transaction (root) or savepoint (NESTED) that code is running in. Carried by AsyncLocalStorage:
+ * each begin/savepoint runs its callback with `storage.run(scope, ...)`, so concurrent requests never
+ * see each other's scope. A `null` store means "explicitly outside any transaction" (NOT_SUPPORTED).
+ */
+export class TransactionScope {
+  /** Why this scope may no longer commit (a joined call threw), if it may not. */
+  rollbackOnly: unknown;
+  readonly afterCommit: TransactionHook[] = [];
+  readonly afterRollback: TransactionHook[] = [];
+  /** Per-transaction state owned by other features (for example locks already held), keyed by feature. */
+  readonly locals = new Map<symbol, unknown>();
+
+  constructor(
+    readonly connection: TransactionConnection,
+    readonly parent?: TransactionScope,
+    readonly savepoint?: string,
+  ) {}
+
+  /** The outermost scope of this transaction. */
+  get root(): TransactionScope {
+    return this.parent ? this.parent.root : this;
+  }
+
+  markRollbackOnly(reason: unknown): void {
+    this.rollbackOnly ??= reason;
+  }
+
+  /** Hands a released savepoint's hooks to its parent: they now wait for the outer commit/rollback. */
+  mergeInto(parent: TransactionScope): void {
+    parent.afterCommit.push(...this.afterCommit);
+    parent.afterRollback.push(...this.afterRollback);
+  }
+}
+
+/** The one AsyncLocalStorage that carries the current TransactionScope. */
+export const transactionStorage = new AsyncLocalStorage<TransactionScope | null>();
+
+/** The scope the caller runs in, or undefined outside any transaction. */
+export function currentScope(): TransactionScope | undefined {
+  return transactionStorage.getStore() ?? undefined;
+}

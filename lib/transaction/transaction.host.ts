@@ -1,0 +1,293 @@
+import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import { DataSource, type EntityManager, type EntityTarget, type ObjectLiteral, type QueryRunner, type Repository } from 'typeorm';
+import {
+  RollbackOnlyError,
+  SerializationRetriesExhaustedError,
+  TransactionNotAllowedError,
+  TransactionRequiredError,
+  TransactionTimeoutError,
+  TxLockConfigurationError,
+  UnsupportedDriverError,
+} from '../errors.js';
+import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
+import type { TxLockModuleOptions } from '../txlock-options.interface.js';
+import { longLivedResult, type LongLivedResult } from './result-lifetime.js';
+import { isRetryable, sqlState } from './sql-state.js';
+import { TransactionConnection } from './transaction-connection.js';
+import { currentScope, transactionStorage, TransactionScope, type TransactionHook } from './transaction-scope.js';
+import { Propagation, validateTransactionOptions, type TransactionOptions } from './transaction.options.js';
+
+const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
+const DEFAULT_BACKOFF = { minMs: 5, maxMs: 250 };
+
+/**
+ * The current transaction, and the one way to start one without a decorator. `@Transactional()` calls
+ * `run()`; services inject this to reach the transaction the caller is in.
+ *
+ * @example
+ * constructor(private readonly tx: TransactionHost) {}
+ * await this.tx.run({ isolation: 'SERIALIZABLE', retries: 3 }, async () => {
+ *   await this.tx.getRepository(Account).increment({ id }, 'balance', 10);
+ * });
+ */
+@Injectable()
+export class TransactionHost implements OnModuleInit {
+  private readonly logger = new Logger('TxLock');
+  private resolvedDataSource?: DataSource;
+
+  constructor(
+    @Inject(TXLOCK_MODULE_OPTIONS) private readonly options: TxLockModuleOptions,
+    private readonly moduleRef: ModuleRef,
+  ) {
+    validateTransactionOptions(
+      { isolation: options.isolation, timeoutMs: options.timeoutMs, retries: options.retries },
+      'TxLockModule option',
+    );
+  }
+
+  /** Fails the bootstrap early when there is no usable PostgreSQL DataSource. */
+  onModuleInit(): void {
+    void this.dataSource;
+  }
+
+  /** The PostgreSQL DataSource this module works on. */
+  get dataSource(): DataSource {
+    this.resolvedDataSource ??= this.resolveDataSource();
+    return this.resolvedDataSource;
+  }
+
+  /** True when the caller runs inside a transaction. */
+  get isActive(): boolean {
+    return this.scope() !== undefined;
+  }
+
+  /** The EntityManager of the current transaction, or the DataSource's own manager outside one. */
+  get manager(): EntityManager {
+    return this.scope()?.connection.queryRunner.manager ?? this.dataSource.manager;
+  }
+
+  /** The QueryRunner of the current transaction, or undefined outside one. */
+  get queryRunner(): QueryRunner | undefined {
+    return this.scope()?.connection.queryRunner;
+  }
+
+  /** A repository bound to the current transaction (or to no transaction outside one). Call it where you use it. */
+  getRepository<Entity extends ObjectLiteral>(target: EntityTarget<Entity>): Repository<Entity> {
+    return this.manager.getRepository(target);
+  }
+
+  /**
+   * Runs `hook` once after the outermost transaction commits (like Django's `on_commit`), outside any
+   * transaction. Outside a transaction it runs at once. A hook registered inside a NESTED savepoint that
+   * rolls back is dropped. A failing hook is logged and does not undo the commit.
+   */
+  afterCommit(hook: TransactionHook): void | Promise<void> {
+    const scope = this.scope();
+    if (scope) scope.afterCommit.push(hook);
+    else return this.runHooks([hook], 'afterCommit');
+  }
+
+  /**
+   * Runs `hook` once after the outermost transaction rolls back, or right after the NESTED savepoint it
+   * was registered in rolls back. Outside a transaction it is never run.
+   */
+  afterRollback(hook: TransactionHook): void {
+    this.scope()?.afterRollback.push(hook);
+  }
+
+  /** Runs `fn` in a transaction with default options (REQUIRED). */
+  run<T>(fn: () => T | Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` as `options.propagation` says. When `fn` returns an Observable or a stream, the transaction
+   * stays open until it completes, and is rolled back if it errors or is abandoned.
+   */
+  run<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T>;
+  async run<T>(optionsOrFn: TransactionOptions | (() => T | Promise<T>), maybeFn?: () => T | Promise<T>): Promise<T> {
+    const [options, fn] = typeof optionsOrFn === 'function' ? [{}, optionsOrFn] : [optionsOrFn, maybeFn!];
+    validateTransactionOptions(options);
+    const scope = this.scope();
+    switch (options.propagation ?? Propagation.REQUIRED) {
+      case Propagation.REQUIRED:
+        return scope ? this.join(scope, fn) : this.begin(options, fn);
+      case Propagation.REQUIRES_NEW:
+        return this.begin(options, fn);
+      case Propagation.NESTED:
+        return scope ? this.nested(scope, fn) : this.begin(options, fn);
+      case Propagation.SUPPORTS:
+        return scope ? this.join(scope, fn) : fn();
+      case Propagation.MANDATORY:
+        if (!scope) throw new TransactionRequiredError(describe(fn));
+        return this.join(scope, fn);
+      case Propagation.NOT_SUPPORTED:
+        return scope ? transactionStorage.run(null, fn) : fn();
+      case Propagation.NEVER:
+        if (scope) throw new TransactionNotAllowedError(describe(fn));
+        return fn();
+    }
+  }
+
+  /** The scope of the caller, if it belongs to this host's DataSource (another app's scope is not ours). */
+  scope(): TransactionScope | undefined {
+    const scope = currentScope();
+    return scope && scope.connection.dataSource === this.dataSource ? scope : undefined;
+  }
+
+  /** Begins a transaction on its own connection, retrying the whole of `fn` after serialization failures. */
+  private async begin<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T> {
+    const retries = options.retries ?? this.options.retries ?? 0;
+    for (let attempt = 1; ; attempt++) {
+      let handedOut = false;
+      try {
+        return await this.beginOnce(options, fn, () => (handedOut = true));
+      } catch (error) {
+        if (!isRetryable(error) || retries === 0) throw this.explain(error, options);
+        if (attempt > retries || handedOut) throw new SerializationRetriesExhaustedError(attempt, error);
+        await this.backoff(attempt);
+      }
+    }
+  }
+
+  private beginOnce<T>(options: TransactionOptions, fn: () => T | Promise<T>, onHandout: () => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.transaction(options, fn, (value) => {
+        onHandout();
+        resolve(value as T);
+      }).then(resolve, reject);
+    });
+  }
+
+  private async transaction<T>(
+    options: TransactionOptions,
+    fn: () => T | Promise<T>,
+    handout: (value: unknown) => void,
+  ): Promise<T> {
+    const connection = await TransactionConnection.open(this.dataSource, this.options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS);
+    const scope = new TransactionScope(connection);
+    let longLived: LongLivedResult | undefined;
+    let result: T;
+    try {
+      connection.begin(this.openingStatements(options));
+      await connection.queryRunner.broadcaster.broadcast('BeforeTransactionStart');
+      await connection.queryRunner.broadcaster.broadcast('AfterTransactionStart');
+      result = await transactionStorage.run(scope, async () => {
+        const value = await fn();
+        longLived = longLivedResult(value);
+        if (!longLived) return value;
+        handout(longLived.handout);
+        await longLived.finished;
+        return longLived.handout as T;
+      });
+      if (scope.rollbackOnly !== undefined) {
+        throw new RollbackOnlyError('a call that joined it threw', { cause: scope.rollbackOnly });
+      }
+      await connection.commit();
+    } catch (error) {
+      await this.rollbackAndClose(connection, error);
+      longLived?.settle(error);
+      await this.runHooks(scope.afterRollback, 'afterRollback');
+      throw error;
+    }
+    await connection.close();
+    longLived?.settle();
+    await this.runHooks(scope.afterCommit, 'afterCommit');
+    return result;
+  }
+
+  private async rollbackAndClose(connection: TransactionConnection, cause: unknown): Promise<void> {
+    try {
+      await connection.rollback();
+      await connection.close();
+    } catch (rollbackError) {
+      this.logger.warn(`ROLLBACK failed (${String(rollbackError)}); discarding the connection after: ${String(cause)}`);
+      await connection.close(rollbackError).catch(() => undefined);
+    }
+  }
+
+  private async join<T>(scope: TransactionScope, fn: () => T | Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (error) {
+      scope.markRollbackOnly(error);
+      throw error;
+    }
+  }
+
+  private async nested<T>(parent: TransactionScope, fn: () => T | Promise<T>): Promise<T> {
+    const connection = parent.connection;
+    const name = await connection.savepoint();
+    const scope = new TransactionScope(connection, parent, name);
+    let result: T;
+    try {
+      result = await transactionStorage.run(scope, fn);
+      if (scope.rollbackOnly !== undefined) {
+        throw new RollbackOnlyError('a call that joined its savepoint threw', { cause: scope.rollbackOnly });
+      }
+      await connection.releaseSavepoint(name);
+    } catch (error) {
+      await connection.rollbackToSavepoint(name);
+      await this.runHooks(scope.afterRollback, 'afterRollback');
+      throw error;
+    }
+    scope.mergeInto(parent);
+    return result;
+  }
+
+  private openingStatements(options: TransactionOptions): string[] {
+    // Every value below is validated against a fixed list or is an integer, so inlining is safe.
+    const isolation = options.isolation ?? this.options.isolation;
+    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
+    let begin = 'BEGIN';
+    if (isolation) begin += ` ISOLATION LEVEL ${isolation}`;
+    if (options.readOnly) begin += ' READ ONLY';
+    const statements = [begin];
+    if (timeoutMs !== undefined) statements.push(`SET LOCAL statement_timeout = ${timeoutMs}`);
+    return statements;
+  }
+
+  private explain(error: unknown, options: TransactionOptions): unknown {
+    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
+    if (timeoutMs !== undefined && sqlState(error) === '57014') return new TransactionTimeoutError(timeoutMs, error);
+    return error;
+  }
+
+  private async backoff(attempt: number): Promise<void> {
+    const { minMs, maxMs } = this.options.retryBackoff ?? DEFAULT_BACKOFF;
+    const ceiling = Math.min(maxMs, minMs * 2 ** attempt);
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * ceiling));
+  }
+
+  private async runHooks(hooks: TransactionHook[], kind: string): Promise<void> {
+    for (const hook of hooks) {
+      try {
+        await transactionStorage.run(null, hook);
+      } catch (error) {
+        this.logger.error(`${kind} hook failed: ${error instanceof Error ? error.stack : String(error)}`);
+      }
+    }
+  }
+
+  private resolveDataSource(): DataSource {
+    let dataSource: DataSource | undefined = this.options.dataSource;
+    if (!dataSource) {
+      try {
+        dataSource = this.moduleRef.get(DataSource, { strict: false }) as DataSource;
+      } catch {
+        throw new TxLockConfigurationError(
+          'TxLockModule found no TypeORM DataSource. Import TypeOrmModule.forRoot() (@nestjs/typeorm) in the app, ' +
+            'or pass one: TxLockModule.forRootAsync({ inject: [DataSource], useFactory: (dataSource) => ({ dataSource }) }).',
+        );
+      }
+    }
+    if (!dataSource) throw new TxLockConfigurationError('TxLockModule was given no DataSource.');
+    if (dataSource.options.type !== 'postgres') throw new UnsupportedDriverError(dataSource.options.type);
+    if (!dataSource.isInitialized) {
+      throw new TxLockConfigurationError('The DataSource given to TxLockModule is not initialized: call dataSource.initialize() first.');
+    }
+    return dataSource;
+  }
+}
+
+function describe(fn: () => unknown): string {
+  return fn.name ? `"${fn.name}"` : 'This call';
+}

@@ -1,0 +1,73 @@
+import { InvalidOptionError } from '../errors.js';
+
+/** How a transactional call relates to a transaction that may already be active. */
+export const Propagation = {
+  /** Join the active transaction, or begin one (default). */
+  REQUIRED: 'REQUIRED',
+  /** Always begin a new transaction on a second connection; the active one is suspended meanwhile. */
+  REQUIRES_NEW: 'REQUIRES_NEW',
+  /** Inside an active transaction, run in a SAVEPOINT that rolls back alone; otherwise like REQUIRED. */
+  NESTED: 'NESTED',
+  /** Join the active transaction if there is one; otherwise run without a transaction. */
+  SUPPORTS: 'SUPPORTS',
+  /** Run without a transaction; an active one is suspended (its connection stays held). */
+  NOT_SUPPORTED: 'NOT_SUPPORTED',
+  /** Join the active transaction; throw TransactionRequiredError when there is none. */
+  MANDATORY: 'MANDATORY',
+  /** Run without a transaction; throw TransactionNotAllowedError when one is active. */
+  NEVER: 'NEVER',
+} as const;
+/** One of the seven propagation names. */
+export type Propagation = (typeof Propagation)[keyof typeof Propagation];
+
+/** PostgreSQL isolation levels (READ UNCOMMITTED behaves as READ COMMITTED in PostgreSQL, so it is not offered). */
+export const IsolationLevel = {
+  READ_COMMITTED: 'READ COMMITTED',
+  REPEATABLE_READ: 'REPEATABLE READ',
+  SERIALIZABLE: 'SERIALIZABLE',
+} as const;
+/** One of the isolation level names, as PostgreSQL spells them. */
+export type IsolationLevel = (typeof IsolationLevel)[keyof typeof IsolationLevel];
+
+/** Options of `@Transactional()` and `TransactionHost.run()`. */
+export interface TransactionOptions {
+  /** Default `REQUIRED`. */
+  propagation?: Propagation;
+  /** Default: the module's `isolation`, else the server's default (READ COMMITTED). Only applies when a transaction begins. */
+  isolation?: IsolationLevel;
+  /** Begin the transaction READ ONLY. Default false. Only applies when a transaction begins. */
+  readOnly?: boolean;
+  /** `statement_timeout` for this transaction only (SET LOCAL), in ms. Default: the module's `timeoutMs`, else none. */
+  timeoutMs?: number;
+  /**
+   * How many times to re-run the whole call after a serialization failure (40001) or deadlock (40P01).
+   * Only the outermost transaction retries. Default: the module's `retries`, else 0.
+   */
+  retries?: number;
+}
+
+const PROPAGATIONS = Object.values(Propagation);
+const ISOLATIONS = Object.values(IsolationLevel);
+
+/** Throws InvalidOptionError, naming the valid values, when an option is out of range. */
+export function validateTransactionOptions(options: TransactionOptions, where = 'transaction option'): void {
+  if (options.propagation !== undefined && !PROPAGATIONS.includes(options.propagation)) {
+    throw new InvalidOptionError(`${where} "propagation"`, options.propagation, PROPAGATIONS);
+  }
+  if (options.isolation !== undefined && !ISOLATIONS.includes(options.isolation)) {
+    throw new InvalidOptionError(`${where} "isolation"`, options.isolation, ISOLATIONS);
+  }
+  if (options.readOnly !== undefined && typeof options.readOnly !== 'boolean') {
+    throw new InvalidOptionError(`${where} "readOnly"`, options.readOnly, [true, false]);
+  }
+  assertWholeNumber(options.timeoutMs, `${where} "timeoutMs"`, 1);
+  assertWholeNumber(options.retries, `${where} "retries"`, 0);
+}
+
+/** Throws InvalidOptionError unless value is undefined or a safe integer >= min. */
+export function assertWholeNumber(value: unknown, name: string, min: number): void {
+  if (value === undefined) return;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new InvalidOptionError(name, value, `a whole number >= ${min}`);
+  }
+}

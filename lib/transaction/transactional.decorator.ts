@@ -1,0 +1,27 @@
+import { injectInto, wrapMethod } from '../common/wrap-method.js';
+import { TransactionHost } from './transaction.host.js';
+import { validateTransactionOptions, type TransactionOptions } from './transaction.options.js';
+
+/**
+ * Runs the method in a transaction (see TransactionOptions for propagation, isolation, readOnly,
+ * timeoutMs, retries). Works on controller handlers and on any provider method (cron jobs, queue
+ * consumers, scripts). The method then always returns a Promise; a returned Observable or stream keeps
+ * the transaction open until it completes. Invalid options throw when the decorator is applied.
+ *
+ * @example
+ * @Transactional({ isolation: 'SERIALIZABLE', retries: 3 })
+ * async transfer(from: number, to: number, amount: number) { ... }
+ */
+export function Transactional(options: TransactionOptions = {}): MethodDecorator {
+  validateTransactionOptions(options, '@Transactional()');
+  return (target, key, descriptor) => {
+    const host = injectInto(target, TransactionHost, 'Transactional');
+    wrapMethod('Transactional', target, key, descriptor, (original, methodName) =>
+      function transactional(this: object, ...args: unknown[]) {
+        // Named after the method so propagation errors can say which method was called.
+        const call = { [methodName]: () => original.apply(this, args) }[methodName]!;
+        return host(this).run(options, call);
+      },
+    );
+  };
+}

@@ -1,0 +1,42 @@
+import { Inject, type Provider } from '@nestjs/common';
+import { Repository, type EntityTarget, type ObjectLiteral } from 'typeorm';
+import { TransactionHost } from './transaction.host.js';
+
+/** The injection token of the transaction-aware repository of `entity` (public so tests can override it). */
+export function getTxRepositoryToken(entity: EntityTarget<ObjectLiteral>): string {
+  const name =
+    typeof entity === 'function' ? entity.name : typeof entity === 'string' ? entity : 'options' in entity ? entity.options.name : entity.name;
+  return `TxLockRepository(${name})`;
+}
+
+/**
+ * Injects a repository of `entity` that always joins the caller's current transaction (and works as a
+ * plain repository outside one). Register the entity with `TxLockModule.forFeature([entity])`.
+ * A repository from `@InjectRepository()` is bound to no transaction and would run outside ours.
+ *
+ * @example
+ * constructor(@InjectTxRepository(Post) private readonly posts: Repository<Post>) {}
+ */
+export const InjectTxRepository = (entity: EntityTarget<ObjectLiteral>): PropertyDecorator & ParameterDecorator =>
+  Inject(getTxRepositoryToken(entity));
+
+/** Providers of transaction-aware repositories, one per entity. */
+export function createTxRepositoryProviders(entities: EntityTarget<ObjectLiteral>[]): Provider[] {
+  return entities.map((entity) => ({
+    provide: getTxRepositoryToken(entity),
+    inject: [TransactionHost],
+    useFactory: (host: TransactionHost) => transactionAwareRepository(host, entity),
+  }));
+}
+
+// Every property read is forwarded to the repository of the current transaction at the moment of the
+// call, so a repository kept in a field still follows each request's transaction.
+function transactionAwareRepository(host: TransactionHost, entity: EntityTarget<ObjectLiteral>): Repository<ObjectLiteral> {
+  return new Proxy(Object.create(Repository.prototype) as Repository<ObjectLiteral>, {
+    get(_target, property) {
+      const repository = host.getRepository(entity);
+      const value = Reflect.get(repository, property, repository);
+      return typeof value === 'function' ? value.bind(repository) : value;
+    },
+  });
+}

@@ -1,0 +1,24 @@
+import type { DataSource } from 'typeorm';
+import type { IsolationLevel } from './transaction/transaction.options.js';
+
+/** Options of `TxLockModule.forRoot()` / `forRootAsync()`. */
+export interface TxLockModuleOptions {
+  /**
+   * The TypeORM DataSource to use. Default: the one registered under the `DataSource` token,
+   * which is what `TypeOrmModule.forRoot()` of @nestjs/typeorm provides. It must be a PostgreSQL DataSource.
+   */
+  dataSource?: DataSource;
+  /** Isolation level for transactions that do not name one. Default: the server's (READ COMMITTED). */
+  isolation?: IsolationLevel;
+  /** `statement_timeout` (ms) for transactions that do not set `timeoutMs`. Default: none. */
+  timeoutMs?: number;
+  /** Retries after serialization failures/deadlocks for transactions that do not set `retries`. Default 0. */
+  retries?: number;
+  /** Jittered exponential backoff between retries, in ms. Default `{ minMs: 5, maxMs: 250 }`. */
+  retryBackoff?: { minMs: number; maxMs: number };
+  /**
+   * How long to wait for a pooled connection before throwing PoolExhaustedError, in ms. Default 10000.
+   * Bounds the wait of REQUIRES_NEW when every connection is held by outer transactions.
+   */
+  acquireTimeoutMs?: number;
+}

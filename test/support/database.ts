@@ -1,0 +1,78 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { DataSource, type DataSourceOptions, type MixedList, type EntitySchema, type EntitySubscriberInterface } from 'typeorm';
+
+/** The server chosen by global-setup (DATABASE_URL, or the embedded PostgreSQL). */
+export function adminUrl(): string {
+  const url = process.env.TXLOCK_TEST_ADMIN_URL ?? process.env.DATABASE_URL;
+  if (!url) throw new Error('No test server: run the tests with `npm test` (jest global-setup starts one).');
+  return url;
+}
+
+/** A database of its own for one test file, so files run in parallel without seeing each other's rows. */
+export interface TestDatabase {
+  name: string;
+  url: string;
+  drop(): Promise<void>;
+}
+
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const name = `txlock_test_${randomBytes(5).toString('hex')}`;
+  await admin(`CREATE DATABASE "${name}"`);
+  const url = new URL(adminUrl());
+  url.pathname = `/${name}`;
+  return {
+    name,
+    url: url.toString(),
+    drop: () => admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`),
+  };
+}
+
+async function admin(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl() });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Options of openDataSource(). */
+export interface TestDataSourceOptions {
+  entities?: MixedList<Function | string | EntitySchema>;
+  subscribers?: MixedList<Function | string> | EntitySubscriberInterface[];
+  /** Pool size (pg `max`). Default 10. */
+  poolSize?: number;
+  extra?: Record<string, unknown>;
+}
+
+/** An initialised PostgreSQL DataSource on `url`, with entity tables synchronised. */
+export async function openDataSource(url: string, options: TestDataSourceOptions = {}): Promise<DataSource> {
+  const dataSource = new DataSource({
+    type: 'postgres',
+    url,
+    entities: options.entities ?? [],
+    subscribers: options.subscribers as DataSourceOptions['subscribers'],
+    synchronize: true,
+    extra: { max: options.poolSize ?? 10, ...options.extra },
+  });
+  return dataSource.initialize();
+}
+
+/** The pg Pool behind a DataSource (TypeORM's PostgresDriver keeps it as `master`). */
+export function poolOf(dataSource: DataSource): pg.Pool {
+  return (dataSource.driver as unknown as { master: pg.Pool }).master;
+}
+
+/** Resolves once every pooled connection is idle again: proof that no query runner leaked. */
+export async function expectAllReleased(dataSource: DataSource, timeoutMs = 5_000): Promise<void> {
+  const pool = poolOf(dataSource);
+  const deadline = Date.now() + timeoutMs;
+  while (pool.totalCount !== pool.idleCount || pool.waitingCount > 0) {
+    if (Date.now() > deadline) {
+      throw new Error(`connections still checked out: total ${pool.totalCount}, idle ${pool.idleCount}, waiting ${pool.waitingCount}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -1,0 +1,42 @@
+import type { DataSource } from 'typeorm';
+import { poolOf } from './database.js';
+
+/** Records every statement sent to the server through a DataSource's pool: one entry per round trip. */
+export class RoundTripLog {
+  readonly sent: string[] = [];
+  private active = true;
+
+  private constructor() {}
+
+  /** Starts recording on every client the pool hands out from now on. */
+  static attach(dataSource: DataSource): RoundTripLog {
+    const log = new RoundTripLog();
+    poolOf(dataSource).on('acquire', (client) => {
+      const patched = client as typeof client & { txlockRoundTrips?: Set<RoundTripLog> };
+      if (!patched.txlockRoundTrips) {
+        patched.txlockRoundTrips = new Set();
+        const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+        (client as { query: unknown }).query = (...args: unknown[]) => {
+          const first = args[0] as string | { text?: string };
+          const text = typeof first === 'string' ? first : (first?.text ?? '');
+          for (const owner of patched.txlockRoundTrips!) if (owner.active) owner.sent.push(text);
+          return query(...args);
+        };
+      }
+      patched.txlockRoundTrips.add(log);
+    });
+    return log;
+  }
+
+  get count(): number {
+    return this.sent.length;
+  }
+
+  reset(): void {
+    this.sent.length = 0;
+  }
+
+  stop(): void {
+    this.active = false;
+  }
+}

@@ -29,11 +29,15 @@ export function createTxRepositoryProviders(entities: EntityTarget<ObjectLiteral
   }));
 }
 
+const REPOSITORY_FIELDS = new Set<string | symbol>(['target', 'manager', 'queryRunner']);
+
 // Every property read is forwarded to the repository of the current transaction at the moment of the
-// call, so a repository kept in a field still follows each request's transaction.
+// call, so a repository kept in a field still follows each request's transaction. Only Repository's own
+// members are forwarded: Nest probes providers for `then`, `onModuleInit`... before the DataSource exists.
 function transactionAwareRepository(host: TransactionHost, entity: EntityTarget<ObjectLiteral>): Repository<ObjectLiteral> {
   return new Proxy(Object.create(Repository.prototype) as Repository<ObjectLiteral>, {
     get(_target, property) {
+      if (property === 'constructor' || (!(property in Repository.prototype) && !REPOSITORY_FIELDS.has(property))) return undefined;
       const repository = host.getRepository(entity);
       const value = Reflect.get(repository, property, repository);
       return typeof value === 'function' ? value.bind(repository) : value;

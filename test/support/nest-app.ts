@@ -33,6 +33,7 @@ export async function createTestApp(options: TestAppOptions): Promise<INestAppli
         synchronize: true,
         extra: { max: options.poolSize ?? 10 },
       }),
+      TypeOrmModule.forFeature(options.entities ?? []),
       TxLockModule.forRoot(options.txlock ?? {}),
       TxLockModule.forFeature(options.entities ?? []),
       ...(options.imports ?? []),

@@ -17,7 +17,7 @@ export function Transactional(options: TransactionOptions = {}): MethodDecorator
   return (target, key, descriptor) => {
     const host = injectInto(target, TransactionHost, 'Transactional');
     wrapMethod('Transactional', target, key, descriptor, (original, methodName) =>
-      function transactional(this: object, ...args: unknown[]) {
+      async function transactional(this: object, ...args: unknown[]) {
         // Named after the method so propagation errors can say which method was called.
         const call = { [methodName]: () => original.apply(this, args) }[methodName]!;
         return host(this).run(options, call);

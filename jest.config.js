@@ -4,7 +4,11 @@ export default {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.spec.ts'],
-  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  moduleNameMapper: {
+    '^(\\.{1,2}/.*)\\.js$': '$1',
+    // The sample imports the package by name, as users do; in tests that name means the sources.
+    '^nestjs-txlock$': '<rootDir>/lib/index.ts',
+  },
   transform: { '^.+\\.ts$': ['ts-jest', { useESM: true }] },
   globalSetup: '<rootDir>/test/support/global-setup.ts',
   globalTeardown: '<rootDir>/test/support/global-teardown.ts',

@@ -16,6 +16,7 @@ export class TransactionScope {
   readonly afterRollback: TransactionHook[] = [];
   /** Per-transaction state owned by other features (for example locks already held), keyed by feature. */
   readonly locals = new Map<symbol, unknown>();
+  private savepointTurn: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly connection: TransactionConnection,
@@ -30,6 +31,16 @@ export class TransactionScope {
 
   markRollbackOnly(reason: unknown): void {
     this.rollbackOnly ??= reason;
+  }
+
+  /**
+   * Runs `fn` when no other savepoint directly inside this scope is open. Savepoints are a stack on one
+   * connection: two NESTED calls started with Promise.all must not interleave, so they take turns.
+   */
+  inSavepointTurn<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.savepointTurn.then(fn, fn);
+    this.savepointTurn = result.catch(() => undefined);
+    return result;
   }
 
   /** Hands a released savepoint's hooks to its parent: they now wait for the outer commit/rollback. */

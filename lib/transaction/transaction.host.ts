@@ -113,7 +113,7 @@ export class TransactionHost implements OnModuleInit {
       case Propagation.REQUIRES_NEW:
         return this.begin(options, fn);
       case Propagation.NESTED:
-        return scope ? this.nested(scope, fn) : this.begin(options, fn);
+        return scope ? scope.inSavepointTurn(() => this.nested(scope, fn)) : this.begin(options, fn);
       case Propagation.SUPPORTS:
         return scope ? this.join(scope, fn) : fn();
       case Propagation.MANDATORY:

@@ -228,3 +228,27 @@ describe('afterCommit / afterRollback', () => {
     expect(ran).toBe(true);
   });
 });
+
+describe('NESTED calls started at once', () => {
+  let db: TestDatabase;
+  let app: INestApplication;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    app = await createTestApp({ url: db.url, entities: [Item], providers: [Inner, Outer], poolSize: 3 });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  it('take turns on the connection, so each failure rolls back only its own savepoint', async () => {
+    const outer = app.get(Outer);
+    const inner = app.get(Inner);
+    await outer.around(() =>
+      Promise.all(Array.from({ length: 10 }, (_, i) => inner.nested(`n${i}`, i % 2 === 1).catch(() => 'rolled back'))),
+    );
+    const rows = await app.get(DataSource).query('SELECT name FROM tx_item ORDER BY name');
+    expect(rows.map((r: { name: string }) => r.name)).toEqual(['n0', 'n2', 'n4', 'n6', 'n8', 'outer']);
+  });
+});

@@ -107,3 +107,16 @@ export class TransactionTimeoutError extends TxLockError {
     );
   }
 }
+
+/** A lease is no longer held under this token: it expired and another holder may have taken it. */
+export class LeaseLostError extends TxLockError {
+  constructor(
+    readonly leaseName: string,
+    readonly token: number,
+  ) {
+    super(
+      `Lease "${leaseName}" (token ${token}) is no longer held: it expired or was taken over. Stop the work that ` +
+        `relied on it; raise atMostForMs or renew it more often (renewEveryMs) if the job legitimately runs longer.`,
+    );
+  }
+}

@@ -7,3 +7,7 @@ export type { TransactionHook } from './transaction/transaction-scope.js';
 export { Transactional } from './transaction/transactional.decorator.js';
 export { InjectTxRepository, getTxRepositoryToken } from './transaction/tx-repository.js';
 export { IsolationLevel, Propagation, type TransactionOptions } from './transaction/transaction.options.js';
+export { LeaseService, type Lease, type LeaseHolder, type LeaseRunResult } from './leases/lease.service.js';
+export { ScheduledLock } from './leases/scheduled-lock.decorator.js';
+export { LeaseEntity } from './leases/lease.entity.js';
+export type { LeaseOptions, LeaseRunOptions, LeaseModuleOptions } from './leases/lease.options.js';

@@ -1,5 +1,6 @@
 import type { DataSource } from 'typeorm';
 import type { IsolationLevel } from './transaction/transaction.options.js';
+import type { LeaseModuleOptions } from './leases/lease.options.js';
 
 /** Options of `TxLockModule.forRoot()` / `forRootAsync()`. */
 export interface TxLockModuleOptions {
@@ -21,4 +22,6 @@ export interface TxLockModuleOptions {
    * Bounds the wait of REQUIRES_NEW when every connection is held by outer transactions.
    */
   acquireTimeoutMs?: number;
+  /** The lease table used by LeaseService and @ScheduledLock(). */
+  leases?: LeaseModuleOptions;
 }

@@ -1,8 +1,13 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import type { EntityTarget, ObjectLiteral } from 'typeorm';
+import { LeaseService } from './leases/lease.service.js';
 import { TransactionHost } from './transaction/transaction.host.js';
 import { createTxRepositoryProviders } from './transaction/tx-repository.js';
 import { ConfigurableTxLockModule } from './txlock.module-definition.js';
+
+/** Hosts the `forFeature()` repositories; it needs TransactionHost, which the global root module exports. */
+@Module({})
+class TxLockFeatureModule {}
 
 /**
  * The global module: `TxLockModule.forRoot(options)` or `forRootAsync({ imports, inject, useFactory })`
@@ -15,13 +20,9 @@ import { ConfigurableTxLockModule } from './txlock.module-definition.js';
  *   TxLockModule.forFeature([Post]),
  * ]
  */
-/** Hosts the `forFeature()` repositories; it needs TransactionHost, which the global root module exports. */
-@Module({})
-class TxLockFeatureModule {}
-
 @Module({
-  providers: [TransactionHost],
-  exports: [TransactionHost],
+  providers: [TransactionHost, LeaseService],
+  exports: [TransactionHost, LeaseService],
 })
 export class TxLockModule extends ConfigurableTxLockModule {
   /** Registers `@InjectTxRepository(entity)` providers for these entities. */

@@ -1,0 +1,27 @@
+import type { DataSource } from 'typeorm';
+import { sqlState } from '../transaction/sql-state.js';
+import { advisoryKey } from './sql.js';
+
+// "already exists" as a table, or as its row type in pg_type (the unique violation CREATE TABLE IF NOT
+// EXISTS raises when another session creates the same table at the same moment).
+const ALREADY_EXISTS = new Set(['42P07', '23505']);
+
+/**
+ * Runs `ddl` (CREATE TABLE IF NOT EXISTS ... built from quoted identifiers) at bootstrap, safely when
+ * several replicas start at once: `IF NOT EXISTS` alone races in PostgreSQL, so the creators queue on an
+ * advisory lock named after the table, and a concurrent "already exists" is tolerated.
+ */
+export async function ensureTable(dataSource: DataSource, table: string, ddl: string[]): Promise<void> {
+  const runner = dataSource.createQueryRunner('master');
+  try {
+    await runner.query('BEGIN');
+    await runner.query('SELECT pg_advisory_xact_lock($1)', [advisoryKey(`nestjs-txlock:create-table:${table}`)]);
+    for (const statement of ddl) await runner.query(statement);
+    await runner.query('COMMIT');
+  } catch (error) {
+    await runner.query('ROLLBACK').catch(() => undefined);
+    if (!ALREADY_EXISTS.has(sqlState(error) ?? '')) throw error;
+  } finally {
+    await runner.release();
+  }
+}

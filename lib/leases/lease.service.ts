@@ -1,0 +1,171 @@
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { ensureTable } from '../common/ensure-table.js';
+import { quoteIdentifier } from '../common/sql.js';
+import { InvalidOptionError, LeaseLostError } from '../errors.js';
+import { transactionStorage } from '../transaction/transaction-scope.js';
+import { TransactionHost } from '../transaction/transaction.host.js';
+import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
+import type { TxLockModuleOptions } from '../txlock-options.interface.js';
+import { validateLease, type LeaseOptions, type LeaseRunOptions } from './lease.options.js';
+import { leaseSql } from './lease.sql.js';
+
+/** A lease this process holds. */
+export interface Lease {
+  name: string;
+  holder: string;
+  /** Fencing token: strictly greater than the token of every earlier holder of this name. */
+  token: number;
+  lockedAt: Date;
+  lockUntil: Date;
+  /** The `atLeastForMs` it was taken with (release() keeps it until lockedAt + atLeastForMs). */
+  atLeastForMs: number;
+  /** Aborted when a renewal inside `run()` finds the lease lost; the reason is a LeaseLostError. */
+  signal: AbortSignal;
+}
+
+/** A current lease, as `holders()` lists it. */
+export type LeaseHolder = Pick<Lease, 'name' | 'holder' | 'token' | 'lockedAt' | 'lockUntil'>;
+
+/** The outcome of `run()`: whether fn ran (the lease was free) and what it returned. */
+export type LeaseRunResult<T> = { ran: true; value: T } | { ran: false };
+
+interface LeaseRow {
+  name: string;
+  holder: string;
+  token: string;
+  locked_at: Date;
+  lock_until: Date;
+}
+
+/**
+ * Table-backed leases with fencing tokens: a lease stays taken at least `atLeastForMs` (so replicas whose
+ * timers fire a little later skip the same tick) and at most `atMostForMs` (so a dead holder's lease
+ * expires by itself). Acquire, extend and release are each one statement, judged by the database clock.
+ * Lease statements run on their own connection and commit at once: they never join the caller's transaction,
+ * whose row locks would otherwise keep other replicas waiting on the lease row.
+ *
+ * @example
+ * const outcome = await leases.run('reindex', async (lease) => reindex(lease), { atMostForMs: 60_000, renewEveryMs: 20_000 });
+ */
+@Injectable()
+export class LeaseService implements OnModuleInit {
+  /** The holder id written into the leases this process takes. */
+  readonly holderId: string;
+  private readonly table: string;
+  private controllers = new WeakMap<Lease, AbortController>();
+
+  constructor(
+    private readonly txHost: TransactionHost,
+    @Inject(TXLOCK_MODULE_OPTIONS) private readonly options: TxLockModuleOptions,
+  ) {
+    const table = options.leases?.table ?? 'txlock_leases';
+    if (table.length === 0) throw new InvalidOptionError('leases.table', table, 'a table name, optionally schema-qualified');
+    this.table = table.split('.').map(quoteIdentifier).join('.');
+    this.holderId = options.leases?.holderId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  }
+
+  async onModuleInit(): Promise<void> {
+    if (this.options.leases?.autoCreate) {
+      await ensureTable(this.txHost.dataSource, this.table, [leaseSql.createTable(this.table)]);
+    }
+  }
+
+  /** Takes the lease `name` if it is free (never taken, or expired); returns null when someone holds it. */
+  async acquire(name: string, options: LeaseOptions): Promise<Lease | null> {
+    validateLease(name, options, 'lease');
+    const rows: LeaseRow[] = await this.query(leaseSql.acquire(this.table), [name, this.holderId, options.atMostForMs]);
+    if (rows.length === 0) return null;
+    const controller = new AbortController();
+    const lease = { ...toHolder(rows[0]!), atLeastForMs: options.atLeastForMs ?? 0, signal: controller.signal };
+    this.controllers.set(lease, controller);
+    return lease;
+  }
+
+  /** Pushes the lease's end to `ms` from now. Throws LeaseLostError when it expired or changed hands. */
+  async extend(lease: Lease, ms: number): Promise<Lease> {
+    validateLease(lease.name, { atMostForMs: ms }, 'extend');
+    const rows = await this.update<Pick<LeaseRow, 'lock_until'>>(leaseSql.extend(this.table), [lease.name, lease.token, ms]);
+    if (rows.length === 0) throw new LeaseLostError(lease.name, lease.token);
+    lease.lockUntil = rows[0]!.lock_until;
+    return lease;
+  }
+
+  /** Gives the lease back; it stays taken until lockedAt + atLeastForMs. Releasing a lost lease does nothing. */
+  async release(lease: Lease): Promise<void> {
+    await this.update(leaseSql.release(this.table), [lease.name, lease.token, lease.atLeastForMs]);
+  }
+
+  /**
+   * Acquires `name`, runs `fn`, and releases in `finally`. With `renewEveryMs`, the lease is extended by
+   * `atMostForMs` while fn runs; if a renewal finds it lost, `lease.signal` aborts so fn can stop.
+   * Returns `{ ran: false }` without running fn when the lease is taken.
+   */
+  async run<T>(name: string, fn: (lease: Lease) => T | Promise<T>, options: LeaseRunOptions): Promise<LeaseRunResult<T>> {
+    validateLease(name, options, 'lease');
+    const lease = await this.acquire(name, options);
+    if (!lease) return { ran: false };
+    const stopRenewing = options.renewEveryMs ? this.renew(lease, options.renewEveryMs, options.atMostForMs) : () => undefined;
+    try {
+      return { ran: true, value: await fn(lease) };
+    } finally {
+      stopRenewing();
+      await this.release(lease);
+    }
+  }
+
+  /** Throws LeaseLostError unless `token` is still the current, unexpired token of lease `name`. */
+  async assertToken(name: string, token: number): Promise<void> {
+    const [{ current }]: { current: boolean }[] = await this.query(leaseSql.isCurrent(this.table), [name, token]);
+    if (!current) throw new LeaseLostError(name, token);
+  }
+
+  /**
+   * A condition for the WHERE clause of your own write, so the write and the fencing check are one
+   * statement: the write does nothing once the lease changed hands. `firstParam` is the placeholder number
+   * the lease's name takes; its token takes the next one.
+   *
+   * @example
+   * const fence = leases.fence(lease, 3);
+   * const [, affected] = await manager.query(`UPDATE report SET body = $1 WHERE id = $2 AND ${fence.condition}`, [body, id, ...fence.params]);
+   */
+  fence(lease: Pick<Lease, 'name' | 'token'>, firstParam: number): { condition: string; params: [string, number] } {
+    if (!Number.isSafeInteger(firstParam) || firstParam < 1) throw new InvalidOptionError('fence firstParam', firstParam, 'a placeholder number >= 1');
+    return { condition: leaseSql.fence(this.table, `$${firstParam}`, `$${firstParam + 1}`), params: [lease.name, lease.token] };
+  }
+
+  /** The leases held right now, for dashboards. */
+  async holders(): Promise<LeaseHolder[]> {
+    const rows: LeaseRow[] = await this.query(leaseSql.holders(this.table), []);
+    return rows.map(toHolder);
+  }
+
+  private renew(lease: Lease, everyMs: number, forMs: number): () => void {
+    // Created outside the caller's async context so the timer pins no request or transaction state.
+    const timer = transactionStorage.exit(() =>
+      setInterval(() => {
+        this.extend(lease, forMs).catch((error: unknown) => {
+          clearInterval(timer);
+          this.controllers.get(lease)?.abort(error);
+        });
+      }, everyMs),
+    );
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  private query<T>(sql: string, params: unknown[]): Promise<T> {
+    return this.txHost.dataSource.query(sql, params);
+  }
+
+  // TypeORM answers UPDATE ... RETURNING with [rows, affectedCount].
+  private async update<Row>(sql: string, params: unknown[]): Promise<Row[]> {
+    const [rows] = await this.query<[Row[], number]>(sql, params);
+    return rows;
+  }
+}
+
+function toHolder(row: LeaseRow): LeaseHolder {
+  return { name: row.name, holder: row.holder, token: Number(row.token), lockedAt: row.locked_at, lockUntil: row.lock_until };
+}

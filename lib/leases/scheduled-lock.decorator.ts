@@ -1,0 +1,32 @@
+import { Logger } from '@nestjs/common';
+import { injectInto, wrapMethod } from '../common/wrap-method.js';
+import { validateLease, type LeaseOptions } from './lease.options.js';
+import { LeaseService } from './lease.service.js';
+
+const logger = new Logger('TxLock');
+
+/**
+ * Runs a scheduled method (`@Cron`, `@Interval` of @nestjs/schedule) at most once per lease window across
+ * all replicas: the first replica to fire takes the lease `name` and keeps it at least `atLeastForMs`, so
+ * replicas whose timers fire a little later skip that tick (logged at debug level) and return undefined.
+ * If the holder dies, the lease expires after `atMostForMs`. Options are checked when the decorator is applied.
+ *
+ * @example
+ * @Cron('0 3 * * *')
+ * @ScheduledLock('nightly-stats', { atMostForMs: 10 * 60_000, atLeastForMs: 60_000 })
+ * async nightlyStats() { ... }
+ */
+export function ScheduledLock(name: string, options: LeaseOptions): MethodDecorator {
+  validateLease(name, options, '@ScheduledLock()');
+  return (target, key, descriptor) => {
+    const leases = injectInto(target, LeaseService, 'ScheduledLock');
+    wrapMethod('ScheduledLock', target, key, descriptor, (original, methodName) =>
+      async function scheduledLock(this: object, ...args: unknown[]) {
+        const outcome = await leases(this).run(name, () => original.apply(this, args), options);
+        if (outcome.ran) return outcome.value;
+        logger.debug(`${methodName} skipped: lease "${name}" is held by another run`);
+        return undefined;
+      },
+    );
+  };
+}

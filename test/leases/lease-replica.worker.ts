@@ -1,0 +1,77 @@
+import 'reflect-metadata';
+import { Injectable, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+import { LeaseService, ScheduledLock, TxLockModule } from '../../lib/index.js';
+import { workerMain } from '../support/processes.js';
+
+/** Input of one replica. */
+export interface ReplicaInput {
+  mode: 'scheduled' | 'tokens' | 'hold';
+  /** scheduled: epoch ms of tick 0, ticks, period and the spread of each replica's start within a tick. */
+  startAt?: number;
+  ticks?: number;
+  periodMs?: number;
+  spreadMs?: number;
+  /** tokens: how many acquisitions this replica makes. */
+  acquisitions?: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+@Injectable()
+class TickJob {
+  constructor(private readonly dataSource: DataSource) {}
+
+  // A 10 ms job, as in the issue: short enough that a plain "skip if locked" lock is long released
+  // when a slower replica's timer fires.
+  @ScheduledLock('tick-job', { atMostForMs: 5_000, atLeastForMs: 500 })
+  async run(tick: number): Promise<void> {
+    await this.dataSource.query('INSERT INTO job_runs (tick, pid) VALUES ($1, $2)', [tick, process.pid]);
+    await sleep(10);
+  }
+}
+
+workerMain<ReplicaInput, unknown>(async (input, { url }) => {
+  @Module({
+    imports: [
+      TypeOrmModule.forRoot({ type: 'postgres', url, extra: { max: 3 } }),
+      // Every replica asks to create the table at once: the bootstrap must not race.
+      TxLockModule.forRoot({ leases: { autoCreate: true } }),
+    ],
+    providers: [TickJob],
+  })
+  class ReplicaModule {}
+
+  const app = await NestFactory.createApplicationContext(ReplicaModule, { logger: ['error'] });
+  try {
+    const leases = app.get(LeaseService);
+    if (input.mode === 'scheduled') {
+      const job = app.get(TickJob);
+      for (let tick = 0; tick < input.ticks!; tick++) {
+        const fireAt = input.startAt! + tick * input.periodMs! + Math.random() * input.spreadMs!;
+        await sleep(Math.max(0, fireAt - Date.now()));
+        await job.run(tick);
+      }
+      return null;
+    }
+    if (input.mode === 'tokens') {
+      const tokens: number[] = [];
+      while (tokens.length < input.acquisitions!) {
+        const lease = await leases.acquire('token-race', { atMostForMs: 10_000 });
+        if (!lease) continue;
+        tokens.push(lease.token);
+        await leases.release(lease);
+      }
+      return tokens;
+    }
+    // hold: take the lease and never give it back; the test kills this process.
+    const lease = await leases.acquire('held-by-victim', { atMostForMs: 1_500 });
+    process.stdout.write(`holding ${lease?.token}\n`);
+    await sleep(60_000);
+    return null;
+  } finally {
+    await app.close();
+  }
+});

@@ -1,0 +1,148 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import type { INestApplication } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { InvalidOptionError, LeaseLostError, LeaseService, ScheduledLock } from '../../lib/index.js';
+import { concurrently, valuesOf } from '../support/concurrency.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createTestApp } from '../support/nest-app.js';
+import { runWorkers, spawnWorker } from '../support/processes.js';
+import type { ReplicaInput } from './lease-replica.worker.js';
+
+const WORKER = 'test/leases/lease-replica.worker.ts';
+
+describe('LeaseService', () => {
+  let db: TestDatabase;
+  let app: INestApplication;
+  let leases: LeaseService;
+  let dataSource: DataSource;
+
+  /** Resolves once the database clock has passed the lease's end: no wall-clock guess in the test. */
+  const untilExpired = async (name: string) => {
+    for (;;) {
+      const [{ expired }] = await dataSource.query(
+        'SELECT coalesce(bool_and(lock_until <= clock_timestamp()), true) AS expired FROM txlock_leases WHERE name = $1',
+        [name],
+      );
+      if (expired) return;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  };
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    app = await createTestApp({ url: db.url, txlock: { leases: { autoCreate: true } }, poolSize: 12 });
+    leases = app.get(LeaseService);
+    dataSource = app.get(DataSource);
+    await dataSource.query('CREATE TABLE job_runs (id serial PRIMARY KEY, tick int NOT NULL, pid int NOT NULL)');
+  });
+  beforeEach(() => dataSource.query('TRUNCATE job_runs'));
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  it('grants a free lease to exactly one of many concurrent callers', async () => {
+    const outcomes = valuesOf(await concurrently(10, () => leases.acquire('exclusive', { atMostForMs: 60_000 })));
+    expect(outcomes.filter((lease) => lease !== null)).toHaveLength(1);
+    expect(await leases.holders()).toEqual([expect.objectContaining({ name: 'exclusive', holder: leases.holderId, token: 1 })]);
+  });
+
+  it('keeps a released lease until atLeastFor has passed, then hands it over with a greater token', async () => {
+    const first = (await leases.acquire('at-least', { atMostForMs: 60_000, atLeastForMs: 300 }))!;
+    await leases.release(first);
+    expect(await leases.acquire('at-least', { atMostForMs: 60_000 })).toBeNull();
+    await untilExpired('at-least');
+    const second = await leases.acquire('at-least', { atMostForMs: 60_000 });
+    expect(second?.token).toBe(first.token + 1);
+  });
+
+  it('frees a released lease at once when atLeastFor is 0', async () => {
+    const first = (await leases.acquire('no-minimum', { atMostForMs: 60_000 }))!;
+    await leases.release(first);
+    expect((await leases.acquire('no-minimum', { atMostForMs: 60_000 }))?.token).toBe(first.token + 1);
+  });
+
+  it('fences a holder that was paused past its lease: its token is stale, its guarded write is rejected, the new holder writes', async () => {
+    await dataSource.query('CREATE TABLE report (id int PRIMARY KEY, body text)');
+    await dataSource.query(`INSERT INTO report VALUES (1, 'initial')`);
+    const write = async (lease: { name: string; token: number }, body: string) => {
+      const fence = leases.fence(lease, 2);
+      const [, affected] = await dataSource.query(`UPDATE report SET body = $1 WHERE id = 1 AND ${fence.condition}`, [body, ...fence.params]);
+      return affected as number;
+    };
+    const paused = (await leases.acquire('report-writer', { atMostForMs: 200 }))!;
+    await untilExpired('report-writer'); // the "pause": the holder's lease runs out
+    const next = (await leases.acquire('report-writer', { atMostForMs: 60_000 }))!;
+    expect(next.token).toBeGreaterThan(paused.token);
+
+    expect(await write(paused, 'from the stale holder')).toBe(0);
+    await expect(leases.assertToken('report-writer', paused.token)).rejects.toBeInstanceOf(LeaseLostError);
+    await expect(leases.extend(paused, 1_000)).rejects.toBeInstanceOf(LeaseLostError);
+    expect(await write(next, 'from the current holder')).toBe(1);
+    await expect(leases.assertToken('report-writer', next.token)).resolves.toBeUndefined();
+    expect(await dataSource.query('SELECT body FROM report')).toEqual([{ body: 'from the current holder' }]);
+  });
+
+  it('extends a held lease and aborts run()\'s signal when a renewal finds the lease lost', async () => {
+    const lease = (await leases.acquire('extendable', { atMostForMs: 1_000 }))!;
+    const before = lease.lockUntil.getTime();
+    await leases.extend(lease, 60_000);
+    expect(lease.lockUntil.getTime()).toBeGreaterThan(before);
+
+    const outcome = await leases.run(
+      'renewed',
+      async (held) => {
+        // Someone steals the lease (as an operator or a clock jump could); the next renewal notices.
+        await dataSource.query(`UPDATE txlock_leases SET token = token + 100 WHERE name = 'renewed'`);
+        await new Promise((resolve) => held.signal.addEventListener('abort', resolve, { once: true }));
+        return held.signal.reason;
+      },
+      { atMostForMs: 5_000, renewEveryMs: 20 },
+    );
+    expect(outcome.ran && outcome.value).toBeInstanceOf(LeaseLostError);
+  });
+
+  it('binds hostile lease names instead of pasting them', async () => {
+    const name = `x'); DROP TABLE job_runs; --"`;
+    const lease = await leases.acquire(name, { atMostForMs: 1_000 });
+    expect(lease?.name).toBe(name);
+    expect(await dataSource.query('SELECT count(*)::int AS n FROM job_runs')).toEqual([{ n: 0 }]);
+  });
+
+  it('validates names and durations when the decorator is applied', () => {
+    expect(() => ScheduledLock('', { atMostForMs: 1_000 })).toThrow(InvalidOptionError);
+    expect(() => ScheduledLock('job', { atMostForMs: 0 })).toThrow(/atMostForMs/);
+    expect(() => ScheduledLock('job', { atMostForMs: 100, atLeastForMs: 200 })).toThrow(/at most atMostForMs \(100\)/);
+    expect(() => ScheduledLock('job', { atMostForMs: 1.5 })).toThrow(InvalidOptionError);
+  });
+
+  it('issues strictly increasing tokens over 1,000 acquisitions from 4 processes', async () => {
+    const perProcess = await runWorkers<number[]>(WORKER, db.url, 4, { mode: 'tokens', acquisitions: 250 } satisfies ReplicaInput);
+    for (const tokens of perProcess) {
+      for (let i = 1; i < tokens.length; i++) expect(tokens[i]!).toBeGreaterThan(tokens[i - 1]!);
+    }
+    const all = perProcess.flat().sort((a, b) => a - b);
+    expect(all).toEqual(Array.from({ length: 1_000 }, (_, i) => i + 1));
+  });
+
+  it('runs a @ScheduledLock job exactly once per tick across 4 replicas whose timers fire up to 300 ms apart', async () => {
+    const input: ReplicaInput = { mode: 'scheduled', startAt: Date.now() + 1_500, ticks: 5, periodMs: 1_000, spreadMs: 300 };
+    await runWorkers(WORKER, db.url, 4, input);
+    const perTick = await dataSource.query('SELECT tick, count(*)::int AS runs FROM job_runs GROUP BY tick ORDER BY tick');
+    expect(perTick).toEqual([0, 1, 2, 3, 4].map((tick) => ({ tick, runs: 1 })));
+  });
+
+  it('lets no replica in before atMostFor when the holder is SIGKILLed, and one after it', async () => {
+    const victim = spawnWorker(WORKER, db.url, { mode: 'hold' } satisfies ReplicaInput);
+    victim.result.catch(() => undefined);
+    while (!(await leases.holders()).some((h) => h.name === 'held-by-victim')) await new Promise((r) => setTimeout(r, 25));
+    victim.child.kill('SIGKILL');
+    await new Promise((resolve) => victim.child.once('close', resolve));
+
+    const [{ alive }] = await dataSource.query(`SELECT lock_until > clock_timestamp() AS alive FROM txlock_leases WHERE name = 'held-by-victim'`);
+    expect(alive).toBe(true);
+    expect(await leases.acquire('held-by-victim', { atMostForMs: 60_000 })).toBeNull();
+    await untilExpired('held-by-victim');
+    expect(await leases.acquire('held-by-victim', { atMostForMs: 60_000 })).toEqual(expect.objectContaining({ token: 2 }));
+  });
+});

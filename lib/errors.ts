@@ -120,3 +120,10 @@ export class LeaseLostError extends TxLockError {
     );
   }
 }
+
+/** The HTTP client went away before its response was sent; its transaction was rolled back. */
+export class ClientDisconnectedError extends TxLockError {
+  constructor() {
+    super('The HTTP client disconnected before the response was sent, so the transaction was rolled back instead of committed.');
+  }
+}

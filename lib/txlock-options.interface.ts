@@ -22,6 +22,11 @@ export interface TxLockModuleOptions {
    * Bounds the wait of REQUIRES_NEW when every connection is held by outer transactions.
    */
   acquireTimeoutMs?: number;
+  /**
+   * Roll back the transaction of an HTTP handler whose client disconnected before the response was sent.
+   * Default true (TxLockModule registers a global interceptor for it).
+   */
+  rollbackOnDisconnect?: boolean;
   /** The lease table used by LeaseService and @ScheduledLock(). */
   leases?: LeaseModuleOptions;
 }

@@ -1,6 +1,8 @@
 import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_INTERCEPTOR } from '@nestjs/core';
 import type { EntityTarget, ObjectLiteral } from 'typeorm';
 import { LeaseService } from './leases/lease.service.js';
+import { ClientDisconnectInterceptor } from './transaction/client-disconnect.interceptor.js';
 import { TransactionHost } from './transaction/transaction.host.js';
 import { createTxRepositoryProviders } from './transaction/tx-repository.js';
 import { ConfigurableTxLockModule } from './txlock.module-definition.js';
@@ -21,7 +23,7 @@ class TxLockFeatureModule {}
  * ]
  */
 @Module({
-  providers: [TransactionHost, LeaseService],
+  providers: [{ provide: APP_INTERCEPTOR, useClass: ClientDisconnectInterceptor }, TransactionHost, LeaseService],
   exports: [TransactionHost, LeaseService],
 })
 export class TxLockModule extends ConfigurableTxLockModule {

@@ -2,6 +2,7 @@ import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { DataSource, type EntityManager, type EntityTarget, type ObjectLiteral, type QueryRunner, type Repository } from 'typeorm';
 import {
+  ClientDisconnectedError,
   RollbackOnlyError,
   SerializationRetriesExhaustedError,
   TransactionNotAllowedError,
@@ -12,6 +13,7 @@ import {
 } from '../errors.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
+import { requestAbortSignal } from './client-disconnect.interceptor.js';
 import { longLivedResult, type LongLivedResult } from './result-lifetime.js';
 import { isRetryable, sqlState } from './sql-state.js';
 import { TransactionConnection } from './transaction-connection.js';
@@ -166,6 +168,9 @@ export class TransactionHost implements OnModuleInit {
     const scope = new TransactionScope(connection);
     let longLived: LongLivedResult | undefined;
     let result: T;
+    const disconnected = requestAbortSignal.getStore();
+    const onDisconnect = () => scope.markRollbackOnly(disconnected!.reason);
+    disconnected?.addEventListener('abort', onDisconnect, { once: true });
     try {
       connection.begin(this.openingStatements(options));
       await connection.queryRunner.broadcaster.broadcast('BeforeTransactionStart');
@@ -178,16 +183,19 @@ export class TransactionHost implements OnModuleInit {
         await longLived.finished;
         return longLived.handout as T;
       });
+      if (scope.rollbackOnly instanceof ClientDisconnectedError) throw scope.rollbackOnly;
       if (scope.rollbackOnly !== undefined) {
         throw new RollbackOnlyError('a call that joined it threw', { cause: scope.rollbackOnly });
       }
       await connection.commit();
     } catch (error) {
+      disconnected?.removeEventListener('abort', onDisconnect);
       await this.rollbackAndClose(connection, error);
       longLived?.settle(error);
       await this.runHooks(scope.afterRollback, 'afterRollback');
       throw error;
     }
+    disconnected?.removeEventListener('abort', onDisconnect);
     await connection.close();
     longLived?.settle();
     await this.runHooks(scope.afterCommit, 'afterCommit');

@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { INestApplication } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { TransactionHost, TransactionTimeoutError } from '../../lib/index.js';
+import { concurrently } from '../support/concurrency.js';
+import { createTestDatabase, expectAllReleased, type TestDatabase } from '../support/database.js';
+import { createTestApp } from '../support/nest-app.js';
+import { reportFaults } from './report.js';
+
+describe('transactions under faults', () => {
+  let db: TestDatabase;
+  let app: INestApplication;
+  let tx: TransactionHost;
+  let dataSource: DataSource;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    app = await createTestApp({ url: db.url, poolSize: 8 });
+    tx = app.get(TransactionHost);
+    dataSource = app.get(DataSource);
+    await dataSource.query('CREATE TABLE ledger (id serial PRIMARY KEY, worker int NOT NULL)');
+  });
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
+
+  it('pg_terminate_backend mid-transaction: the caller gets an error, nothing of it commits, the runner is released, the pool recovers', async () => {
+    const error = await tx
+      .run(async () => {
+        await tx.manager.query('INSERT INTO ledger (worker) VALUES (-1)');
+        const [{ pid }] = await tx.manager.query('SELECT pg_backend_pid() AS pid');
+        await dataSource.query('SELECT pg_terminate_backend($1)', [pid]);
+        await tx.manager.query('INSERT INTO ledger (worker) VALUES (-2)');
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect(String((error as Error).message)).toMatch(/terminat|Connection|closed/i);
+    await expectAllReleased(dataSource);
+    expect(await dataSource.query('SELECT count(*)::int AS n FROM ledger WHERE worker < 0')).toEqual([{ n: 0 }]);
+    // The next transaction gets a healthy connection.
+    await tx.run(() => tx.manager.query('INSERT INTO ledger (worker) VALUES (0)'));
+    expect(await dataSource.query('SELECT count(*)::int AS n FROM ledger WHERE worker = 0')).toEqual([{ n: 1 }]);
+  });
+
+  it('statement timeouts under load: named errors, every success committed, no failure half-committed, no leaked runner', async () => {
+    await dataSource.query('TRUNCATE ledger');
+    // 40 transactions on 8 connections; every third one runs a statement longer than its timeout.
+    const outcomes = await concurrently(40, (i) =>
+      tx.run({ timeoutMs: 150 }, async () => {
+        await tx.manager.query('INSERT INTO ledger (worker) VALUES ($1)', [i]);
+        await tx.manager.query('SELECT pg_sleep($1)', [i % 3 === 0 ? 2 : 0.01]);
+        return i;
+      }),
+    );
+    const succeeded = outcomes.flatMap((o) => (o.ok ? [o.value] : []));
+    const failed = outcomes.filter((o) => !o.ok);
+    for (const failure of failed) expect((failure as { error: unknown }).error).toBeInstanceOf(TransactionTimeoutError);
+    const committed = (await dataSource.query('SELECT worker FROM ledger ORDER BY worker')).map((r: { worker: number }) => r.worker);
+    expect(committed).toEqual(succeeded.sort((a, b) => a - b));
+    expect(failed).toHaveLength(14);
+    reportFaults('statement timeout under load', { tried: 40, succeeded: succeeded.length, failed: failed.length, lost: 0 });
+    await expectAllReleased(dataSource);
+  });
+});

@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { DataSource } from 'typeorm';
 import { poolOf } from './database.js';
 
@@ -8,10 +9,11 @@ export class RoundTripLog {
 
   private constructor() {}
 
-  /** Starts recording on every client the pool hands out from now on. */
-  static attach(dataSource: DataSource): RoundTripLog {
+  /** Starts recording on every client the pool (or the DataSource's pool) hands out from now on. */
+  static attach(source: DataSource | pg.Pool): RoundTripLog {
     const log = new RoundTripLog();
-    poolOf(dataSource).on('acquire', (client) => {
+    const pool = 'driver' in source ? poolOf(source) : source;
+    pool.on('acquire', (client) => {
       const patched = client as typeof client & { txlockRoundTrips?: Set<RoundTripLog> };
       if (!patched.txlockRoundTrips) {
         patched.txlockRoundTrips = new Set();

@@ -1,0 +1,48 @@
+import 'reflect-metadata';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../sample/support/embedded-postgres.js';
+import { createTestDatabase } from '../test/support/database.js';
+import { FULL, QUICK, formatTable, withRatios, type BenchResult } from './harness.js';
+import { HAND_WRITTEN, transactionScenario } from './scenarios/transactions.js';
+
+/**
+ * `npm run bench [-- --quick]`: every scenario against its baselines, measured side by side in this one run,
+ * on an embedded PostgreSQL (or DATABASE_URL). Prints a table and writes bench/results/latest.json.
+ */
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const settings = quick ? QUICK : FULL;
+  let server: EmbeddedServer | undefined;
+  let adminUrl = process.env.DATABASE_URL;
+  if (!adminUrl) {
+    server = await startEmbeddedPostgres(await mkdtemp(join(tmpdir(), 'txlock-bench-')));
+    adminUrl = server.url;
+  }
+  process.env.TXLOCK_TEST_ADMIN_URL = adminUrl;
+  const database = await createTestDatabase();
+  try {
+    const results: BenchResult[] = [];
+    const scenarios = [transactionScenario];
+    for (const scenario of scenarios) results.push(...(await scenario(database.url, settings)));
+    const table = withRatios(results, (r) => (r.scenario.startsWith('1.') ? HAND_WRITTEN : undefined));
+    const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${server ? 'embedded PostgreSQL 18' : 'DATABASE_URL server'}`;
+    console.log(`\nnestjs-txlock bench${quick ? ' (--quick: smoke run, figures not meaningful)' : ''} — ${machine}\n`);
+    console.log(formatTable(table));
+    const resultsDir = join(process.cwd(), 'bench', 'results');
+    await mkdir(resultsDir, { recursive: true });
+    await writeFile(join(resultsDir, 'latest.json'), `${JSON.stringify({ date: new Date().toISOString(), quick, machine, results: table }, null, 2)}\n`);
+  } finally {
+    await database.drop();
+    await server?.stop();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

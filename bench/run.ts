@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../sample/support/embedded-postgres.js';
 import { createTestDatabase } from '../test/support/database.js';
 import { FULL, QUICK, formatTable, withRatios, type BenchResult } from './harness.js';
+import { RAW_UPSERT, counterScenario } from './scenarios/counters.js';
+import { NAIVE_GET_OR_CREATE, getOrCreateScenario } from './scenarios/get-or-create.js';
 import { HAND_WRITTEN, transactionScenario } from './scenarios/transactions.js';
 
 /**
@@ -24,9 +26,10 @@ async function main(): Promise<void> {
   const database = await createTestDatabase();
   try {
     const results: BenchResult[] = [];
-    const scenarios = [transactionScenario];
+    const scenarios = [transactionScenario, counterScenario, getOrCreateScenario];
     for (const scenario of scenarios) results.push(...(await scenario(database.url, settings)));
-    const table = withRatios(results, (r) => (r.scenario.startsWith('1.') ? HAND_WRITTEN : undefined));
+    const baselines: Record<string, string> = { '1': HAND_WRITTEN, '3': RAW_UPSERT, '4': NAIVE_GET_OR_CREATE };
+    const table = withRatios(results, (r) => baselines[r.scenario.charAt(0)]);
     const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${server ? 'embedded PostgreSQL 18' : 'DATABASE_URL server'}`;
     console.log(`\nnestjs-txlock bench${quick ? ' (--quick: smoke run, figures not meaningful)' : ''} — ${machine}\n`);
     console.log(formatTable(table));

@@ -108,6 +108,105 @@ export class TransactionTimeoutError extends TxLockError {
   }
 }
 
+/** A counter key is empty, too long, not a string, or contains a NUL character (PostgreSQL text cannot hold one). */
+export class InvalidCounterKeyError extends TxLockError {
+  constructor(
+    readonly key: unknown,
+    reason: string,
+  ) {
+    super(`Invalid counter key ${JSON.stringify(String(key)).slice(0, 80)}: ${reason}.`);
+  }
+}
+
+/** An amount, bound or value given to a counter is not an integer PostgreSQL's bigint can hold exactly. */
+export class InvalidAmountError extends TxLockError {
+  constructor(
+    readonly argument: string,
+    readonly value: unknown,
+    reason: string,
+  ) {
+    super(
+      `Invalid ${argument} ${typeof value === 'bigint' ? `${value}n` : JSON.stringify(value) ?? String(value)}: ${reason}. ` +
+        `Pass an integer: a number up to Number.MAX_SAFE_INTEGER, or a bigint within -2^63..2^63-1.`,
+    );
+  }
+}
+
+/** A counter or column would leave its type's range (bigint for counters); nothing was changed. */
+export class CounterOverflowError extends TxLockError {
+  constructor(
+    readonly target: string,
+    cause: unknown,
+  ) {
+    super(`Incrementing ${target} would overflow its integer type; nothing was changed. Reset it, or use a wider column type.`, { cause });
+  }
+}
+
+/**
+ * No unique constraint or unique index covers the columns a get-or-create matches on, so PostgreSQL cannot
+ * stop two callers from both creating the row.
+ */
+export class MissingUniqueConstraintError extends TxLockError {
+  constructor(
+    readonly entity: string,
+    readonly table: string,
+    readonly columns: readonly string[],
+  ) {
+    const list = columns.join(', ');
+    super(
+      `${entity} has no unique constraint or unique index on (${list}) (nor on a subset of them), so concurrent ` +
+        `callers could each create a row. Add one: @Unique([${columns.map((c) => `'${c}'`).join(', ')}]) on ${entity} and a migration ` +
+        `running CREATE UNIQUE INDEX ON ${table} (${list}); or pass { lock: 'advisory' } and make every writer of these rows use it.`,
+    );
+  }
+}
+
+/**
+ * A get-or-create inside a REPEATABLE READ or SERIALIZABLE transaction met a row created by a transaction
+ * its snapshot cannot see. It carries SQLSTATE 40001, so `@Transactional({ retries })` re-runs the whole
+ * transaction, which then sees the row. The caller's transaction itself was not aborted (a savepoint).
+ */
+export class GetOrCreateSerializationError extends TxLockError {
+  /** SQLSTATE serialization_failure: retryable by TransactionHost. */
+  readonly code = '40001';
+  constructor(entity: string, cause?: unknown) {
+    super(
+      `${entity}: a concurrent transaction created the row, and this transaction's REPEATABLE READ/SERIALIZABLE snapshot ` +
+        `cannot see it. Retry the whole transaction: @Transactional({ retries: 3 }) or TransactionHost.run({ retries: 3 }, ...).`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * A get-or-create's insert conflicted with a row that the re-read then could not find: the row matches the
+ * unique key but differs in another `where` column, or it was deleted again at once (several times).
+ */
+export class GetOrCreateConflictError extends TxLockError {
+  constructor(
+    readonly entity: string,
+    readonly uniqueColumns: readonly string[],
+  ) {
+    super(
+      `${entity}: a row with the same (${uniqueColumns.join(', ')}) exists but does not match the rest of "where", ` +
+        `or it kept being deleted concurrently. Match on exactly the unique columns and pass the others as defaults.`,
+    );
+  }
+}
+
+/**
+ * `getOrCreate(..., { lock: 'advisory' })` ran inside a REPEATABLE READ transaction, whose snapshot predates
+ * the lock and so cannot see a row another caller created meanwhile: duplicates would follow.
+ */
+export class AdvisoryIsolationError extends TxLockError {
+  constructor(entity: string) {
+    super(
+      `${entity}: { lock: 'advisory' } cannot prevent duplicates inside a REPEATABLE READ transaction (its snapshot is older ` +
+        `than the lock). Call it in READ COMMITTED or SERIALIZABLE, or add a unique constraint and drop the lock option.`,
+    );
+  }
+}
+
 /** A lease is no longer held under this token: it expired and another holder may have taken it. */
 export class LeaseLostError extends TxLockError {
   constructor(
@@ -125,5 +224,96 @@ export class LeaseLostError extends TxLockError {
 export class ClientDisconnectedError extends TxLockError {
   constructor() {
     super('The HTTP client disconnected before the response was sent, so the transaction was rolled back instead of committed.');
+  }
+}
+
+/** A lock key cannot be turned into an advisory lock key (empty, or an argument that has no stable text form). */
+export class InvalidLockKeyError extends TxLockError {
+  constructor(
+    readonly key: unknown,
+    reason: string,
+  ) {
+    super(`Invalid lock key: ${reason}. Pass a string, a number, a bigint or an array of those, or give the decorator key: (...args) => ...`);
+  }
+}
+
+/** A lock was still taken by someone else when `timeoutMs` ran out; nothing ran. */
+export class LockTimeoutError extends TxLockError {
+  constructor(
+    readonly lock: string,
+    readonly timeoutMs: number,
+    cause?: unknown,
+  ) {
+    super(
+      `Could not take the lock on ${lock} within ${timeoutMs} ms: another transaction or session holds it. ` +
+        `Retry later, raise timeoutMs, or use nowait/onLocked: 'skip' when the work may be skipped.`,
+      { cause },
+    );
+  }
+}
+
+/** A lock asked for with `nowait` was taken by someone else, so the work did not run. */
+export class LockNotAcquiredError extends TxLockError {
+  constructor(
+    readonly lock: string,
+    cause?: unknown,
+  ) {
+    super(
+      `The lock on ${lock} is held by another transaction or session, and nowait was set, so the work did not run. ` +
+        `Retry later, use timeoutMs to wait a while, or onLocked: 'skip' to skip silently.`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * A session-scope lock was not held any more when it was released: pg_advisory_unlock answered false, or the
+ * connection that held it broke (for example pg_terminate_backend). The work ran, but possibly not alone.
+ */
+export class LockLostError extends TxLockError {
+  constructor(
+    readonly lock: string,
+    cause?: unknown,
+  ) {
+    super(
+      `The session lock on ${lock} was no longer held when the work finished (the connection was reset or terminated, ` +
+        `or something unlocked it): other callers may have run at the same time. Check what the work changed; ` +
+        `prefer transaction scope (the default) for locks that protect writes.`,
+      { cause },
+    );
+  }
+}
+
+/** A table name given to @TableLock() or lockTables() is not a plain [schema.]table identifier. */
+export class InvalidTableNameError extends TxLockError {
+  constructor(
+    readonly table: string,
+    reason: string,
+  ) {
+    super(
+      `Invalid table name ${JSON.stringify(table).slice(0, 120)}: ${reason}. Give "table" or "schema.table" made of letters, ` +
+        `digits, _ and $ (as it is stored, case-sensitive), or pass the entity class instead.`,
+    );
+  }
+}
+
+/** LOCK TABLE named a table that does not exist (or is not visible on the search_path). */
+export class TableNotFoundError extends TxLockError {
+  constructor(
+    readonly table: string,
+    cause?: unknown,
+  ) {
+    super(`Cannot lock table ${table}: it does not exist. Check the name and its schema, or pass the entity class.`, { cause });
+  }
+}
+
+/** A lock that only lives inside a transaction was asked for where there is none and none may be opened. */
+export class LockRequiresTransactionError extends TxLockError {
+  constructor(where: string) {
+    super(
+      `${where} needs an active transaction: its lock is released when the transaction ends, so outside one it would ` +
+        `protect nothing. Call it from a @Transactional() method or inside TransactionHost.run(), or use @TableLock(), ` +
+        `which opens one.`,
+    );
   }
 }

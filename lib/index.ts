@@ -11,3 +11,16 @@ export { LeaseService, type Lease, type LeaseHolder, type LeaseRunResult } from 
 export { ScheduledLock } from './leases/scheduled-lock.decorator.js';
 export { LeaseEntity } from './leases/lease.entity.js';
 export type { LeaseOptions, LeaseRunOptions, LeaseModuleOptions } from './leases/lease.options.js';
+export { CounterService } from './counters/counter.service.js';
+export { TxLockCounter } from './counters/counter.entity.js';
+export { MAX_COUNTER_KEY_LENGTH, type CounterValue, type Integer } from './counters/counter-value.js';
+export type {
+  BoundedResult,
+  ColumnBoundOptions,
+  CounterBoundOptions,
+  CounterModuleOptions,
+  CounterWindowOptions,
+} from './counters/counter.options.js';
+export { AtomicService } from './atomic/atomic.service.js';
+export type { BulkGetOrCreateOptions, BulkGetOrCreateResult, GetOrCreateOptions, GetOrCreateResult } from './atomic/atomic.options.js';
+export type { EntityValues } from './common/entity-table.js';

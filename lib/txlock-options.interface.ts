@@ -1,4 +1,5 @@
 import type { DataSource } from 'typeorm';
+import type { CounterModuleOptions } from './counters/counter.options.js';
 import type { IsolationLevel } from './transaction/transaction.options.js';
 import type { LeaseModuleOptions } from './leases/lease.options.js';
 
@@ -29,4 +30,6 @@ export interface TxLockModuleOptions {
   rollbackOnDisconnect?: boolean;
   /** The lease table used by LeaseService and @ScheduledLock(). */
   leases?: LeaseModuleOptions;
+  /** CounterService settings: table name, `autoCreate` (default false), `coalesce` (default true). */
+  counters?: CounterModuleOptions;
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { advisoryLockKey, RESERVED_LOCK_NAMESPACE } from '../locks/lock-key.js';
 
 /**
  * Quotes one PostgreSQL identifier: wraps it in double quotes and doubles any quote inside, so a name
@@ -19,9 +19,10 @@ export class SqlParams {
 }
 
 /**
- * A 64-bit advisory lock key from text: the first 8 bytes of its SHA-256 as a signed bigint, the single-bigint
- * form of pg_advisory_xact_lock. Returned as a decimal string so it can be bound as a parameter.
+ * The advisory lock key of one of the library's own locks (table creation, get-or-create with
+ * `{ lock: 'advisory' }`): the locks module's documented derivation of `text`, in the namespace reserved for
+ * nestjs-txlock, so it never collides with an application's keys. A decimal string, to bind as `$1::bigint`.
  */
 export function advisoryKey(text: string): string {
-  return createHash('sha256').update(text).digest().readBigInt64BE(0).toString();
+  return advisoryLockKey(text, RESERVED_LOCK_NAMESPACE).toString();
 }

@@ -11,6 +11,8 @@ export interface WorkerProcess {
   child: ChildProcess;
   /** Resolves with the value the worker's main returned; rejects when it failed or was killed. */
   result: Promise<unknown>;
+  /** Everything the worker printed to stdout so far (a worker can print markers such as "ready"). */
+  stdout(): string;
   /** Everything the worker printed to stderr so far. */
   stderr(): string;
 }
@@ -37,7 +39,7 @@ export function spawnWorker(script: string, url: string, input: unknown, index =
       else reject(new Error(`worker ${script}#${index} exited with ${code ?? signal}:\n${stderr}`));
     });
   });
-  return { child, result, stderr: () => stderr };
+  return { child, result, stdout: () => stdout, stderr: () => stderr };
 }
 
 /** Runs `count` copies of a worker script at once and returns their results in index order. */

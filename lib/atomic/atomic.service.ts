@@ -1,0 +1,221 @@
+import { Injectable } from '@nestjs/common';
+import type { EntityTarget, ObjectLiteral } from 'typeorm';
+import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata.js';
+import { EntityTable, type BoundColumn, type EntityValues } from '../common/entity-table.js';
+import { advisoryKey } from '../common/sql.js';
+import {
+  AdvisoryIsolationError,
+  GetOrCreateConflictError,
+  GetOrCreateSerializationError,
+  InvalidOptionError,
+  MissingUniqueConstraintError,
+} from '../errors.js';
+import { sqlState } from '../transaction/sql-state.js';
+import { TransactionHost } from '../transaction/transaction.host.js';
+import { IsolationLevel, Propagation } from '../transaction/transaction.options.js';
+import type { BulkGetOrCreateOptions, BulkGetOrCreateResult, GetOrCreateOptions, GetOrCreateResult } from './atomic.options.js';
+import {
+  bulkGetOrCreateStatement,
+  bulkReadStatement,
+  CREATED,
+  getOrCreateStatement,
+  insertStatement,
+  POSITION,
+  readStatement,
+  updateOrCreateStatement,
+  type Statement,
+} from './atomic.sql.js';
+import { planBulk, type PlannedRow } from './bulk-plan.js';
+import { findUniqueKey } from './unique-key.js';
+
+/** How often an insert that lost a race is re-read before giving up (each round needs a concurrent delete to fail). */
+const ATTEMPTS = 3;
+const SERIALIZATION_FAILURE = '40001';
+const NO_MATCHING_CONSTRAINT = '42P10';
+
+type Row = ObjectLiteral;
+
+/**
+ * Race-free get-or-create, update-or-create and bulk get-or-create on any TypeORM entity, for the
+ * find-then-save pattern that creates duplicates (Django's get_or_create, TypeORM's findOne + save).
+ * PostgreSQL's unique constraint decides who creates; everyone else reads the winner's row. Inside a
+ * transaction each call joins it within a savepoint, so a failure never aborts the caller's transaction.
+ *
+ * @example
+ * const { entity: session, created } = await atomic.getOrCreate(Session, { key }, { userId });
+ * const { entity } = await atomic.updateOrCreate(Setting, { userId, name }, { value });
+ * const { entities } = await atomic.bulkGetOrCreate(Domain, names.map((name) => ({ name })), { conflictColumns: ['name'] });
+ */
+@Injectable()
+export class AtomicService {
+  constructor(private readonly txHost: TransactionHost) {}
+
+  /**
+   * The row matching `where`, created from `where` + `defaults` when missing. One round trip when the row
+   * exists (outside a transaction). N concurrent callers create exactly one row; exactly one gets
+   * `created: true`; all get the same row. A unique constraint must cover the `where` columns (else
+   * MissingUniqueConstraintError), unless `{ lock: 'advisory' }`. Inside REPEATABLE READ/SERIALIZABLE, losing
+   * the race to an invisible row throws GetOrCreateSerializationError (40001): retry the transaction.
+   */
+  async getOrCreate<Entity extends ObjectLiteral>(
+    target: EntityTarget<Entity>,
+    where: EntityValues<Entity>,
+    defaults: EntityValues<Entity> = {},
+    options: GetOrCreateOptions = {},
+  ): Promise<GetOrCreateResult<Entity>> {
+    if (options.lock !== undefined && options.lock !== 'advisory') throw new InvalidOptionError('lock', options.lock, ['advisory']);
+    const table = EntityTable.of(this.txHost.dataSource, target);
+    const bound = table.bindWhere(where);
+    const insert = table.insertColumns({ ...defaults, ...where });
+    const unique = findUniqueKey(table.metadata, bound.map((b) => b.column));
+    if (unique) return this.isolated(() => this.getOrInsert(table, bound, insert, unique));
+    if (options.lock !== 'advisory') throw this.missingUnique(table, bound.map((b) => b.column));
+    // Outside a transaction the lock needs one of its own: READ COMMITTED, so the read after the lock sees rows committed while waiting.
+    return this.txHost.isActive
+      ? this.isolated(() => this.getOrInsertLocked(table, bound, insert))
+      : this.txHost.run({ isolation: IsolationLevel.READ_COMMITTED }, () => this.getOrInsertLocked(table, bound, insert));
+  }
+
+  /**
+   * Updates the row matching `where` with `values`, or creates it from `where` + `values`, in one statement
+   * (`INSERT ... ON CONFLICT DO UPDATE`). `created` tells which happened. A unique constraint must cover the
+   * `where` columns.
+   */
+  async updateOrCreate<Entity extends ObjectLiteral>(
+    target: EntityTarget<Entity>,
+    where: EntityValues<Entity>,
+    values: EntityValues<Entity>,
+  ): Promise<GetOrCreateResult<Entity>> {
+    const table = EntityTable.of(this.txHost.dataSource, target);
+    const bound = table.bindWhere(where);
+    const whereColumns = bound.map((b) => b.column);
+    const unique = findUniqueKey(table.metadata, whereColumns) ?? this.throwMissingUnique(table, whereColumns);
+    const update = table.bind(values, 'values').filter(({ column }) => !whereColumns.includes(column));
+    const statement = updateOrCreateStatement(table, bound, table.insertColumns({ ...values, ...where }), update, unique);
+    const [row] = await this.isolated(() => this.query(table, statement, unique));
+    if (!row) throw new GetOrCreateConflictError(table.entityName, unique.map((c) => c.propertyPath));
+    return { entity: table.hydrate(row), created: row[CREATED] === true };
+  }
+
+  /**
+   * get-or-create for many rows at once: existing rows are read, missing ones inserted, in at most
+   * ceil(distinct rows / 1000) statements (plus a re-read for rows that lost a race), whatever the number of
+   * concurrent callers. Rows are sorted by conflict key first, so concurrent bulk calls cannot deadlock.
+   * Results come back in input order.
+   */
+  async bulkGetOrCreate<Entity extends ObjectLiteral>(
+    target: EntityTarget<Entity>,
+    rows: readonly EntityValues<Entity>[],
+    options: BulkGetOrCreateOptions<Entity>,
+  ): Promise<BulkGetOrCreateResult<Entity>> {
+    const table = EntityTable.of(this.txHost.dataSource, target);
+    if (!Array.isArray(options?.conflictColumns) || options.conflictColumns.length === 0) {
+      throw new InvalidOptionError('conflictColumns', options?.conflictColumns, 'a non-empty array of property names');
+    }
+    const key = options.conflictColumns.map((property) => table.column(property, 'conflictColumns'));
+    const unique = findUniqueKey(table.metadata, key) ?? this.throwMissingUnique(table, key);
+    const plan = planBulk(table, rows as readonly ObjectLiteral[], key);
+    const found = new Map<string, { entity: Entity; created: boolean }>();
+    await this.isolated(async () => {
+      for (const chunk of plan.chunks) await this.getOrInsertChunk(table, chunk, key, unique, found);
+    });
+    const seen = new Set<string>();
+    const result: BulkGetOrCreateResult<Entity> = { entities: [], created: [] };
+    for (const rowKey of plan.keys) {
+      const { entity, created } = found.get(rowKey)!;
+      result.entities.push(entity);
+      result.created.push(created && !seen.has(rowKey));
+      seen.add(rowKey);
+    }
+    return result;
+  }
+
+  private async getOrInsert<Entity extends ObjectLiteral>(
+    table: EntityTable<Entity>,
+    where: BoundColumn[],
+    insert: BoundColumn[],
+    unique: ColumnMetadata[],
+  ): Promise<GetOrCreateResult<Entity>> {
+    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+      const [row] = await this.query(table, getOrCreateStatement(table, where, insert, unique), unique);
+      if (row) return { entity: table.hydrate(row), created: row[CREATED] === true };
+      // The insert conflicted with a row committed after this statement's snapshot: a new statement sees it
+      // under READ COMMITTED. Under REPEATABLE READ/SERIALIZABLE the snapshot never will.
+      const [winner] = await this.query(table, readStatement(table, where));
+      if (winner) return { entity: table.hydrate(winner), created: false };
+      await this.throwUnlessReadCommitted(table);
+    }
+    throw new GetOrCreateConflictError(table.entityName, unique.map((c) => c.propertyPath));
+  }
+
+  private async getOrInsertLocked<Entity extends ObjectLiteral>(
+    table: EntityTable<Entity>,
+    where: BoundColumn[],
+    insert: BoundColumn[],
+  ): Promise<GetOrCreateResult<Entity>> {
+    const values = JSON.stringify(
+      where.map(({ column, value }) => [column.databaseName, value]).sort(),
+      (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v),
+    );
+    const lockKey = advisoryKey(`get-or-create:${table.name}:${values}`);
+    const [lock] = (await this.txHost.manager.query(
+      `SELECT pg_advisory_xact_lock($1::bigint), current_setting('transaction_isolation') AS isolation`,
+      [lockKey],
+    )) as { isolation: string }[];
+    if (lock!.isolation === 'repeatable read') throw new AdvisoryIsolationError(table.entityName);
+    const [existing] = await this.query(table, readStatement(table, where));
+    if (existing) return { entity: table.hydrate(existing), created: false };
+    const [created] = await this.query(table, insertStatement(table, insert));
+    return { entity: table.hydrate(created!), created: true };
+  }
+
+  private async getOrInsertChunk<Entity extends ObjectLiteral>(
+    table: EntityTable<Entity>,
+    chunk: PlannedRow[],
+    key: ColumnMetadata[],
+    unique: ColumnMetadata[],
+    found: Map<string, { entity: Entity; created: boolean }>,
+  ): Promise<void> {
+    const collect = (rows: Row[], planned: PlannedRow[]) => {
+      for (const row of rows) found.set(planned[Number(row[POSITION]) - 1]!.key, { entity: table.hydrate(row), created: row[CREATED] === true });
+    };
+    collect(await this.query(table, bulkGetOrCreateStatement(table, chunk[0]!.columns, key, unique, chunk.map((r) => r.json)), unique), chunk);
+    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+      const missing = chunk.filter((row) => !found.has(row.key));
+      if (missing.length === 0) return;
+      if (attempt > 1) await this.throwUnlessReadCommitted(table);
+      collect(await this.query(table, bulkReadStatement(table, key, missing.map((r) => r.json))), missing);
+    }
+    if (chunk.some((row) => !found.has(row.key))) throw new GetOrCreateConflictError(table.entityName, unique.map((c) => c.propertyPath));
+  }
+
+  /** Inside a transaction: in a savepoint, so a failed statement does not abort the caller's transaction. */
+  private isolated<T>(fn: () => Promise<T>): Promise<T> {
+    return this.txHost.isActive ? this.txHost.run({ propagation: Propagation.NESTED }, fn) : fn();
+  }
+
+  private async throwUnlessReadCommitted(table: EntityTable<ObjectLiteral>): Promise<void> {
+    const [row] = (await this.txHost.manager.query(`SELECT current_setting('transaction_isolation') AS isolation`)) as { isolation: string }[];
+    if (row!.isolation !== 'read committed') throw new GetOrCreateSerializationError(table.entityName);
+  }
+
+  private async query(table: EntityTable<ObjectLiteral>, statement: Statement, unique?: ColumnMetadata[]): Promise<Row[]> {
+    try {
+      return (await this.txHost.manager.query(statement.sql, statement.params)) as Row[];
+    } catch (error) {
+      const state = sqlState(error);
+      if (state === SERIALIZATION_FAILURE) throw new GetOrCreateSerializationError(table.entityName, error);
+      // The entity declares a unique key that the database lacks (a migration was not run).
+      if (state === NO_MATCHING_CONSTRAINT && unique) throw this.missingUnique(table, unique);
+      throw error;
+    }
+  }
+
+  private missingUnique(table: EntityTable<ObjectLiteral>, columns: ColumnMetadata[]): MissingUniqueConstraintError {
+    return new MissingUniqueConstraintError(table.entityName, table.name, columns.map((c) => c.databaseName));
+  }
+
+  private throwMissingUnique(table: EntityTable<ObjectLiteral>, columns: ColumnMetadata[]): never {
+    throw this.missingUnique(table, columns);
+  }
+}

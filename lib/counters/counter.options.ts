@@ -1,0 +1,91 @@
+import { InvalidOptionError } from '../errors.js';
+import { quoteIdentifier } from '../common/sql.js';
+import type { CounterValue, Integer } from './counter-value.js';
+
+/** The `counters` option of TxLockModule. */
+export interface CounterModuleOptions {
+  /**
+   * The counters table, `name` or `schema.name` (letters, digits, `_`, `$`). Default `'txlock_counters'`.
+   * The exported TxLockCounter entity maps the default name.
+   */
+  table?: string;
+  /**
+   * Create the table at bootstrap when it is missing, under an advisory lock so replicas booting together do
+   * not race. Default `false`: create it with a migration (see TxLockCounter).
+   */
+  autoCreate?: boolean;
+  /**
+   * Merge concurrent `increment`/`decrement` calls on one key, made outside a transaction in this process,
+   * into one statement while the previous one is in flight; each caller still gets its own value. Default `true`.
+   */
+  coalesce?: boolean;
+}
+
+/** Options of `increment` and `decrement`. */
+export interface CounterWindowOptions {
+  /**
+   * Fixed window length in ms: the first call after the window ended starts the count again from zero, in
+   * the same statement. Windows are timed by the database clock. Default: no window (the count never resets).
+   */
+  windowMs?: number;
+}
+
+/** Options of `tryIncrement` / `tryDecrement`: the bounds the value must stay within after the change. */
+export interface CounterBoundOptions extends CounterWindowOptions {
+  /** The value may not go above this. */
+  max?: Integer;
+  /** The value may not go below this. */
+  min?: Integer;
+}
+
+/** What `tryIncrement` / `tryDecrement` did. */
+export interface BoundedResult {
+  /** True when the change was applied; false when it would have crossed a bound (nothing changed). */
+  applied: boolean;
+  /**
+   * The value after the change when applied. When refused: the value the statement could see (as of its
+   * snapshot; under heavy concurrency it may already be out of date), 0 for a missing or expired counter.
+   */
+  value: CounterValue;
+  /** When the current window ends (database clock), for windowed counters; else null. Use it for Retry-After. */
+  resetsAt: Date | null;
+}
+
+/** Options of `incrementColumn`: the bounds the column must stay within after the change. */
+export interface ColumnBoundOptions {
+  /** The column may not go above this; rows that would are left unchanged. */
+  max?: Integer;
+  /** The column may not go below this (`0` for stock); rows that would are left unchanged. */
+  min?: Integer;
+}
+
+/** The counters options with defaults applied and the table name validated and quoted. */
+export interface ResolvedCounterOptions {
+  table: string;
+  autoCreate: boolean;
+  coalesce: boolean;
+}
+
+const DEFAULT_TABLE = 'txlock_counters';
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]*$/;
+
+/** Applies defaults; throws InvalidOptionError for a table name that is not `name` or `schema.name`. */
+export function resolveCounterOptions(options: CounterModuleOptions = {}): ResolvedCounterOptions {
+  const table = options.table ?? DEFAULT_TABLE;
+  const parts = table.split('.');
+  if (parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
+    throw new InvalidOptionError('counters.table', table, '"name" or "schema.name" made of letters, digits, "_" and "$"');
+  }
+  return {
+    table: parts.map(quoteIdentifier).join('.'),
+    autoCreate: options.autoCreate ?? false,
+    coalesce: options.coalesce ?? true,
+  };
+}
+
+/** A window length as a bound parameter, or InvalidOptionError. */
+export function windowParam(windowMs: number | undefined): string | null {
+  if (windowMs === undefined) return null;
+  if (!Number.isSafeInteger(windowMs) || windowMs <= 0) throw new InvalidOptionError('windowMs', windowMs, 'a positive integer number of milliseconds');
+  return String(windowMs);
+}

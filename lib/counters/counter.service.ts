@@ -1,0 +1,178 @@
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import type { EntityManager, EntityTarget, ObjectLiteral } from 'typeorm';
+import { ensureTable } from '../common/ensure-table.js';
+import { EntityTable, type EntityValues } from '../common/entity-table.js';
+import { CounterOverflowError, InvalidOptionError } from '../errors.js';
+import { sqlState } from '../transaction/sql-state.js';
+import { TransactionHost } from '../transaction/transaction.host.js';
+import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
+import type { TxLockModuleOptions } from '../txlock-options.interface.js';
+import { columnIncrementStatement } from './column-increment.js';
+import { CounterCoalescer } from './counter-coalescer.js';
+import { counterValue, toCounterKey, toInteger, type CounterValue, type Integer } from './counter-value.js';
+import {
+  resolveCounterOptions,
+  windowParam,
+  type BoundedResult,
+  type ColumnBoundOptions,
+  type CounterBoundOptions,
+  type CounterWindowOptions,
+  type ResolvedCounterOptions,
+} from './counter.options.js';
+import { CounterSql, type BoundedRow, type CounterRow } from './counter.sql.js';
+
+const NUMERIC_OUT_OF_RANGE = '22003';
+
+/**
+ * Exact counters in PostgreSQL: every change is one guarded statement, so no two callers can read the
+ * same old value and both write old + 1 (the lost update of `findOne` + `save`). Inside a transaction a
+ * call joins it and rolls back with it; outside one it commits on its own.
+ *
+ * Values come back as `number` when they are safe integers, else as `bigint` (see CounterValue).
+ *
+ * @example
+ * const likes = await counters.increment(`post:${id}:likes`);
+ * const { applied } = await counters.tryIncrement(`quota:${userId}`, 1, { max: 100, windowMs: 60_000 });
+ * const [stock] = await counters.incrementColumn(Product, { id }, 'stock', -1, { min: 0 });
+ */
+@Injectable()
+export class CounterService implements OnModuleInit {
+  private readonly options: ResolvedCounterOptions;
+  private readonly sql: CounterSql;
+  private readonly coalescer: CounterCoalescer;
+
+  constructor(
+    @Inject(TXLOCK_MODULE_OPTIONS) moduleOptions: TxLockModuleOptions,
+    private readonly txHost: TransactionHost,
+  ) {
+    this.options = resolveCounterOptions(moduleOptions.counters);
+    this.sql = new CounterSql(this.options.table);
+    // Coalesced statements run outside any transaction by construction: on the DataSource's own manager.
+    this.coalescer = new CounterCoalescer(async (key, delta, windowMs) =>
+      BigInt((await this.addNow(key, delta, windowMs, this.txHost.dataSource.manager)).value),
+    );
+  }
+
+  /** Creates the counters table at bootstrap when `counters.autoCreate` is on (safe for replicas booting together). */
+  async onModuleInit(): Promise<void> {
+    if (this.options.autoCreate) await ensureTable(this.txHost.dataSource, this.sql.table, [this.sql.createTable]);
+  }
+
+  /**
+   * Adds `by` (default 1, not negative) to `key` and returns the new value, creating the counter at `by`.
+   * With `windowMs`, a call after the window ended starts a fresh count (fixed window, database clock).
+   */
+  async increment(key: string, by: Integer = 1, options: CounterWindowOptions = {}): Promise<CounterValue> {
+    return this.add(key, toInteger(by, 'by', { nonNegative: true }), options);
+  }
+
+  /** Subtracts `by` (default 1, not negative) from `key` and returns the new value (it may go below zero; see tryDecrement). */
+  async decrement(key: string, by: Integer = 1, options: CounterWindowOptions = {}): Promise<CounterValue> {
+    return this.add(key, -toInteger(by, 'by', { nonNegative: true }), options);
+  }
+
+  /**
+   * Adds `by` only if the value stays at most `max` (a quota): under any concurrency, never more than
+   * `max` is granted. Check and consume are one statement.
+   */
+  async tryIncrement(key: string, by: Integer, options: CounterBoundOptions & { max: Integer }): Promise<BoundedResult> {
+    return this.tryAdd(key, toInteger(by, 'by', { nonNegative: true }), options);
+  }
+
+  /** Subtracts `by` only if the value stays at least `min` (stock, credits): it never goes below. */
+  async tryDecrement(key: string, by: Integer, options: CounterBoundOptions & { min: Integer }): Promise<BoundedResult> {
+    return this.tryAdd(key, -toInteger(by, 'by', { nonNegative: true }), options);
+  }
+
+  /** The value of `key`: 0 when it does not exist or its window has ended. */
+  async get(key: string): Promise<CounterValue> {
+    const rows = await this.query<{ value: string }>(this.sql.get, [toCounterKey(key)], key);
+    return counterValue(rows[0]?.value ?? 0);
+  }
+
+  /** The values of `keys` in one statement, in the order given (0 for missing or ended counters). */
+  async getMany(keys: readonly string[]): Promise<Map<string, CounterValue>> {
+    const valid = keys.map(toCounterKey);
+    const rows = await this.query<{ key: string; value: string }>(this.sql.getMany, [valid], 'counters');
+    const found = new Map(rows.map((row) => [row.key, counterValue(row.value)]));
+    return new Map(valid.map((key) => [key, found.get(key) ?? 0]));
+  }
+
+  /** Sets `key` to `value` (creating it), removing any window. */
+  async set(key: string, value: Integer): Promise<void> {
+    await this.query(this.sql.set, [toCounterKey(key), toInteger(value, 'value').toString()], key);
+  }
+
+  /** Sets `key` back to 0, removing any window. */
+  async reset(key: string): Promise<void> {
+    return this.set(key, 0);
+  }
+
+  /** Deletes `key`; true when it existed. */
+  async delete(key: string): Promise<boolean> {
+    const rows = await this.query<{ n: number }>(this.sql.delete, [toCounterKey(key)], key);
+    return rows[0]!.n > 0;
+  }
+
+  /** Deletes every counter whose window has ended (run it now and then for per-user rate limits); returns how many. */
+  async deleteExpired(): Promise<number> {
+    const rows = await this.query<{ n: number }>(this.sql.deleteExpired, [], 'counters');
+    return rows[0]!.n;
+  }
+
+  /**
+   * `UPDATE table SET column = column + by WHERE where` in the database, the safe form of
+   * `entity.points += by; save()`. Returns the new value of each updated row (empty when no row matched, or
+   * the bounds refused every matched row: with `{ min: 0 }` stock never goes negative). Identifiers come
+   * from TypeORM metadata and are quoted; values are bound. Entity listeners and subscribers do not run.
+   */
+  async incrementColumn<Entity extends ObjectLiteral>(
+    target: EntityTarget<Entity>,
+    where: EntityValues<Entity>,
+    column: keyof Entity & string,
+    by: Integer,
+    bounds: ColumnBoundOptions = {},
+  ): Promise<CounterValue[]> {
+    const dataSource = this.txHost.dataSource;
+    const table = EntityTable.of(dataSource, target);
+    const normalize = (metadata: Parameters<typeof dataSource.driver.normalizeType>[0]) => dataSource.driver.normalizeType(metadata);
+    const { sql, params } = columnIncrementStatement(table, where, column, toInteger(by, 'by'), bounds, normalize);
+    const rows = await this.query<{ value: string }>(sql, params, `${table.entityName}.${column}`);
+    return rows.map((row) => counterValue(row.value));
+  }
+
+  private async add(key: string, delta: bigint, options: CounterWindowOptions): Promise<CounterValue> {
+    const validKey = toCounterKey(key);
+    const windowMs = windowParam(options.windowMs);
+    if (this.options.coalesce && !this.txHost.isActive) return counterValue(await this.coalescer.add(validKey, delta, windowMs));
+    return counterValue((await this.addNow(validKey, delta, windowMs, this.txHost.manager)).value);
+  }
+
+  private async addNow(key: string, delta: bigint, windowMs: string | null, manager: EntityManager): Promise<CounterRow> {
+    const rows = await this.query<CounterRow>(this.sql.add, [key, delta.toString(), windowMs], key, manager);
+    return rows[0]!;
+  }
+
+  private async tryAdd(key: string, delta: bigint, options: CounterBoundOptions): Promise<BoundedResult> {
+    const validKey = toCounterKey(key);
+    const windowMs = windowParam(options.windowMs);
+    const min = options.min === undefined ? undefined : toInteger(options.min, 'min');
+    const max = options.max === undefined ? undefined : toInteger(options.max, 'max');
+    if (min === undefined && max === undefined) throw new InvalidOptionError('bounds', options, 'at least one of min, max');
+    // A new counter starts at 0: when `delta` alone is out of bounds, the statement must not create one.
+    const creates = (min === undefined || delta >= min) && (max === undefined || delta <= max);
+    const sql = creates ? this.sql.addWithinBoundsOrCreate : this.sql.addWithinBounds;
+    const rows = await this.query<BoundedRow>(sql, [validKey, delta.toString(), windowMs, min?.toString() ?? null, max?.toString() ?? null], key);
+    const row = rows[0];
+    return { applied: row?.applied ?? false, value: counterValue(row?.value ?? 0), resetsAt: row?.expires_at ?? null };
+  }
+
+  private async query<Row>(sql: string, params: unknown[], target: string, manager = this.txHost.manager): Promise<Row[]> {
+    try {
+      return (await manager.query(sql, params)) as Row[];
+    } catch (error) {
+      if (sqlState(error) === NUMERIC_OUT_OF_RANGE) throw new CounterOverflowError(target, error);
+      throw error;
+    }
+  }
+}

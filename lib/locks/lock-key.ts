@@ -1,0 +1,100 @@
+import { createHash } from 'node:crypto';
+import { InvalidLockKeyError, InvalidOptionError } from '../errors.js';
+
+/** One part of a lock key. Numbers and bigints count as their decimal text: `5`, `5n` and `'5'` are the same part. */
+export type LockKeyPart = string | number | bigint;
+
+/** What names an advisory lock: a string, a number/bigint, or an array of parts (`['account', id]`). */
+export type LockKey = LockKeyPart | readonly LockKeyPart[];
+
+/** The namespace applications use unless they pick another. */
+export const DEFAULT_LOCK_NAMESPACE = 0;
+/** Reserved for nestjs-txlock's own locks; applications cannot pick it. */
+export const RESERVED_LOCK_NAMESPACE = 15;
+
+const HASH_BITS = 60n;
+const HASH_MASK = (1n << HASH_BITS) - 1n;
+
+/**
+ * The 64-bit key PostgreSQL's single-bigint advisory lock functions receive for `key` in `namespace`.
+ *
+ * Derivation (stable; changing it is a breaking change, since old and new replicas would stop excluding
+ * each other during a rolling deploy): the parts become text (numbers and bigints in decimal), the text
+ * list is JSON-encoded (`'a'` → `["a"]`, so `['a:b']` and `['a', 'b']` differ), SHA-256 is taken over its
+ * UTF-8 bytes, and the first 8 bytes (big-endian) keep their low 60 bits. The top 4 bits hold the
+ * namespace (0–14 for applications, 15 for nestjs-txlock), so keys of different namespaces never collide.
+ * Within a namespace two different keys share a value with odds about n²/2⁶¹ for n keys in use
+ * (under one in two million for a million keys); a collision only makes them wait for each other.
+ *
+ * Computed in the application, so the lock statement carries an integer the library made and can travel
+ * in the same round trip as BEGIN.
+ *
+ * @example
+ * advisoryLockKey(['account', 42]); // the key `@AdvisoryLock({ key: (id) => ['account', id] })` takes for 42
+ * // SELECT * FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 -- classid/objid are its halves
+ */
+export function advisoryLockKey(key: LockKey, namespace: number = DEFAULT_LOCK_NAMESPACE): bigint {
+  validateNamespace(namespace, true);
+  return namespacedKey(lockKeyText(key), namespace);
+}
+
+/** The key in `namespace` (including the reserved one) for text already encoded by lockKeyText(). */
+export function namespacedKey(text: string, namespace: number): bigint {
+  const hash = createHash('sha256').update(text).digest().readBigUInt64BE(0) & HASH_MASK;
+  return BigInt.asIntN(64, (BigInt(namespace) << HASH_BITS) | hash);
+}
+
+/** The canonical text of a key: the JSON list of its parts as strings. Also names the lock in error messages. */
+export function lockKeyText(key: LockKey): string {
+  const parts = Array.isArray(key) ? (key as readonly unknown[]) : [key];
+  if (parts.length === 0) throw new InvalidLockKeyError(key, 'an empty array names no lock');
+  return JSON.stringify(parts.map((part) => partText(part, key)));
+}
+
+function partText(part: unknown, key: unknown): string {
+  if (typeof part === 'string') return part;
+  if (typeof part === 'bigint') return part.toString();
+  if (typeof part === 'number') {
+    if (!Number.isFinite(part)) throw new InvalidLockKeyError(key, `${part} is not a finite number`);
+    return String(part);
+  }
+  throw new InvalidLockKeyError(key, `a part of type ${part === null ? 'null' : typeof part} is not a string, number or bigint`);
+}
+
+/** Throws InvalidOptionError unless `namespace` is an application namespace (or, for the library, the reserved one). */
+export function validateNamespace(namespace: unknown, allowReserved = false): void {
+  const max = allowReserved ? RESERVED_LOCK_NAMESPACE : RESERVED_LOCK_NAMESPACE - 1;
+  if (typeof namespace !== 'number' || !Number.isInteger(namespace) || namespace < 0 || namespace > max) {
+    throw new InvalidOptionError('lock namespace', namespace, `an integer from 0 to ${max} (${RESERVED_LOCK_NAMESPACE} is reserved for nestjs-txlock)`);
+  }
+}
+
+/**
+ * The default key of a decorated method: its `ClassName.methodName` followed by each argument as text
+ * (strings, numbers and bigints as they are; anything else as JSON with sorted object keys, so `{a, b}` and
+ * `{b, a}` lock the same). An argument that JSON cannot express (a request object, a cycle) is refused:
+ * give the decorator a `key` then.
+ */
+export function defaultMethodKey(methodName: string, args: readonly unknown[]): string[] {
+  return [methodName, ...args.map((arg) => argumentText(arg, methodName))];
+}
+
+function argumentText(arg: unknown, methodName: string): string {
+  if (typeof arg === 'string') return arg;
+  if (typeof arg === 'number' || typeof arg === 'bigint') return String(arg);
+  try {
+    return JSON.stringify(arg, sortedReplacer) ?? 'undefined';
+  } catch (error) {
+    throw new InvalidLockKeyError(arg, `an argument of ${methodName} has no JSON form (${(error as Error).message}); give @AdvisoryLock() a key`);
+  }
+}
+
+function sortedReplacer(this: unknown, _key: string, value: unknown): unknown {
+  if (typeof value === 'bigint') return value.toString();
+  // Plain objects and DTO instances: their own fields in sorted order. Dates keep their toJSON form;
+  // a Request or socket fails on its cycles.
+  if (value && typeof value === 'object' && !Array.isArray(value) && !('toJSON' in value)) {
+    return Object.fromEntries(Object.keys(value).sort().map((k) => [k, (value as Record<string, unknown>)[k]]));
+  }
+  return value;
+}

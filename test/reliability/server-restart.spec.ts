@@ -1,0 +1,59 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../support/embedded-postgres.js';
+import { spawnWorker } from '../support/processes.js';
+import type { LoadOutcome } from './counter-load.worker.js';
+import { reportFaults } from './report.js';
+
+// This test restarts its server, so it always runs on an embedded PostgreSQL of its own (even when DATABASE_URL is set).
+describe('PostgreSQL stopped and restarted under counter load from 4 processes', () => {
+  let server: EmbeddedServer;
+  let url: string;
+
+  beforeAll(async () => {
+    server = await startEmbeddedPostgres(await mkdtemp(join(tmpdir(), 'txlock-restart-')));
+    url = server.url;
+  });
+  afterAll(() => server?.stop());
+
+  const count = async (): Promise<number> => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      const { rows } = await client.query(`SELECT coalesce((SELECT value FROM txlock_counters WHERE key = 'through-restart'), 0)::int AS n`);
+      return rows[0].n;
+    } catch {
+      return 0; // the table does not exist yet
+    } finally {
+      await client.end();
+    }
+  };
+
+  it('loses no increment that returned success, counts none twice, and fails the others with an error', async () => {
+    const workers = Array.from({ length: 4 }, (_, i) => spawnWorker('test/reliability/counter-load.worker.ts', url, { calls: 400, callers: 8 }, i));
+    // Restart only once every loader has booted and the load is well under way.
+    while (!workers.every((w) => w.stdout().includes('ready')) || (await count()) < 200) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await server.pause();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await server.resume();
+    const outcomes = (await Promise.all(workers.map((w) => w.result))) as LoadOutcome[];
+
+    const values = outcomes.flatMap((o) => o.values);
+    const failed = outcomes.reduce((sum, o) => sum + o.failed, 0);
+    const final = await count();
+    expect(values.length + failed).toBe(1_600);
+    expect(new Set(values).size).toBe(values.length); // no value handed out twice
+    expect(Math.max(...values)).toBeLessThanOrEqual(final); // every success is inside the final count
+    expect(final).toBeGreaterThanOrEqual(values.length); // none lost
+    // A call whose COMMIT reached the server but whose answer was lost in the shutdown counts without
+    // reporting success: at most the failed calls can be such ambiguous ones.
+    expect(final - values.length).toBeLessThanOrEqual(failed);
+    expect(failed).toBeGreaterThan(0); // the restart really happened under load
+    reportFaults('server restart under counter load', { tried: 1_600, succeeded: values.length, failed, lost: Math.max(0, values.length - final) });
+  });
+});

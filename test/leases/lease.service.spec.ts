@@ -126,8 +126,13 @@ describe('LeaseService', () => {
   });
 
   it('runs a @ScheduledLock job exactly once per tick across 4 replicas whose timers fire up to 300 ms apart', async () => {
-    const input: ReplicaInput = { mode: 'scheduled', startAt: Date.now() + 1_500, ticks: 5, periodMs: 1_000, spreadMs: 300 };
-    await runWorkers(WORKER, db.url, 4, input);
+    await dataSource.query('CREATE TABLE replica_go (start_at bigint NOT NULL)');
+    // Ticks 1.2 s apart; each replica fires up to 300 ms late; the lease stays taken 700 ms after a run starts.
+    const input: ReplicaInput = { mode: 'scheduled', ticks: 5, periodMs: 1_200, spreadMs: 300 };
+    const replicas = Array.from({ length: 4 }, (_, i) => spawnWorker(WORKER, db.url, input, i));
+    while (!replicas.every((r) => r.stdout().includes('ready'))) await new Promise((resolve) => setTimeout(resolve, 20));
+    await dataSource.query('INSERT INTO replica_go VALUES ($1)', [Date.now() + 200]);
+    await Promise.all(replicas.map((r) => r.result));
     const perTick = await dataSource.query('SELECT tick, count(*)::int AS runs FROM job_runs GROUP BY tick ORDER BY tick');
     expect(perTick).toEqual([0, 1, 2, 3, 4].map((tick) => ({ tick, runs: 1 })));
   });

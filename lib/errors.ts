@@ -317,3 +317,17 @@ export class LockRequiresTransactionError extends TxLockError {
     );
   }
 }
+
+/** A single-flight computation returned a value JSON cannot carry to the other callers and processes. */
+export class ValueNotSerializableError extends TxLockError {
+  constructor(
+    readonly key: string,
+    cause?: unknown,
+  ) {
+    super(
+      `The value computed for single-flight key ${key} cannot be shared: it is not JSON-serialisable ` +
+        `(undefined, a function, a bigint or a cycle). Return plain data (objects, arrays, strings, numbers, booleans, null).`,
+      { cause },
+    );
+  }
+}

@@ -9,6 +9,16 @@ export { InjectTxRepository, getTxRepositoryToken } from './transaction/tx-repos
 export { IsolationLevel, Propagation, type TransactionOptions } from './transaction/transaction.options.js';
 export { LeaseService, type Lease, type LeaseHolder, type LeaseRunResult } from './leases/lease.service.js';
 export { ScheduledLock } from './leases/scheduled-lock.decorator.js';
+// Locks: advisory and table locks (each symbol is documented where it is declared).
+export { LockService } from './locks/lock.service.js';
+export type { AdvisoryLockHolder } from './locks/lock-holders.js';
+export { AdvisoryLock, type AdvisoryLockOptions } from './locks/advisory-lock.decorator.js';
+export { TableLock } from './locks/table-lock.decorator.js';
+export { TxLockExceptionFilter, type LockedResponseBody } from './locks/lock-exception.filter.js';
+export { advisoryLockKey, DEFAULT_LOCK_NAMESPACE, RESERVED_LOCK_NAMESPACE, type LockKey, type LockKeyPart } from './locks/lock-key.js';
+export type { LockRunResult } from './locks/lock-request.js';
+export { TableLockMode, type AdvisoryLockCallOptions, type LockPropagation, type LockWaitOptions, type TableLockOptions } from './locks/lock.options.js';
+export type { TableTarget } from './locks/table-targets.js';
 export { LeaseEntity } from './leases/lease.entity.js';
 export type { LeaseOptions, LeaseRunOptions, LeaseModuleOptions } from './leases/lease.options.js';
 export { CounterService } from './counters/counter.service.js';

@@ -1,9 +1,10 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_INTERCEPTOR } from '@nestjs/core';
 import type { EntityTarget, ObjectLiteral } from 'typeorm';
+import { LeaseService } from './leases/lease.service.js';
+import { LockService } from './locks/lock.service.js';
 import { AtomicService } from './atomic/atomic.service.js';
 import { CounterService } from './counters/counter.service.js';
-import { LeaseService } from './leases/lease.service.js';
 import { ClientDisconnectInterceptor } from './transaction/client-disconnect.interceptor.js';
 import { TransactionHost } from './transaction/transaction.host.js';
 import { createTxRepositoryProviders } from './transaction/tx-repository.js';
@@ -25,8 +26,8 @@ class TxLockFeatureModule {}
  * ]
  */
 @Module({
-  providers: [{ provide: APP_INTERCEPTOR, useClass: ClientDisconnectInterceptor }, TransactionHost, LeaseService, CounterService, AtomicService],
-  exports: [TransactionHost, LeaseService, CounterService, AtomicService],
+  providers: [{ provide: APP_INTERCEPTOR, useClass: ClientDisconnectInterceptor }, TransactionHost, LeaseService, LockService, CounterService, AtomicService],
+  exports: [TransactionHost, LeaseService, LockService, CounterService, AtomicService],
 })
 export class TxLockModule extends ConfigurableTxLockModule {
   /** Registers `@InjectTxRepository(entity)` providers for these entities. */

@@ -9,7 +9,7 @@ export type LockKey = LockKeyPart | readonly LockKeyPart[];
 
 /** The namespace applications use unless they pick another. */
 export const DEFAULT_LOCK_NAMESPACE = 0;
-/** Reserved for nestjs-txlock's own locks; applications cannot pick it. */
+/** Reserved for nestjs-txlock's own locks: LockService and @AdvisoryLock() refuse it. */
 export const RESERVED_LOCK_NAMESPACE = 15;
 
 const HASH_BITS = 60n;
@@ -22,7 +22,8 @@ const HASH_MASK = (1n << HASH_BITS) - 1n;
  * each other during a rolling deploy): the parts become text (numbers and bigints in decimal), the text
  * list is JSON-encoded (`'a'` → `["a"]`, so `['a:b']` and `['a', 'b']` differ), SHA-256 is taken over its
  * UTF-8 bytes, and the first 8 bytes (big-endian) keep their low 60 bits. The top 4 bits hold the
- * namespace (0–14 for applications, 15 for nestjs-txlock), so keys of different namespaces never collide.
+ * namespace (0–14 for applications; 15 for nestjs-txlock's own locks, such as
+ * table creation at bootstrap), so keys of different namespaces never collide.
  * Within a namespace two different keys share a value with odds about n²/2⁶¹ for n keys in use
  * (under one in two million for a million keys); a collision only makes them wait for each other.
  *
@@ -35,12 +36,7 @@ const HASH_MASK = (1n << HASH_BITS) - 1n;
  */
 export function advisoryLockKey(key: LockKey, namespace: number = DEFAULT_LOCK_NAMESPACE): bigint {
   validateNamespace(namespace, true);
-  return namespacedKey(lockKeyText(key), namespace);
-}
-
-/** The key in `namespace` (including the reserved one) for text already encoded by lockKeyText(). */
-export function namespacedKey(text: string, namespace: number): bigint {
-  const hash = createHash('sha256').update(text).digest().readBigUInt64BE(0) & HASH_MASK;
+  const hash = createHash('sha256').update(lockKeyText(key)).digest().readBigUInt64BE(0) & HASH_MASK;
   return BigInt.asIntN(64, (BigInt(namespace) << HASH_BITS) | hash);
 }
 
@@ -61,7 +57,10 @@ function partText(part: unknown, key: unknown): string {
   throw new InvalidLockKeyError(key, `a part of type ${part === null ? 'null' : typeof part} is not a string, number or bigint`);
 }
 
-/** Throws InvalidOptionError unless `namespace` is an application namespace (or, for the library, the reserved one). */
+/**
+ * Throws InvalidOptionError unless `namespace` is an application namespace (0–14); with `allowReserved`,
+ * also 15, for computing (not taking from application code) the keys of nestjs-txlock's own locks.
+ */
 export function validateNamespace(namespace: unknown, allowReserved = false): void {
   const max = allowReserved ? RESERVED_LOCK_NAMESPACE : RESERVED_LOCK_NAMESPACE - 1;
   if (typeof namespace !== 'number' || !Number.isInteger(namespace) || namespace < 0 || namespace > max) {

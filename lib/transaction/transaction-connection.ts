@@ -89,6 +89,21 @@ export class TransactionConnection {
     return this.serial(() => this.send(statements));
   }
 
+  /**
+   * Like exec(); when the batch fails, sends `recovery` (for example ROLLBACK TO SAVEPOINT) before any
+   * statement queued meanwhile, then rethrows the batch's error. Same rule: library-computed SQL only.
+   */
+  execOrRecover(statements: string[], recovery: string[]): Promise<QueryResult[]> {
+    return this.serial(async () => {
+      try {
+        return await this.send(statements);
+      } catch (error) {
+        await this.send(recovery).catch(noop); // a broken connection fails both; the batch's error says why
+        throw error;
+      }
+    });
+  }
+
   private async send(statements: string[]): Promise<QueryResult[]> {
     const opening = this.pending ?? [];
     this.pending = undefined;

@@ -1,0 +1,69 @@
+import { Logger, UseFilters } from '@nestjs/common';
+import { injectInto, wrapMethod } from '../common/wrap-method.js';
+import { InvalidOptionError } from '../errors.js';
+import { TxLockExceptionFilter } from './lock-exception.filter.js';
+import { defaultMethodKey, lockKeyText, type LockKey } from './lock-key.js';
+import { validateAdvisoryOptions, type AdvisoryLockCallOptions } from './lock.options.js';
+import { LockService } from './lock.service.js';
+
+const logger = new Logger('TxLock');
+
+// Key functions receive the method's own arguments, whose types the decorator cannot know; `any` lets a
+// typed function such as `(id: number) => ...` be passed.
+type KeyFunction<R> = (...args: any[]) => R;
+
+/** Options of `@AdvisoryLock()`. */
+export interface AdvisoryLockOptions extends AdvisoryLockCallOptions {
+  /**
+   * The lock's key: a constant (every call takes turns, like a staggered job), or a function of the
+   * method's arguments (`(id) => ['account', id]`). Default: `ClassName.methodName` plus the arguments.
+   */
+  key?: LockKey | KeyFunction<LockKey>;
+  /** Several keys from the arguments (`(from, to) => [['account', from], ['account', to]]`), taken in sorted order. */
+  keys?: KeyFunction<readonly LockKey[]>;
+  /**
+   * When the lock is taken (nowait) or `timeoutMs` runs out: `'throw'` (default) LockNotAcquiredError or
+   * LockTimeoutError; `'skip'` returns undefined without running, logged at debug level. `'skip'` without
+   * `timeoutMs` does not wait at all.
+   */
+  onLocked?: 'throw' | 'skip';
+}
+
+/**
+ * Runs the method holding a PostgreSQL advisory lock, so calls with the same key never run at the same time,
+ * across processes and replicas. In transaction scope (default) it opens a transaction when none is active
+ * (the lock travels with its BEGIN) or joins the current one, and the lock lasts until it ends. On a controller,
+ * LockTimeoutError/LockNotAcquiredError answer HTTP 423 (see TxLockExceptionFilter). Invalid options throw
+ * when the decorator is applied.
+ *
+ * @example
+ * @AdvisoryLock({ key: (accountId: number) => ['account', accountId], timeoutMs: 2_000 })
+ * async credit(accountId: number, amount: number) { ... }
+ *
+ * @Cron('* * * * *')
+ * @AdvisoryLock({ key: 'reports.rebuild', onLocked: 'skip' }) // one replica at a time; the others skip
+ * async rebuildReports() { ... }
+ */
+export function AdvisoryLock(options: AdvisoryLockOptions = {}): MethodDecorator {
+  const { key, keys, onLocked = 'throw', ...callOptions } = options;
+  validateAdvisoryOptions(callOptions, '@AdvisoryLock()');
+  if (onLocked !== 'throw' && onLocked !== 'skip') throw new InvalidOptionError('@AdvisoryLock() "onLocked"', onLocked, ['throw', 'skip']);
+  if (key !== undefined && keys !== undefined) throw new InvalidOptionError('@AdvisoryLock() "keys"', 'keys', 'unset when "key" is given');
+  if (keys !== undefined && typeof keys !== 'function') throw new InvalidOptionError('@AdvisoryLock() "keys"', keys, 'a function of the arguments');
+  if (key !== undefined && typeof key !== 'function') lockKeyText(key); // a bad constant fails now, not on the first call
+  return (target, propertyKey, descriptor) => {
+    const locks = injectInto(target, LockService, 'AdvisoryLock');
+    wrapMethod('AdvisoryLock', target, propertyKey, descriptor, (original, methodName) =>
+      async function advisoryLock(this: object, ...args: unknown[]) {
+        const lockKeys = keys ? keys.apply(this, args) : [typeof key === 'function' ? key.apply(this, args) : (key ?? defaultMethodKey(methodName, args))];
+        const call = () => original.apply(this, args);
+        if (onLocked === 'throw') return locks(this).withAdvisoryLocks(lockKeys, call, callOptions);
+        const outcome = await locks(this).tryAdvisoryLocks(lockKeys, call, callOptions);
+        if (outcome.ran) return outcome.value;
+        logger.debug(`${methodName} skipped: its advisory lock is held elsewhere (${outcome.reason})`);
+        return undefined;
+      },
+    );
+    UseFilters(TxLockExceptionFilter)(target, propertyKey, descriptor);
+  };
+}

@@ -1,0 +1,44 @@
+import { LockNotAcquiredError, LockTimeoutError } from '../errors.js';
+import { sqlState } from '../transaction/sql-state.js';
+import { advisoryLockKey, lockKeyText, type LockKey } from './lock-key.js';
+import type { AdvisoryLockCallOptions } from './lock.options.js';
+
+/** The outcome of a try: whether fn ran (the lock was free) and what it returned. */
+export type LockRunResult<T> = { ran: true; value: T } | { ran: false; reason: 'locked' | 'timeout' };
+
+/** What running under a lock came to: fn's value, or the error saying why the lock was not taken. */
+export type LockOutcome<T> = { ran: true; value: T } | { ran: false; failure: unknown };
+
+/** One advisory lock call, resolved: keys derived, sorted and de-duplicated, wait options fixed. */
+export interface LockRequest {
+  /** Sorted by value, without duplicates, so two callers always take common keys in the same order. */
+  keys: bigint[];
+  /** Names the lock in error messages. */
+  label: string;
+  shared: boolean;
+  timeoutMs?: number;
+  nowait: boolean;
+}
+
+/** Derives the request for `keys` (each a key, possibly of several parts). */
+export function lockRequest(keys: readonly LockKey[], options: AdvisoryLockCallOptions): LockRequest {
+  const derived = [...new Set(keys.map((key) => advisoryLockKey(key, options.namespace)))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return {
+    keys: derived,
+    label: `advisory lock ${keys.map(lockKeyText).join(' + ')}`,
+    shared: options.shared ?? false,
+    timeoutMs: options.timeoutMs,
+    nowait: options.nowait ?? false,
+  };
+}
+
+/** The named error for a lock the database refused (55P03: lock_timeout, or NOWAIT), else the error itself. */
+export function lockFailure(error: unknown, label: string, wait: { timeoutMs?: number; nowait?: boolean }): unknown {
+  if (sqlState(error) !== '55P03') return error;
+  return wait.timeoutMs !== undefined ? new LockTimeoutError(label, wait.timeoutMs, error) : new LockNotAcquiredError(label, error);
+}
+
+/** The reason a try reports for a failure made by lockFailure() or a busy try-lock. */
+export function failureReason(failure: unknown): 'locked' | 'timeout' {
+  return failure instanceof LockTimeoutError ? 'timeout' : 'locked';
+}

@@ -1,0 +1,159 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { InvalidOptionError, LockRequiresTransactionError } from '../errors.js';
+import type { TransactionScope } from '../transaction/transaction-scope.js';
+import { TransactionHost } from '../transaction/transaction.host.js';
+import { Propagation } from '../transaction/transaction.options.js';
+import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
+import type { TxLockModuleOptions } from '../txlock-options.interface.js';
+import { advisoryLockKey, type LockKey } from './lock-key.js';
+import { failureReason, lockRequest, type LockOutcome, type LockRequest, type LockRunResult } from './lock-request.js';
+import { validateAdvisoryOptions, type AdvisoryLockCallOptions, type TableLockMode, type TableLockOptions } from './lock.options.js';
+import { readHolders, type AdvisoryLockHolder } from './lock-holders.js';
+import { SessionLocks } from './session-locks.js';
+import { takeAdvisoryLocks, takeTableLocks } from './transaction-locks.js';
+import { resolveTables, validateTableLock, type TableTarget } from './table-targets.js';
+
+const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
+
+/**
+ * Advisory and table locks on PostgreSQL: mutual exclusion across processes and replicas. The decorators
+ * `@AdvisoryLock()` and `@TableLock()` call it; inject it to lock inside your own code.
+ *
+ * Transaction scope (the default) takes the lock in the transaction it opens or joins, so it is released
+ * at commit or rollback, never before the writes it protects are committed. In a transaction it opens,
+ * the lock travels in the same round trip as BEGIN.
+ *
+ * @example
+ * await locks.withAdvisoryLock(['account', id], async () => {
+ *   const account = await txHost.getRepository(Account).findOneByOrFail({ id });
+ *   account.balance += amount;
+ *   await txHost.getRepository(Account).save(account);
+ * }, { timeoutMs: 2_000 });
+ */
+@Injectable()
+export class LockService {
+  private readonly logger = new Logger('TxLock');
+  private readonly sessions: SessionLocks;
+
+  constructor(
+    private readonly txHost: TransactionHost,
+    @Inject(TXLOCK_MODULE_OPTIONS) options: TxLockModuleOptions,
+  ) {
+    this.sessions = new SessionLocks(() => txHost.dataSource, options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS, this.logger);
+  }
+
+  /**
+   * Runs `fn` holding the advisory lock `key` (a string, number, bigint, or an array of parts such as
+   * `['account', id]`). Waits for it as the options say; throws LockTimeoutError after `timeoutMs`, or
+   * LockNotAcquiredError with `nowait`. Re-entering a key this transaction (or session) already holds is a no-op.
+   */
+  withAdvisoryLock<T>(key: LockKey, fn: () => T | Promise<T>, options: AdvisoryLockCallOptions = {}): Promise<T> {
+    return this.withAdvisoryLocks([key], fn, options);
+  }
+
+  /**
+   * Like withAdvisoryLock() for several keys at once (each key may itself be an array of parts). They are
+   * taken in the order of their 64-bit values, duplicates once, so callers naming the same keys in any
+   * order never deadlock.
+   */
+  async withAdvisoryLocks<T>(keys: readonly LockKey[], fn: () => T | Promise<T>, options: AdvisoryLockCallOptions = {}): Promise<T> {
+    const request = this.request(keys, options, 'withAdvisoryLock()');
+    const outcome = await this.runLocked(request, fn, options);
+    if (!outcome.ran) throw outcome.failure;
+    return outcome.value;
+  }
+
+  /**
+   * Runs `fn` only if the lock can be taken: at once (default), or within `timeoutMs`. Returns
+   * `{ ran: false, reason }` without running fn otherwise (`reason`: `'locked'` or `'timeout'`). For the
+   * cron-style "one replica runs, the others skip" pattern.
+   */
+  async tryAdvisoryLock<T>(key: LockKey, fn: () => T | Promise<T>, options: AdvisoryLockCallOptions = {}): Promise<LockRunResult<T>> {
+    return this.tryAdvisoryLocks([key], fn, options);
+  }
+
+  /** tryAdvisoryLock() for several keys: fn runs only if all of them can be taken. */
+  async tryAdvisoryLocks<T>(keys: readonly LockKey[], fn: () => T | Promise<T>, options: AdvisoryLockCallOptions = {}): Promise<LockRunResult<T>> {
+    const trying = { ...options, nowait: options.timeoutMs === undefined };
+    const outcome = await this.runLocked(this.request(keys, trying, 'tryAdvisoryLock()'), fn, trying);
+    return outcome.ran ? outcome : { ran: false, reason: failureReason(outcome.failure) };
+  }
+
+  /**
+   * Locks tables in the current transaction (`LOCK TABLE ... IN <mode> MODE`) until it ends. Targets are
+   * entity classes (their schema-qualified table) or table names; all are quoted, and locked in sorted
+   * order. Throws LockRequiresTransactionError outside a transaction, LockTimeoutError/LockNotAcquiredError
+   * when `timeoutMs`/`nowait` run out (the caller's transaction stays usable), TableNotFoundError.
+   */
+  async lockTables(targets: TableTarget | readonly TableTarget[], mode: TableLockMode, options: TableLockOptions = {}): Promise<void> {
+    const list = validateTableLock(mode, targets, options, 'lockTables()');
+    const scope = this.txHost.scope();
+    if (!scope) throw new LockRequiresTransactionError('lockTables()');
+    await takeTableLocks(scope, resolveTables(this.txHost.dataSource, list), mode, options, false);
+  }
+
+  /** Runs `fn` in a transaction (opened or joined as `options.propagation` says) that first locks the tables. */
+  async withTableLock<T>(targets: TableTarget | readonly TableTarget[], mode: TableLockMode, fn: () => T | Promise<T>, options: TableLockOptions = {}): Promise<T> {
+    const list = validateTableLock(mode, targets, options, 'withTableLock()');
+    return this.inTransaction(options.propagation, fn, (scope, own) => takeTableLocks(scope, resolveTables(this.txHost.dataSource, list), mode, options, own).then(() => undefined));
+  }
+
+  /**
+   * Who holds or awaits advisory locks in this database (all of them, or only `key`'s): key, mode,
+   * backend pid, since when, from where. Reads pg_locks and pg_stat_activity.
+   */
+  async holders(key?: LockKey, options: { namespace?: number } = {}): Promise<AdvisoryLockHolder[]> {
+    return readHolders(this.txHost.manager, key === undefined ? undefined : advisoryLockKey(key, options.namespace));
+  }
+
+  private request(keys: readonly LockKey[], options: AdvisoryLockCallOptions, where: string): LockRequest {
+    validateAdvisoryOptions(options, where);
+    if (!Array.isArray(keys) || keys.length === 0) throw new InvalidOptionError(`${where} keys`, keys, 'at least one key');
+    return lockRequest(keys, options);
+  }
+
+  private async runLocked<T>(request: LockRequest, fn: () => T | Promise<T>, options: AdvisoryLockCallOptions): Promise<LockOutcome<T>> {
+    if (options.scope === 'session') {
+      if (this.txHost.scope()) {
+        throw new InvalidOptionError('scope', 'session', '"transaction" inside a transaction (a session lock would be released before the transaction commits)');
+      }
+      return this.sessions.run(request, fn);
+    }
+    let failure: unknown;
+    try {
+      const value = await this.inTransaction(options.propagation, fn, async (scope, own) => {
+        failure = await takeAdvisoryLocks(scope, request, own, this.logger);
+        return failure;
+      });
+      return { ran: true, value };
+    } catch (error) {
+      if (failure !== undefined && error === failure) return { ran: false, failure };
+      throw error;
+    }
+  }
+
+  /**
+   * Runs `take` then `fn` in a transaction. Joining the caller's transaction (REQUIRED/MANDATORY with one
+   * active), `take` runs before joining: its savepoint keeps a busy lock from aborting or poisoning the
+   * caller's transaction. Otherwise it runs first thing inside the transaction or savepoint opened for the
+   * call (`own`), where a failure simply rolls that back. `take` returns an error to stop before fn.
+   */
+  private async inTransaction<T>(
+    propagation: AdvisoryLockCallOptions['propagation'],
+    fn: () => T | Promise<T>,
+    take: (scope: TransactionScope, own: boolean) => Promise<unknown>,
+  ): Promise<T> {
+    const outer = this.txHost.scope();
+    const joins = outer && (propagation === undefined || propagation === Propagation.REQUIRED || propagation === Propagation.MANDATORY);
+    if (joins) {
+      const failure = await take(outer, false);
+      if (failure !== undefined) throw failure;
+      return this.txHost.run({ propagation }, fn);
+    }
+    return this.txHost.run({ propagation }, async () => {
+      const failure = await take(this.txHost.scope()!, true);
+      if (failure !== undefined) throw failure;
+      return fn();
+    });
+  }
+}

@@ -1,0 +1,112 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Logger } from '@nestjs/common';
+import type { DataSource } from 'typeorm';
+import { LockLostError, LockNotAcquiredError } from '../errors.js';
+import { TransactionConnection } from '../transaction/transaction-connection.js';
+import { alreadyHeld, type HeldKeys } from './held-locks.js';
+import { lockFailure, type LockOutcome, type LockRequest } from './lock-request.js';
+import { lockSql } from './lock.sql.js';
+
+/** One pinned connection and the session locks the current call chain holds on it. */
+interface Session {
+  connection: TransactionConnection;
+  held: HeldKeys;
+  /** Set when the connection's state is unknown: it is destroyed instead of going back to the pool. */
+  broken?: unknown;
+}
+
+const sessionStorage = new AsyncLocalStorage<Session>();
+
+/** The session keys held by the current call chain, if it runs inside a session-scope lock. */
+export function currentSessionKeys(): HeldKeys | undefined {
+  return sessionStorage.getStore()?.held;
+}
+
+/**
+ * Session-scope advisory locks. The outermost call pins one pooled connection; the locks are taken and
+ * released on it (a release on another connection would unlock nothing, and the lock would leak), and
+ * nested calls in the same call chain reuse it, so re-entering a key held there is a no-op instead of a
+ * self-deadlock. Release happens in `finally`; a connection whose release did not answer true is destroyed
+ * rather than handed to the next pool user.
+ */
+export class SessionLocks {
+  constructor(
+    private readonly dataSource: () => DataSource,
+    private readonly acquireTimeoutMs: number,
+    private readonly logger: Logger,
+  ) {}
+
+  async run<T>(request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
+    const current = sessionStorage.getStore();
+    if (current) return this.runOn(current, request, fn);
+    const session: Session = { connection: await TransactionConnection.open(this.dataSource(), this.acquireTimeoutMs), held: new Map() };
+    try {
+      return await sessionStorage.run(session, () => this.runOn(session, request, fn));
+    } finally {
+      await session.connection.close(session.broken);
+    }
+  }
+
+  private async runOn<T>(session: Session, request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
+    const keys = request.keys.filter((key) => !alreadyHeld(key, request.shared, undefined, session.held));
+    const failure = await this.acquire(session, keys, request);
+    if (failure) return { ran: false, failure };
+    for (const key of keys) session.held.set(key, request.shared);
+    let value: T;
+    try {
+      value = await fn();
+    } catch (error) {
+      await this.release(session, keys, request).catch((releaseError: unknown) => this.logger.warn(String(releaseError)));
+      throw error;
+    }
+    await this.release(session, keys, request);
+    return { ran: true, value };
+  }
+
+  /** Takes `keys`; returns the LockNotAcquiredError/LockTimeoutError when they are busy, throws anything else. */
+  private async acquire(session: Session, keys: bigint[], request: LockRequest): Promise<unknown> {
+    if (keys.length === 0) return undefined;
+    const { connection } = session;
+    const flavor = { session: true, shared: request.shared, tryOnly: request.nowait };
+    try {
+      if (request.nowait) {
+        const results = await connection.exec(lockSql.lock(keys, flavor));
+        const taken = keys.filter((_, i) => results[i]!.rows[0].ok === true);
+        if (taken.length === keys.length) return undefined;
+        await this.unlock(session, taken, request);
+        return new LockNotAcquiredError(request.label);
+      }
+      // One implicit transaction block: lock_timeout ends with it. A failure does not undo the keys taken
+      // before it (session locks ignore rollback), so those are released below.
+      const timeout = request.timeoutMs !== undefined ? [lockSql.blockTimeout(request.timeoutMs)] : [];
+      await connection.exec([...timeout, ...lockSql.lock(keys, flavor)]);
+      return undefined;
+    } catch (error) {
+      await connection.exec([lockSql.unlockGranted(keys, request.shared)]).catch((cleanupError: unknown) => (session.broken ??= cleanupError));
+      const failure = lockFailure(error, request.label, request);
+      if (failure === error) throw error;
+      return failure;
+    }
+  }
+
+  /** Releases `keys` and checks that each one was still held; otherwise the work may not have run alone. */
+  private async release(session: Session, keys: bigint[], request: LockRequest): Promise<void> {
+    for (const key of keys) session.held.delete(key);
+    await this.unlock(session, keys, request);
+  }
+
+  private async unlock(session: Session, keys: bigint[], request: LockRequest): Promise<void> {
+    if (keys.length === 0) return;
+    let released: boolean[];
+    try {
+      released = (await session.connection.exec(lockSql.unlock(keys, request.shared))).map((result) => result.rows[0].released === true);
+    } catch (error) {
+      session.broken ??= error;
+      throw new LockLostError(request.label, error);
+    }
+    if (released.includes(false)) {
+      session.broken ??= new Error('pg_advisory_unlock answered false');
+      throw new LockLostError(request.label);
+    }
+  }
+}

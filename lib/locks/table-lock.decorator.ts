@@ -1,0 +1,32 @@
+import { UseFilters } from '@nestjs/common';
+import { injectInto, wrapMethod } from '../common/wrap-method.js';
+import { TxLockExceptionFilter } from './lock-exception.filter.js';
+import type { TableLockMode, TableLockOptions } from './lock.options.js';
+import { LockService } from './lock.service.js';
+import { validateTableLock, type TableTarget } from './table-targets.js';
+
+/**
+ * Runs the method in a transaction (opened, or joined as `options.propagation` says) that first takes
+ * `LOCK TABLE <targets> IN <mode> MODE`, held until the transaction ends. `mode` is one of the eight
+ * PostgreSQL modes (TableLockMode); `targets` are entity classes (their schema-qualified table from TypeORM
+ * metadata) or table names; every identifier is quoted. A bad mode, table name or option throws when the
+ * decorator is applied. With `nowait`/`timeoutMs`, a busy table throws LockNotAcquiredError/LockTimeoutError
+ * (HTTP 423 on a controller).
+ *
+ * @example
+ * // Get-or-create on a table without a unique constraint: writers queue, readers are not blocked.
+ * @TableLock('SHARE ROW EXCLUSIVE', [Session], { timeoutMs: 5_000 })
+ * async sessionFor(userId: number) { ... }
+ */
+export function TableLock(mode: TableLockMode, targets: TableTarget | readonly TableTarget[], options: TableLockOptions = {}): MethodDecorator {
+  const list = validateTableLock(mode, targets, options, '@TableLock()');
+  return (target, propertyKey, descriptor) => {
+    const locks = injectInto(target, LockService, 'TableLock');
+    wrapMethod('TableLock', target, propertyKey, descriptor, (original) =>
+      async function tableLock(this: object, ...args: unknown[]) {
+        return locks(this).withTableLock(list, mode, () => original.apply(this, args), options);
+      },
+    );
+    UseFilters(TxLockExceptionFilter)(target, propertyKey, descriptor);
+  };
+}

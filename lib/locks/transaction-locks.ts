@@ -1,0 +1,85 @@
+import type { Logger } from '@nestjs/common';
+import { LockNotAcquiredError, TableNotFoundError } from '../errors.js';
+import { sqlState } from '../transaction/sql-state.js';
+import type { TransactionScope } from '../transaction/transaction-scope.js';
+import { alreadyHeld, countKeys, heldIn } from './held-locks.js';
+import { lockFailure, type LockRequest } from './lock-request.js';
+import type { TableLockMode, TableLockOptions } from './lock.options.js';
+import { lockSql } from './lock.sql.js';
+import { currentSessionKeys } from './session-locks.js';
+
+// PostgreSQL's default max_locks_per_transaction: past it, one transaction eats into the lock table shared by all.
+const MANY_KEYS = 64;
+let savepoints = 0;
+
+/**
+ * Takes the request's keys in `scope`, in one round trip (with BEGIN when it is still pending). Returns
+ * the LockNotAcquiredError/LockTimeoutError when busy. Keys held already are skipped. `own`: the transaction
+ * or savepoint was opened for this call, so a failure rolls it back and no savepoint is needed here.
+ */
+export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRequest, own: boolean, logger: Logger): Promise<unknown> {
+  const session = currentSessionKeys();
+  const keys = request.keys.filter((key) => !alreadyHeld(key, request.shared, scope, session));
+  if (keys.length === 0) return undefined;
+  const { timeoutMs, nowait, shared } = request;
+  // A savepoint keeps a joined transaction usable when the lock times out, or when a multi-key try took
+  // some keys but not all (transaction-level locks cannot be unlocked; rolling back to it releases them).
+  const savepoint = !own && (timeoutMs !== undefined || (nowait && keys.length > 1)) ? `txlock_lock_${++savepoints}` : undefined;
+  const statements = [
+    ...(savepoint ? [lockSql.savepoint(savepoint)] : []),
+    ...(timeoutMs !== undefined ? lockSql.setTimeout(timeoutMs) : []),
+    ...lockSql.lock(keys, { session: false, shared, tryOnly: nowait }),
+    ...(timeoutMs !== undefined ? [lockSql.restoreTimeout] : []),
+    // A waiting lock either succeeded or failed the batch: the savepoint can go in the same round trip.
+    ...(savepoint && !nowait ? [lockSql.release(savepoint)] : []),
+  ];
+  const connection = scope.connection;
+  let results;
+  try {
+    results = savepoint ? await connection.execOrRecover(statements, lockSql.rollbackTo(savepoint)) : await connection.exec(statements);
+  } catch (error) {
+    const failure = lockFailure(error, request.label, request);
+    if (failure === error) throw error;
+    return failure;
+  }
+  if (nowait) {
+    const offset = savepoint ? 1 : 0;
+    const taken = results.slice(offset, offset + keys.length).every((result) => result.rows[0].ok === true);
+    if (savepoint) await connection.exec(taken ? [lockSql.release(savepoint)] : lockSql.rollbackTo(savepoint));
+    if (!taken) return new LockNotAcquiredError(request.label);
+  }
+  const held = heldIn(scope);
+  for (const key of keys) held.set(key, shared && held.get(key) !== false);
+  const total = countKeys(scope, keys.length);
+  if (total > MANY_KEYS && total - keys.length <= MANY_KEYS) {
+    logger.warn(
+      `One transaction now holds ${total} advisory locks. Each takes a slot in PostgreSQL's shared lock table ` +
+        `(max_locks_per_transaction × max_connections); too many fail with "out of shared memory". Lock coarser keys.`,
+    );
+  }
+  return undefined;
+}
+
+/**
+ * Takes `LOCK TABLE` on `tables` (quoted and sorted by resolveTables()) in `scope`. In a transaction that was
+ * already running (`own` false), a savepoint keeps it usable when nowait/timeoutMs fail.
+ */
+export async function takeTableLocks(scope: TransactionScope, tables: readonly string[], mode: TableLockMode, options: TableLockOptions, own: boolean): Promise<void> {
+  const { timeoutMs, nowait = false } = options;
+  const connection = scope.connection;
+  const savepoint = !own && (timeoutMs !== undefined || nowait) ? `txlock_lock_${++savepoints}` : undefined;
+  const before = [...(savepoint ? [lockSql.savepoint(savepoint)] : []), ...(timeoutMs !== undefined ? lockSql.setTimeout(timeoutMs) : [])];
+  if (before.length > 0) await connection.exec(before);
+  try {
+    // Identifiers are not integers, so LOCK TABLE never joins a simple-protocol batch: it goes alone.
+    await connection.queryRunner.query(lockSql.lockTables(tables, mode, nowait));
+  } catch (error) {
+    // On a broken connection this fails too; the LOCK's error is the one that says why.
+    if (savepoint) await connection.exec(lockSql.rollbackTo(savepoint)).catch(() => undefined);
+    const label = `table ${tables.join(', ')} (${mode})`;
+    if (sqlState(error) === '42P01') throw new TableNotFoundError(tables.join(', '), error);
+    throw lockFailure(error, label, options);
+  }
+  const after = [...(timeoutMs !== undefined ? [lockSql.restoreTimeout] : []), ...(savepoint ? [lockSql.release(savepoint)] : [])];
+  if (after.length > 0) await connection.exec(after);
+}

@@ -1,0 +1,49 @@
+import { Injectable } from '@nestjs/common';
+import { AtomicService, CounterService, InjectTxRepository, Transactional } from 'nestjs-txlock';
+import type { Repository } from 'typeorm';
+import { Like } from './like.entity.js';
+import { Post } from './post.entity.js';
+import { PostsService } from './posts.service.js';
+
+/** The result of a like or unlike: whether it changed anything, and the counter after it. */
+export interface LikeResult {
+  changed: boolean;
+  likesCount: number;
+}
+
+/**
+ * Likes, exact under any concurrency, on one replica or many. The like row and the counter change in
+ * one transaction, so likes_count always equals the rows, even when a request fails halfway.
+ */
+@Injectable()
+export class LikesService {
+  constructor(
+    private readonly posts: PostsService,
+    private readonly atomic: AtomicService,
+    private readonly counters: CounterService,
+    @InjectTxRepository(Like) private readonly likes: Repository<Like>,
+  ) {}
+
+  /** Idempotent: only the request that created the like row moves the counter. */
+  @Transactional()
+  async like(postId: number, userId: string): Promise<LikeResult> {
+    await this.posts.get(postId);
+    const { created } = await this.atomic.getOrCreate(Like, { postId, userId });
+    return { changed: created, likesCount: created ? await this.addToCount(postId, 1) : (await this.posts.get(postId)).likesCount };
+  }
+
+  /** Idempotent: only the request whose DELETE removed the row moves the counter. */
+  @Transactional()
+  async unlike(postId: number, userId: string): Promise<LikeResult> {
+    await this.posts.get(postId);
+    const { affected } = await this.likes.delete({ postId, userId });
+    const changed = (affected ?? 0) > 0;
+    return { changed, likesCount: changed ? await this.addToCount(postId, -1) : (await this.posts.get(postId)).likesCount };
+  }
+
+  /** `likes_count = likes_count + by` in the database (never below 0), returning the new count. */
+  private async addToCount(postId: number, by: number): Promise<number> {
+    const [count] = await this.counters.incrementColumn(Post, { id: postId }, 'likesCount', by, { min: 0 });
+    return Number(count);
+  }
+}

@@ -34,3 +34,7 @@ export type {
 export { AtomicService } from './atomic/atomic.service.js';
 export type { BulkGetOrCreateOptions, BulkGetOrCreateResult, GetOrCreateOptions, GetOrCreateResult } from './atomic/atomic.options.js';
 export type { EntityValues } from './common/entity-table.js';
+export { SingleFlightService } from './single-flight/single-flight.service.js';
+export { SingleFlight, type SingleFlightDecoratorOptions } from './single-flight/single-flight.decorator.js';
+export { SingleFlightEntity } from './single-flight/single-flight.entity.js';
+export type { SingleFlightOptions, SingleFlightModuleOptions } from './single-flight/single-flight.options.js';

@@ -2,6 +2,7 @@ import type { DataSource } from 'typeorm';
 import type { CounterModuleOptions } from './counters/counter.options.js';
 import type { IsolationLevel } from './transaction/transaction.options.js';
 import type { LeaseModuleOptions } from './leases/lease.options.js';
+import type { SingleFlightModuleOptions } from './single-flight/single-flight.options.js';
 
 /** Options of `TxLockModule.forRoot()` / `forRootAsync()`. */
 export interface TxLockModuleOptions {
@@ -32,4 +33,6 @@ export interface TxLockModuleOptions {
   leases?: LeaseModuleOptions;
   /** CounterService settings: table name, `autoCreate` (default false), `coalesce` (default true). */
   counters?: CounterModuleOptions;
+  /** Where SingleFlightService keeps values: the postgres table (default) or the app's CACHE_MANAGER. */
+  singleFlight?: SingleFlightModuleOptions;
 }

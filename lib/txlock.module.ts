@@ -6,6 +6,7 @@ import { LockService } from './locks/lock.service.js';
 import { AtomicService } from './atomic/atomic.service.js';
 import { CounterService } from './counters/counter.service.js';
 import { ClientDisconnectInterceptor } from './transaction/client-disconnect.interceptor.js';
+import { SingleFlightService } from './single-flight/single-flight.service.js';
 import { TransactionHost } from './transaction/transaction.host.js';
 import { createTxRepositoryProviders } from './transaction/tx-repository.js';
 import { ConfigurableTxLockModule } from './txlock.module-definition.js';
@@ -26,8 +27,8 @@ class TxLockFeatureModule {}
  * ]
  */
 @Module({
-  providers: [{ provide: APP_INTERCEPTOR, useClass: ClientDisconnectInterceptor }, TransactionHost, LeaseService, LockService, CounterService, AtomicService],
-  exports: [TransactionHost, LeaseService, LockService, CounterService, AtomicService],
+  providers: [{ provide: APP_INTERCEPTOR, useClass: ClientDisconnectInterceptor }, TransactionHost, LeaseService, LockService, CounterService, AtomicService, SingleFlightService],
+  exports: [TransactionHost, LeaseService, LockService, CounterService, AtomicService, SingleFlightService],
 })
 export class TxLockModule extends ConfigurableTxLockModule {
   /** Registers `@InjectTxRepository(entity)` providers for these entities. */

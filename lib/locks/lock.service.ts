@@ -1,19 +1,17 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InvalidOptionError, LockRequiresTransactionError } from '../errors.js';
 import type { TransactionScope } from '../transaction/transaction-scope.js';
-import { TransactionHost } from '../transaction/transaction.host.js';
+import { DEFAULT_ACQUIRE_TIMEOUT_MS, TransactionHost } from '../transaction/transaction.host.js';
 import { Propagation } from '../transaction/transaction.options.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
-import { advisoryLockKey, type LockKey } from './lock-key.js';
+import { advisoryLockKey, RESERVED_LOCK_NAMESPACE, type LockKey } from './lock-key.js';
 import { failureReason, lockRequest, type LockOutcome, type LockRequest, type LockRunResult } from './lock-request.js';
 import { validateAdvisoryOptions, type AdvisoryLockCallOptions, type TableLockMode, type TableLockOptions } from './lock.options.js';
 import { readHolders, type AdvisoryLockHolder } from './lock-holders.js';
 import { SessionLocks } from './session-locks.js';
 import { takeAdvisoryLocks, takeTableLocks } from './transaction-locks.js';
 import { resolveTables, validateTableLock, type TableTarget } from './table-targets.js';
-
-const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
 
 /**
  * Advisory and table locks on PostgreSQL: mutual exclusion across processes and replicas. The decorators
@@ -57,7 +55,21 @@ export class LockService {
    * order never deadlock.
    */
   async withAdvisoryLocks<T>(keys: readonly LockKey[], fn: () => T | Promise<T>, options: AdvisoryLockCallOptions = {}): Promise<T> {
-    const request = this.request(keys, options, 'withAdvisoryLock()');
+    return this.locked(this.request(keys, options, 'withAdvisoryLock()'), fn, options);
+  }
+
+  /**
+   * withAdvisoryLock() for nestjs-txlock's own features (single flight): the key lives in the namespace
+   * reserved for the library, and the lock in a transaction of its own (REQUIRES_NEW), committed as soon
+   * as `fn` is done whatever the caller's transaction does. Not part of the public API.
+   * @internal
+   */
+  withLibraryLock<T>(key: LockKey, fn: () => T | Promise<T>): Promise<T> {
+    const options: AdvisoryLockCallOptions = { propagation: Propagation.REQUIRES_NEW };
+    return this.locked(lockRequest([key], { ...options, namespace: RESERVED_LOCK_NAMESPACE }), fn, options);
+  }
+
+  private async locked<T>(request: LockRequest, fn: () => T | Promise<T>, options: AdvisoryLockCallOptions): Promise<T> {
     const outcome = await this.runLocked(request, fn, options);
     if (!outcome.ran) throw outcome.failure;
     return outcome.value;

@@ -20,7 +20,8 @@ import { TransactionConnection } from './transaction-connection.js';
 import { currentScope, transactionStorage, TransactionScope, type TransactionHook } from './transaction-scope.js';
 import { Propagation, validateTransactionOptions, type TransactionOptions } from './transaction.options.js';
 
-const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
+/** How long a transaction waits for a pooled connection when `acquireTimeoutMs` is not set. */
+export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
 const DEFAULT_BACKOFF = { minMs: 5, maxMs: 250 };
 
 /**

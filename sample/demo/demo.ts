@@ -10,10 +10,11 @@ import { likesScenario } from './scenarios/likes.js';
 import { pointsScenario } from './scenarios/points.js';
 import { quotasScenario } from './scenarios/quotas.js';
 import { sessionsScenario } from './scenarios/sessions.js';
+import { summaryScenario } from './scenarios/summary.js';
 import { renderTable } from './table.js';
 
 const REPLICAS = 2;
-const SCENARIOS = [likesScenario, sessionsScenario, pointsScenario, quotasScenario, domainsScenario, cronScenario];
+const SCENARIOS = [likesScenario, sessionsScenario, pointsScenario, quotasScenario, domainsScenario, summaryScenario, cronScenario];
 
 /**
  * `npm run demo`: two replicas of the sample on one database (embedded, or a scratch database on

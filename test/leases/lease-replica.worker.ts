@@ -3,12 +3,13 @@ import { Injectable, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { LeaseService, ScheduledLock, TxLockModule } from '../../lib/index.js';
+import { AdvisoryLock, LeaseService, ScheduledLock, TxLockModule } from '../../lib/index.js';
 import { workerMain } from '../support/processes.js';
+import { waitAtStartLine } from '../support/start-line.js';
 
 /** Input of one replica. */
 export interface ReplicaInput {
-  mode: 'scheduled' | 'tokens' | 'hold';
+  mode: 'scheduled' | 'advisory-skip' | 'tokens' | 'hold';
   /** scheduled: ticks, period and the spread of each replica's start within a tick (tick 0 starts when the test says go). */
   ticks?: number;
   periodMs?: number;
@@ -27,6 +28,16 @@ class TickJob {
   // when a slower replica's timer fires.
   @ScheduledLock('tick-job', { atMostForMs: 5_000, atLeastForMs: 700 })
   async run(tick: number): Promise<void> {
+    await this.work(tick);
+  }
+
+  // The control: "skip while someone runs it" excludes only for the 10 ms the job runs.
+  @AdvisoryLock({ key: 'tick-job', onLocked: 'skip' })
+  async runUnderAdvisoryLock(tick: number): Promise<void> {
+    await this.work(tick);
+  }
+
+  private async work(tick: number): Promise<void> {
     await this.dataSource.query('INSERT INTO job_runs (tick, pid) VALUES ($1, $2)', [tick, process.pid]);
     await sleep(10);
   }
@@ -46,21 +57,13 @@ workerMain<ReplicaInput, unknown>(async (input, { url }) => {
   const app = await NestFactory.createApplicationContext(ReplicaModule, { logger: ['error'] });
   try {
     const leases = app.get(LeaseService);
-    if (input.mode === 'scheduled') {
+    if (input.mode === 'scheduled' || input.mode === 'advisory-skip') {
       const job = app.get(TickJob);
-      // Booting four Nest apps takes a while on two cores: tick 0's time comes from the test once all are up.
-      process.stdout.write('ready\n');
-      const dataSource = app.get(DataSource);
-      let startAt: number | undefined;
-      while (startAt === undefined) {
-        const rows: { start_at: string }[] = await dataSource.query('SELECT start_at FROM replica_go');
-        if (rows.length) startAt = Number(rows[0]!.start_at);
-        else await sleep(20);
-      }
+      const startAt = await waitAtStartLine(app.get(DataSource));
       for (let tick = 0; tick < input.ticks!; tick++) {
         const fireAt = startAt + tick * input.periodMs! + Math.random() * input.spreadMs!;
         await sleep(Math.max(0, fireAt - Date.now()));
-        await job.run(tick);
+        await (input.mode === 'scheduled' ? job.run(tick) : job.runUnderAdvisoryLock(tick));
       }
       return null;
     }

@@ -6,6 +6,7 @@ import { concurrently, valuesOf } from '../support/concurrency.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { createTestApp } from '../support/nest-app.js';
 import { runWorkers, spawnWorker } from '../support/processes.js';
+import { startWorkers } from '../support/start-line.js';
 import type { ReplicaInput } from './lease-replica.worker.js';
 
 const WORKER = 'test/leases/lease-replica.worker.ts';
@@ -125,16 +126,25 @@ describe('LeaseService', () => {
     expect(all).toEqual(Array.from({ length: 1_000 }, (_, i) => i + 1));
   });
 
-  it('runs a @ScheduledLock job exactly once per tick across 4 replicas whose timers fire up to 300 ms apart', async () => {
-    await dataSource.query('CREATE TABLE replica_go (start_at bigint NOT NULL)');
-    // Ticks 1.2 s apart; each replica fires up to 300 ms late; the lease stays taken 700 ms after a run starts.
-    const input: ReplicaInput = { mode: 'scheduled', ticks: 5, periodMs: 1_200, spreadMs: 300 };
-    const replicas = Array.from({ length: 4 }, (_, i) => spawnWorker(WORKER, db.url, input, i));
-    while (!replicas.every((r) => r.stdout().includes('ready'))) await new Promise((resolve) => setTimeout(resolve, 20));
-    await dataSource.query('INSERT INTO replica_go VALUES ($1)', [Date.now() + 200]);
+  // Ticks 1.2 s apart; each replica fires up to 300 ms late; the lease stays taken 700 ms after a run starts.
+  const fireTicks = async (mode: ReplicaInput['mode']) => {
+    await dataSource.query('TRUNCATE job_runs');
+    const replicas = Array.from({ length: 4 }, (_, i) => spawnWorker(WORKER, db.url, { mode, ticks: 5, periodMs: 1_200, spreadMs: 300 } satisfies ReplicaInput, i));
+    await startWorkers(dataSource, replicas, 200);
     await Promise.all(replicas.map((r) => r.result));
-    const perTick = await dataSource.query('SELECT tick, count(*)::int AS runs FROM job_runs GROUP BY tick ORDER BY tick');
-    expect(perTick).toEqual([0, 1, 2, 3, 4].map((tick) => ({ tick, runs: 1 })));
+    return (await dataSource.query('SELECT tick, count(*)::int AS runs FROM job_runs GROUP BY tick ORDER BY tick')) as { tick: number; runs: number }[];
+  };
+
+  it('runs a @ScheduledLock job exactly once per tick across 4 replicas whose timers fire up to 300 ms apart', async () => {
+    expect(await fireTicks('scheduled')).toEqual([0, 1, 2, 3, 4].map((tick) => ({ tick, runs: 1 })));
+  });
+
+  it('control: @AdvisoryLock({ onLocked: "skip" }) in the same setup runs the 10 ms job more than once per tick', async () => {
+    const perTick = await fireTicks('advisory-skip');
+    const total = perTick.reduce((sum, t) => sum + t.runs, 0);
+    console.log(`[leases] 4 replicas × 5 ticks: @AdvisoryLock skip ran ${total} times (${perTick.map((t) => t.runs).join('/')}), @ScheduledLock 5`);
+    expect(perTick).toHaveLength(5);
+    expect(total).toBeGreaterThan(5);
   });
 
   it('lets no replica in before atMostFor when the holder is SIGKILLed, and one after it', async () => {

@@ -10,7 +10,7 @@ export class StatsRun {
   @Column()
   tick!: string;
 
-  /** `locked` (the @AdvisoryLock job) or `unlocked` (the control). */
+  /** `leased` (the @ScheduledLock job), `advisory` (the @AdvisoryLock skip control) or `unlocked` (no lock). */
   @Column()
   mode!: string;
 

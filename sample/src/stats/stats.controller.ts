@@ -1,4 +1,4 @@
-import { BadRequestException, Body, Controller, Get, HttpCode, HttpStatus, Post, Query } from '@nestjs/common';
+import { BadRequestException, Body, Controller, Get, HttpCode, HttpStatus, Param, Post, Query } from '@nestjs/common';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { today } from '../common/today.js';
 import type { StatsRun } from './stats-run.entity.js';
@@ -21,11 +21,20 @@ interface TriggerBody {
 export class StatsController {
   constructor(private readonly stats: StatsService) {}
 
+  /** The job under its lease (@ScheduledLock): once per tick across replicas. */
   @Post('runs')
   @HttpCode(HttpStatus.OK)
   async trigger(@Body() body: TriggerBody): Promise<{ ran: boolean }> {
     const tick = await this.waitForTick(body);
     return { ran: (await this.stats.runNightly(tick)) !== undefined };
+  }
+
+  /** The job under @AdvisoryLock({ onLocked: 'skip' }): no two at once, but a late replica runs it again. */
+  @Post('runs/advisory')
+  @HttpCode(HttpStatus.OK)
+  async triggerAdvisory(@Body() body: TriggerBody): Promise<{ ran: boolean }> {
+    const tick = await this.waitForTick(body);
+    return { ran: (await this.stats.runNightlyAdvisory(tick)) !== undefined };
   }
 
   @Post('runs/unsafe')
@@ -39,6 +48,24 @@ export class StatsController {
   @Get('runs')
   runs(@Query('tick') tick?: string): Promise<StatsRun[]> {
     return this.stats.runs(tick);
+  }
+
+  /** The expensive summary, computed once across replicas for concurrent requests (@SingleFlight). */
+  @Get('summary/:scope')
+  summary(@Param('scope') scope: string) {
+    return this.stats.summary(scope);
+  }
+
+  /** The naive twin: computed again for every request. */
+  @Get('summary/:scope/unsafe')
+  summaryUnsafe(@Param('scope') scope: string) {
+    return this.stats.summaryUnsafe(scope);
+  }
+
+  /** How many times the summary of `scope` was computed. */
+  @Get('summary/:scope/computations')
+  async computations(@Param('scope') scope: string): Promise<{ computations: number }> {
+    return { computations: await this.stats.computationsOf(scope) };
   }
 
   private async waitForTick(body: TriggerBody): Promise<string> {

@@ -1,14 +1,15 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { TxLockModule } from 'nestjs-txlock';
+import { StatsComputation } from './stats-computation.entity.js';
 import { StatsRun } from './stats-run.entity.js';
 import { StatsController } from './stats.controller.js';
 import { StatsService } from './stats.service.js';
 
-/** The nightly stats job: @Cron on every replica, run by one of them per tick. */
+/** The nightly stats job (@Cron on every replica, run by one of them per tick) and the single-flight summary. */
 @Module({
   // TypeOrmModule.forFeature registers the entity (autoLoadEntities); TxLockModule.forFeature injects it.
-  imports: [TypeOrmModule.forFeature([StatsRun]), TxLockModule.forFeature([StatsRun])],
+  imports: [TypeOrmModule.forFeature([StatsRun, StatsComputation]), TxLockModule.forFeature([StatsRun, StatsComputation])],
   controllers: [StatsController],
   providers: [StatsService],
 })

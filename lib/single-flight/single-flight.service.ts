@@ -1,0 +1,121 @@
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import { ensureTable } from '../common/ensure-table.js';
+import { quoteIdentifier } from '../common/sql.js';
+import { LockTimeoutError, TxLockConfigurationError, ValueNotSerializableError } from '../errors.js';
+import { LockService } from '../locks/lock.service.js';
+import { transactionStorage } from '../transaction/transaction-scope.js';
+import { TransactionHost } from '../transaction/transaction.host.js';
+import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
+import type { TxLockModuleOptions } from '../txlock-options.interface.js';
+import { validateSingleFlight, type SingleFlightOptions } from './single-flight.options.js';
+import { singleFlightSql } from './single-flight.sql.js';
+import { CacheManagerSingleFlightStore, PostgresSingleFlightStore, type CacheLike, type SingleFlightStore } from './single-flight.store.js';
+
+/**
+ * Computes an expensive value once across all processes and shares it (seed 001's recipe as one call):
+ * check the store; take an advisory lock on the key (in the library's own lock namespace); check again,
+ * since another process may have computed it while we waited; compute; store for `ttlMs`; release by
+ * committing. Within one process, concurrent callers of a key share one promise and one connection.
+ *
+ * What runs where: the first check runs on its own (outside any caller's transaction). The lock, the
+ * re-check, `compute` and the write run in one transaction of their own that holds the lock; its only other
+ * locks are what `compute` itself takes, and it commits as soon as the value is stored. Errors are never
+ * stored: every caller waiting on a failed computation gets its error, and the next caller computes again.
+ *
+ * @example
+ * const report = await singleFlight.run(`report:${day}`, () => buildReport(day), { ttlMs: 60_000 });
+ */
+@Injectable()
+export class SingleFlightService implements OnModuleInit {
+  private readonly flights = new Map<string, Promise<unknown>>();
+  private store?: SingleFlightStore;
+  private readonly table: string;
+
+  constructor(
+    private readonly txHost: TransactionHost,
+    private readonly locks: LockService,
+    private readonly moduleRef: ModuleRef,
+    @Inject(TXLOCK_MODULE_OPTIONS) private readonly options: TxLockModuleOptions,
+  ) {
+    this.table = (options.singleFlight?.table ?? 'txlock_single_flight').split('.').map(quoteIdentifier).join('.');
+  }
+
+  async onModuleInit(): Promise<void> {
+    this.store = this.createStore();
+    if (this.options.singleFlight?.autoCreate && this.store instanceof PostgresSingleFlightStore) {
+      await ensureTable(this.txHost.dataSource, this.table, [singleFlightSql.createTable(this.table)]);
+    }
+  }
+
+  /**
+   * The value of `key`: the stored one while it lives, else computed by exactly one caller across all
+   * processes while the others wait for it. The value must be JSON-serialisable; every caller (the one
+   * that computed it included) gets its JSON round trip, so all see the same value.
+   */
+  run<T>(key: string, compute: () => T | Promise<T>, options: SingleFlightOptions): Promise<T> {
+    validateSingleFlight(key, options, 'single-flight');
+    const id = JSON.stringify([options.namespace ?? '', key]);
+    let flight = this.flights.get(id);
+    if (!flight) {
+      const started = this.fly(id, compute, options.ttlMs);
+      flight = started.finally(() => this.flights.delete(id));
+      this.flights.set(id, flight);
+    }
+    return (options.timeoutMs === undefined ? flight : waitAtMost(flight, options.timeoutMs, id)) as Promise<T>;
+  }
+
+  // Runs outside every caller's async context: the flight belongs to no caller's transaction.
+  private fly(id: string, compute: () => unknown, ttlMs: number): Promise<unknown> {
+    return transactionStorage.run(null, async () => {
+      const stored = await this.requireStore().get(id);
+      if (stored !== undefined) return JSON.parse(stored);
+      return this.locks.withLibraryLock(['single-flight', id], async () => {
+        const meanwhile = await this.requireStore().get(id);
+        if (meanwhile !== undefined) return JSON.parse(meanwhile);
+        const json = serialise(await compute(), id);
+        await this.requireStore().set(id, json, ttlMs);
+        return JSON.parse(json);
+      });
+    });
+  }
+
+  private createStore(): SingleFlightStore {
+    if (this.options.singleFlight?.store !== 'cache-manager') return new PostgresSingleFlightStore(this.txHost, this.table);
+    let cache: CacheLike;
+    try {
+      cache = this.moduleRef.get<CacheLike>('CACHE_MANAGER', { strict: false });
+    } catch {
+      throw new TxLockConfigurationError(
+        `singleFlight.store is 'cache-manager' but no CACHE_MANAGER provider was found: import CacheModule.register() ` +
+          `(@nestjs/cache-manager), or use the default 'postgres' store.`,
+      );
+    }
+    return new CacheManagerSingleFlightStore(cache);
+  }
+
+  private requireStore(): SingleFlightStore {
+    return (this.store ??= this.createStore());
+  }
+}
+
+function serialise(value: unknown, key: string): string {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch (error) {
+    throw new ValueNotSerializableError(key, error);
+  }
+  if (json === undefined) throw new ValueNotSerializableError(key);
+  return json;
+}
+
+// One caller stops waiting; the flight goes on for the others.
+function waitAtMost<T>(flight: Promise<T>, timeoutMs: number, key: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new LockTimeoutError(`single-flight key ${key}`, timeoutMs)), timeoutMs);
+    timer.unref();
+  });
+  return Promise.race([flight, timeout]).finally(() => clearTimeout(timer));
+}

@@ -1,6 +1,10 @@
 import { ConfigurableModuleBuilder } from '@nestjs/common';
 import type { TxLockModuleOptions } from './txlock-options.interface.js';
 
+/**
+ * `ConfigurableTxLockModule` is the base of TxLockModule (forRoot/forRootAsync); `TXLOCK_MODULE_OPTIONS` is the
+ * injection token of the resolved TxLockModuleOptions, public so tests and extensions can read or override them.
+ */
 export const {
   ConfigurableModuleClass: ConfigurableTxLockModule,
   MODULE_OPTIONS_TOKEN: TXLOCK_MODULE_OPTIONS,

@@ -32,7 +32,7 @@ export function planBulk<E extends ObjectLiteral>(table: EntityTable<E>, rows: r
   const distinct = new Map<string, PlannedRow>();
   const keys = rows.map((row, index) => {
     const insert = table.insertColumns(row);
-    const json = Object.fromEntries(insert.map(({ column, value }) => [column.databaseName, toJsonInput(value)]));
+    const json = Object.fromEntries(insert.map(({ column, value }) => [column.databaseName, toJsonInput(value, column)]));
     const keyValues = key.map((column) => json[column.databaseName] as unknown);
     if (keyValues.some((value) => value === undefined || value === null)) {
       // NULLs never conflict in a unique index, so such a row could be created any number of times.

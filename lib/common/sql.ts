@@ -1,3 +1,4 @@
+import { InvalidOptionError } from '../errors.js';
 import { advisoryLockKey, RESERVED_LOCK_NAMESPACE } from '../locks/lock-key.js';
 
 /**
@@ -6,6 +7,20 @@ import { advisoryLockKey, RESERVED_LOCK_NAMESPACE } from '../locks/lock-key.js';
  */
 export function quoteIdentifier(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
+}
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]*$/;
+
+/**
+ * A library table name from the module options (`name` or `schema.name`, plain identifiers), quoted for SQL;
+ * InvalidOptionError names `option` otherwise.
+ */
+export function qualifiedTableName(table: string, option: string): string {
+  const parts = typeof table === 'string' ? table.split('.') : [];
+  if (parts.length === 0 || parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
+    throw new InvalidOptionError(option, table, '"name" or "schema.name" made of letters, digits, "_" and "$"');
+  }
+  return parts.map(quoteIdentifier).join('.');
 }
 
 /** Collects bound parameters for one statement; `add` returns the placeholder (`$1`, `$2`...) to write. */

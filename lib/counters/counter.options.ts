@@ -1,5 +1,5 @@
 import { InvalidOptionError } from '../errors.js';
-import { quoteIdentifier } from '../common/sql.js';
+import { qualifiedTableName } from '../common/sql.js';
 import type { CounterValue, Integer } from './counter-value.js';
 
 /** The `counters` option of TxLockModule. */
@@ -67,17 +67,11 @@ export interface ResolvedCounterOptions {
 }
 
 const DEFAULT_TABLE = 'txlock_counters';
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_$]*$/;
 
 /** Applies defaults; throws InvalidOptionError for a table name that is not `name` or `schema.name`. */
 export function resolveCounterOptions(options: CounterModuleOptions = {}): ResolvedCounterOptions {
-  const table = options.table ?? DEFAULT_TABLE;
-  const parts = table.split('.');
-  if (parts.length > 2 || !parts.every((part) => IDENTIFIER.test(part))) {
-    throw new InvalidOptionError('counters.table', table, '"name" or "schema.name" made of letters, digits, "_" and "$"');
-  }
   return {
-    table: parts.map(quoteIdentifier).join('.'),
+    table: qualifiedTableName(options.table ?? DEFAULT_TABLE, 'counters.table'),
     autoCreate: options.autoCreate ?? false,
     coalesce: options.coalesce ?? true,
   };

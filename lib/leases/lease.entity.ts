@@ -6,9 +6,11 @@ import { Column, Entity, PrimaryColumn } from 'typeorm';
  */
 @Entity('txlock_leases')
 export class LeaseEntity {
+  /** The lease's name, as given to acquire() or @ScheduledLock(). */
   @PrimaryColumn({ type: 'text' })
   name!: string;
 
+  /** Who took it last: `<hostname>:<pid>:<instance>` unless `leases.holderId` says otherwise. */
   @Column({ type: 'text' })
   holder!: string;
 
@@ -16,9 +18,11 @@ export class LeaseEntity {
   @Column({ type: 'bigint' })
   token!: string;
 
+  /** When it was last taken (database clock). */
   @Column({ name: 'locked_at', type: 'timestamptz' })
   lockedAt!: Date;
 
+  /** Taken until then (database clock); free once it has passed. */
   @Column({ name: 'lock_until', type: 'timestamptz' })
   lockUntil!: Date;
 }

@@ -1,10 +1,10 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { AsyncResource } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { ensureTable } from '../common/ensure-table.js';
-import { quoteIdentifier } from '../common/sql.js';
+import { qualifiedTableName } from '../common/sql.js';
 import { InvalidOptionError, LeaseLostError } from '../errors.js';
-import { transactionStorage } from '../transaction/transaction-scope.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
@@ -54,15 +54,14 @@ export class LeaseService implements OnModuleInit {
   /** The holder id written into the leases this process takes. */
   readonly holderId: string;
   private readonly table: string;
-  private controllers = new WeakMap<Lease, AbortController>();
+  private readonly controllers = new WeakMap<Lease, AbortController>();
+  private readonly detached = new AsyncResource('TxLockLeaseRenewal');
 
   constructor(
     private readonly txHost: TransactionHost,
     @Inject(TXLOCK_MODULE_OPTIONS) private readonly options: TxLockModuleOptions,
   ) {
-    const table = options.leases?.table ?? 'txlock_leases';
-    if (table.length === 0) throw new InvalidOptionError('leases.table', table, 'a table name, optionally schema-qualified');
-    this.table = table.split('.').map(quoteIdentifier).join('.');
+    this.table = qualifiedTableName(options.leases?.table ?? 'txlock_leases', 'leases.table');
     this.holderId = options.leases?.holderId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   }
 
@@ -106,12 +105,20 @@ export class LeaseService implements OnModuleInit {
     validateLease(name, options, 'lease');
     const lease = await this.acquire(name, options);
     if (!lease) return { ran: false };
-    const stopRenewing = options.renewEveryMs ? this.renew(lease, options.renewEveryMs, options.atMostForMs) : () => undefined;
+    const renewal = options.renewEveryMs ? this.renew(lease, options.renewEveryMs, options.atMostForMs) : undefined;
+    let failed = false;
     try {
       return { ran: true, value: await fn(lease) };
+    } catch (error) {
+      failed = true;
+      throw error;
     } finally {
-      stopRenewing();
-      await this.release(lease);
+      // A renewal still in flight must land before the release, or it would push the lease's end out again.
+      await renewal?.stop();
+      // fn's own error matters more than a failed release.
+      await this.release(lease).catch((error: unknown) => {
+        if (!failed) throw error;
+      });
     }
   }
 
@@ -141,18 +148,24 @@ export class LeaseService implements OnModuleInit {
     return rows.map(toHolder);
   }
 
-  private renew(lease: Lease, everyMs: number, forMs: number): () => void {
-    // Created outside the caller's async context so the timer pins no request or transaction state.
-    const timer = transactionStorage.exit(() =>
+  private renew(lease: Lease, everyMs: number, forMs: number): { stop(): Promise<void> } {
+    let inFlight: Promise<unknown> = Promise.resolve();
+    // Scheduled from the context made at bootstrap, so the timer pins no request or transaction state.
+    const timer = this.detached.runInAsyncScope(() =>
       setInterval(() => {
-        this.extend(lease, forMs).catch((error: unknown) => {
+        inFlight = this.extend(lease, forMs).catch((error: unknown) => {
           clearInterval(timer);
           this.controllers.get(lease)?.abort(error);
         });
       }, everyMs),
     );
     timer.unref();
-    return () => clearInterval(timer);
+    return {
+      stop: async () => {
+        clearInterval(timer);
+        await inFlight;
+      },
+    };
   }
 
   private query<T>(sql: string, params: unknown[]): Promise<T> {

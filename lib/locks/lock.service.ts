@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import { InvalidOptionError, LockRequiresTransactionError } from '../errors.js';
 import type { TransactionScope } from '../transaction/transaction-scope.js';
 import { DEFAULT_ACQUIRE_TIMEOUT_MS, TransactionHost } from '../transaction/transaction.host.js';
-import { Propagation } from '../transaction/transaction.options.js';
+import { IsolationLevel, Propagation, type TransactionOptions } from '../transaction/transaction.options.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { advisoryLockKey, RESERVED_LOCK_NAMESPACE, type LockKey } from './lock-key.js';
@@ -65,11 +65,12 @@ export class LockService {
    * @internal
    */
   withLibraryLock<T>(key: LockKey, fn: () => T | Promise<T>): Promise<T> {
-    const options: AdvisoryLockCallOptions = { propagation: Propagation.REQUIRES_NEW };
+    // READ COMMITTED whatever the module default: reads after the lock must see what the previous holder committed.
+    const options: AdvisoryLockCallOptions & Pick<TransactionOptions, 'isolation'> = { propagation: Propagation.REQUIRES_NEW, isolation: IsolationLevel.READ_COMMITTED };
     return this.locked(lockRequest([key], { ...options, namespace: RESERVED_LOCK_NAMESPACE }), fn, options);
   }
 
-  private async locked<T>(request: LockRequest, fn: () => T | Promise<T>, options: AdvisoryLockCallOptions): Promise<T> {
+  private async locked<T>(request: LockRequest, fn: () => T | Promise<T>, options: AdvisoryLockCallOptions & Pick<TransactionOptions, 'isolation'>): Promise<T> {
     const outcome = await this.runLocked(request, fn, options);
     if (!outcome.ran) throw outcome.failure;
     return outcome.value;
@@ -107,7 +108,7 @@ export class LockService {
   /** Runs `fn` in a transaction (opened or joined as `options.propagation` says) that first locks the tables. */
   async withTableLock<T>(targets: TableTarget | readonly TableTarget[], mode: TableLockMode, fn: () => T | Promise<T>, options: TableLockOptions = {}): Promise<T> {
     const list = validateTableLock(mode, targets, options, 'withTableLock()');
-    return this.inTransaction(options.propagation, fn, (scope, own) => takeTableLocks(scope, resolveTables(this.txHost.dataSource, list), mode, options, own).then(() => undefined));
+    return this.inTransaction({ propagation: options.propagation }, fn, (scope, own) => takeTableLocks(scope, resolveTables(this.txHost.dataSource, list), mode, options, own).then(() => undefined));
   }
 
   /**
@@ -124,7 +125,11 @@ export class LockService {
     return lockRequest(keys, options);
   }
 
-  private async runLocked<T>(request: LockRequest, fn: () => T | Promise<T>, options: AdvisoryLockCallOptions): Promise<LockOutcome<T>> {
+  private async runLocked<T>(
+    request: LockRequest,
+    fn: () => T | Promise<T>,
+    options: AdvisoryLockCallOptions & Pick<TransactionOptions, 'isolation'>,
+  ): Promise<LockOutcome<T>> {
     if (options.scope === 'session') {
       if (this.txHost.scope()) {
         throw new InvalidOptionError('scope', 'session', '"transaction" inside a transaction (a session lock would be released before the transaction commits)');
@@ -133,7 +138,7 @@ export class LockService {
     }
     let failure: unknown;
     try {
-      const value = await this.inTransaction(options.propagation, fn, async (scope, own) => {
+      const value = await this.inTransaction({ propagation: options.propagation, isolation: options.isolation }, fn, async (scope, own) => {
         failure = await takeAdvisoryLocks(scope, request, own, this.logger);
         return failure;
       });
@@ -151,10 +156,11 @@ export class LockService {
    * call (`own`), where a failure simply rolls that back. `take` returns an error to stop before fn.
    */
   private async inTransaction<T>(
-    propagation: AdvisoryLockCallOptions['propagation'],
+    transaction: Pick<TransactionOptions, 'propagation' | 'isolation'>,
     fn: () => T | Promise<T>,
     take: (scope: TransactionScope, own: boolean) => Promise<unknown>,
   ): Promise<T> {
+    const { propagation } = transaction;
     const outer = this.txHost.scope();
     const joins = outer && (propagation === undefined || propagation === Propagation.REQUIRED || propagation === Propagation.MANDATORY);
     if (joins) {
@@ -162,7 +168,7 @@ export class LockService {
       if (failure !== undefined) throw failure;
       return this.txHost.run({ propagation }, fn);
     }
-    return this.txHost.run({ propagation }, async () => {
+    return this.txHost.run(transaction, async () => {
       const failure = await take(this.txHost.scope()!, true);
       if (failure !== undefined) throw failure;
       return fn();

@@ -38,6 +38,9 @@ export const lockSql = {
   unlock: (keys: readonly bigint[], shared: boolean): string[] =>
     [...keys].reverse().map((key) => `SELECT pg_advisory_unlock${shared ? '_shared' : ''}(${keyLiteral(key)}) AS released`),
 
+  /** Releases every session-level advisory lock of this backend: the last step before a pinned connection goes back to the pool. */
+  unlockAll: 'SELECT pg_advisory_unlock_all()',
+
   /**
    * After a failed session-level acquisition (which a rollback does not undo): releases whichever of
    * `keys` this backend was granted, and nothing else.

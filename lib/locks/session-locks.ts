@@ -11,6 +11,8 @@ import { lockSql } from './lock.sql.js';
 interface Session {
   connection: TransactionConnection;
   held: HeldKeys;
+  /** How many calls of this call chain rely on each held key right now (concurrent branches may share one). */
+  users: Map<bigint, number>;
   /** Set when the connection's state is unknown: it is destroyed instead of going back to the pool. */
   broken?: unknown;
 }
@@ -39,10 +41,12 @@ export class SessionLocks {
   async run<T>(request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
     const current = sessionStorage.getStore();
     if (current) return this.runOn(current, request, fn);
-    const session: Session = { connection: await TransactionConnection.open(this.dataSource(), this.acquireTimeoutMs), held: new Map() };
+    const session: Session = { connection: await TransactionConnection.open(this.dataSource(), this.acquireTimeoutMs), held: new Map(), users: new Map() };
     try {
       return await sessionStorage.run(session, () => this.runOn(session, request, fn));
     } finally {
+      // Safety net before the connection goes back to the pool: no session lock may outlive the call.
+      if (session.broken === undefined) await session.connection.exec([lockSql.unlockAll]).catch((error: unknown) => (session.broken = error));
       await session.connection.close(session.broken);
     }
   }
@@ -52,15 +56,27 @@ export class SessionLocks {
     const failure = await this.acquire(session, keys, request);
     if (failure) return { ran: false, failure };
     for (const key of keys) session.held.set(key, request.shared);
+    for (const key of request.keys) session.users.set(key, (session.users.get(key) ?? 0) + 1);
     let value: T;
     try {
       value = await fn();
     } catch (error) {
-      await this.release(session, keys, request).catch((releaseError: unknown) => this.logger.warn(String(releaseError)));
+      await this.release(session, this.lastUsers(session, request.keys), request).catch((releaseError: unknown) => this.logger.warn(String(releaseError)));
       throw error;
     }
-    await this.release(session, keys, request);
+    await this.release(session, this.lastUsers(session, request.keys), request);
     return { ran: true, value };
+  }
+
+  // A key is released only when no call of the chain relies on it any more: with Promise.all, the branch
+  // that re-entered a key may still be running when the branch that took it finishes.
+  private lastUsers(session: Session, keys: bigint[]): bigint[] {
+    return keys.filter((key) => {
+      const users = (session.users.get(key) ?? 1) - 1;
+      if (users > 0) session.users.set(key, users);
+      else session.users.delete(key);
+      return users === 0 && session.held.has(key);
+    });
   }
 
   /** Takes `keys`; returns the LockNotAcquiredError/LockTimeoutError when they are busy, throws anything else. */

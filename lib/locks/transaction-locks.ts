@@ -33,21 +33,29 @@ export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRe
     // A waiting lock either succeeded or failed the batch: the savepoint can go in the same round trip.
     ...(savepoint && !nowait ? [lockSql.release(savepoint)] : []),
   ];
-  const connection = scope.connection;
-  let results;
+  let taken: boolean;
   try {
-    results = savepoint ? await connection.execOrRecover(statements, lockSql.rollbackTo(savepoint)) : await connection.exec(statements);
+    // One exclusive task: nothing else of this transaction runs between the savepoint and its end.
+    taken = await scope.connection.exclusive(async (send) => {
+      let results;
+      try {
+        results = await send(statements);
+      } catch (error) {
+        if (savepoint) await send(lockSql.rollbackTo(savepoint)).catch(() => undefined); // a broken connection fails both; the lock's error says why
+        throw error;
+      }
+      if (!nowait) return true;
+      const offset = savepoint ? 1 : 0;
+      const all = results.slice(offset, offset + keys.length).every((result) => result.rows[0].ok === true);
+      if (savepoint) await send(all ? [lockSql.release(savepoint)] : lockSql.rollbackTo(savepoint));
+      return all;
+    });
   } catch (error) {
     const failure = lockFailure(error, request.label, request);
     if (failure === error) throw error;
     return failure;
   }
-  if (nowait) {
-    const offset = savepoint ? 1 : 0;
-    const taken = results.slice(offset, offset + keys.length).every((result) => result.rows[0].ok === true);
-    if (savepoint) await connection.exec(taken ? [lockSql.release(savepoint)] : lockSql.rollbackTo(savepoint));
-    if (!taken) return new LockNotAcquiredError(request.label);
-  }
+  if (!taken) return new LockNotAcquiredError(request.label);
   const held = heldIn(scope);
   for (const key of keys) held.set(key, shared && held.get(key) !== false);
   const total = countKeys(scope, keys.length);
@@ -66,20 +74,23 @@ export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRe
  */
 export async function takeTableLocks(scope: TransactionScope, tables: readonly string[], mode: TableLockMode, options: TableLockOptions, own: boolean): Promise<void> {
   const { timeoutMs, nowait = false } = options;
-  const connection = scope.connection;
   const savepoint = !own && (timeoutMs !== undefined || nowait) ? `txlock_lock_${++savepoints}` : undefined;
   const before = [...(savepoint ? [lockSql.savepoint(savepoint)] : []), ...(timeoutMs !== undefined ? lockSql.setTimeout(timeoutMs) : [])];
-  if (before.length > 0) await connection.exec(before);
-  try {
-    // Identifiers are not integers, so LOCK TABLE never joins a simple-protocol batch: it goes alone.
-    await connection.queryRunner.query(lockSql.lockTables(tables, mode, nowait));
-  } catch (error) {
-    // On a broken connection this fails too; the LOCK's error is the one that says why.
-    if (savepoint) await connection.exec(lockSql.rollbackTo(savepoint)).catch(() => undefined);
-    const label = `table ${tables.join(', ')} (${mode})`;
-    if (sqlState(error) === '42P01') throw new TableNotFoundError(tables.join(', '), error);
-    throw lockFailure(error, label, options);
-  }
   const after = [...(timeoutMs !== undefined ? [lockSql.restoreTimeout] : []), ...(savepoint ? [lockSql.release(savepoint)] : [])];
-  if (after.length > 0) await connection.exec(after);
+  // One exclusive task: no concurrent statement of this transaction runs under the short lock_timeout or
+  // inside the savepoint.
+  await scope.connection.exclusive(async (send) => {
+    if (before.length > 0) await send(before);
+    try {
+      // Identifiers are not integers, so LOCK TABLE never joins a batch: it goes alone (quoted, validated names).
+      await send([lockSql.lockTables(tables, mode, nowait)]);
+    } catch (error) {
+      // On a broken connection this fails too; the LOCK's error is the one that says why.
+      if (savepoint) await send(lockSql.rollbackTo(savepoint)).catch(() => undefined);
+      const label = `table ${tables.join(', ')} (${mode})`;
+      if (sqlState(error) === '42P01') throw new TableNotFoundError(tables.join(', '), error);
+      throw lockFailure(error, label, options);
+    }
+    if (after.length > 0) await send(after);
+  });
 }

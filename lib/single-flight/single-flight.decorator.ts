@@ -9,7 +9,7 @@ export interface SingleFlightDecoratorOptions extends SingleFlightOptions {
    * The key: a constant, or computed from the method's arguments. Default: `ClassName.methodName` and the
    * arguments, as for @AdvisoryLock(), so calls with equal arguments share one computation.
    */
-  key?: string | ((...args: any[]) => LockKey);
+  key?: LockKey | ((...args: any[]) => LockKey);
 }
 
 /**
@@ -24,6 +24,7 @@ export interface SingleFlightDecoratorOptions extends SingleFlightOptions {
  */
 export function SingleFlight(options: SingleFlightDecoratorOptions): MethodDecorator {
   validateSingleFlight(typeof options.key === 'string' ? options.key : undefined, options, '@SingleFlight()');
+  if (options.key !== undefined && typeof options.key !== 'function') lockKeyText(options.key); // a bad constant key fails now
   const { key, ...runOptions } = options;
   return (target, methodKey, descriptor) => {
     const flights = injectInto(target, SingleFlightService, 'SingleFlight');

@@ -1,10 +1,10 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
+import { AsyncResource } from 'node:async_hooks';
 import { ensureTable } from '../common/ensure-table.js';
-import { quoteIdentifier } from '../common/sql.js';
+import { qualifiedTableName } from '../common/sql.js';
 import { LockTimeoutError, TxLockConfigurationError, ValueNotSerializableError } from '../errors.js';
 import { LockService } from '../locks/lock.service.js';
-import { transactionStorage } from '../transaction/transaction-scope.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
@@ -29,6 +29,8 @@ import { CacheManagerSingleFlightStore, PostgresSingleFlightStore, type CacheLik
 @Injectable()
 export class SingleFlightService implements OnModuleInit {
   private readonly flights = new Map<string, Promise<unknown>>();
+  // Made at bootstrap, outside any request: flights run in its async context, never in their first caller's.
+  private readonly detached = new AsyncResource('TxLockSingleFlight');
   private store?: SingleFlightStore;
   private readonly table: string;
 
@@ -38,7 +40,7 @@ export class SingleFlightService implements OnModuleInit {
     private readonly moduleRef: ModuleRef,
     @Inject(TXLOCK_MODULE_OPTIONS) private readonly options: TxLockModuleOptions,
   ) {
-    this.table = (options.singleFlight?.table ?? 'txlock_single_flight').split('.').map(quoteIdentifier).join('.');
+    this.table = qualifiedTableName(options.singleFlight?.table ?? 'txlock_single_flight', 'singleFlight.table');
   }
 
   async onModuleInit(): Promise<void> {
@@ -65,9 +67,10 @@ export class SingleFlightService implements OnModuleInit {
     return (options.timeoutMs === undefined ? flight : waitAtMost(flight, options.timeoutMs, id)) as Promise<T>;
   }
 
-  // Runs outside every caller's async context: the flight belongs to no caller's transaction.
+  // A flight is shared, so it runs in no caller's async context: not in the first caller's transaction, and
+  // not tied to its request (a client that disconnects must not fail everyone's computation).
   private fly(id: string, compute: () => unknown, ttlMs: number): Promise<unknown> {
-    return transactionStorage.run(null, async () => {
+    return this.detached.runInAsyncScope(async () => {
       const stored = await this.requireStore().get(id);
       if (stored !== undefined) return JSON.parse(stored);
       return this.locks.withLibraryLock(['single-flight', id], async () => {

@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import type { DataSource, QueryRunner } from 'typeorm';
 import type { PoolClient, QueryResult } from 'pg';
 import { PoolExhaustedError, RollbackOnlyError } from '../errors.js';
@@ -15,6 +16,7 @@ interface PostgresQueryRunnerInternals extends QueryRunner {
 }
 
 const noop = () => undefined;
+const logger = new Logger('TxLock');
 
 /**
  * One pooled connection carrying one transaction. Every statement on it goes through one queue, so
@@ -90,18 +92,12 @@ export class TransactionConnection {
   }
 
   /**
-   * Like exec(); when the batch fails, sends `recovery` (for example ROLLBACK TO SAVEPOINT) before any
-   * statement queued meanwhile, then rethrows the batch's error. Same rule: library-computed SQL only.
+   * Runs several round trips with nothing else on the connection in between: a savepoint, a lock and its
+   * release must not let a concurrent statement of the same transaction (Promise.all) land inside them, where
+   * a ROLLBACK TO SAVEPOINT would silently undo it. `send` has exec()'s rule: library-computed SQL only.
    */
-  execOrRecover(statements: string[], recovery: string[]): Promise<QueryResult[]> {
-    return this.serial(async () => {
-      try {
-        return await this.send(statements);
-      } catch (error) {
-        await this.send(recovery).catch(noop); // a broken connection fails both; the batch's error says why
-        throw error;
-      }
-    });
+  exclusive<T>(steps: (send: (statements: string[]) => Promise<QueryResult[]>) => Promise<T>): Promise<T> {
+    return this.serial(() => steps((statements) => this.send(statements)));
   }
 
   private async send(statements: string[]): Promise<QueryResult[]> {
@@ -142,8 +138,7 @@ export class TransactionConnection {
    * a commit that did not happen. A transaction that never sent a statement has nothing to commit.
    */
   async commit(): Promise<void> {
-    const broadcaster = this.queryRunner.broadcaster;
-    await broadcaster.broadcast('BeforeTransactionCommit');
+    await this.queryRunner.broadcaster.broadcast('BeforeTransactionCommit');
     if (this.pending) {
       this.pending = undefined;
     } else if (this.begun) {
@@ -154,20 +149,28 @@ export class TransactionConnection {
       }
     }
     this.markEnded();
-    await broadcaster.broadcast('AfterTransactionCommit');
+    await this.afterEnd('AfterTransactionCommit');
   }
 
   /** Rolls back (if anything was sent). Throws if the connection is broken; the caller then destroys it. */
   async rollback(): Promise<void> {
-    const broadcaster = this.queryRunner.broadcaster;
-    await broadcaster.broadcast('BeforeTransactionRollback');
+    await this.queryRunner.broadcaster.broadcast('BeforeTransactionRollback');
     this.pending = undefined;
     try {
       if (this.begun) await this.exec(['ROLLBACK']);
     } finally {
       this.markEnded();
     }
-    await broadcaster.broadcast('AfterTransactionRollback');
+    await this.afterEnd('AfterTransactionRollback');
+  }
+
+  // The transaction has ended: a failing subscriber must not make a commit look like a rollback.
+  private async afterEnd(event: 'AfterTransactionCommit' | 'AfterTransactionRollback'): Promise<void> {
+    try {
+      await this.queryRunner.broadcaster.broadcast(event);
+    } catch (error) {
+      logger.error(`A TypeORM subscriber's ${event} failed after the transaction ended: ${error instanceof Error ? error.stack : String(error)}`);
+    }
   }
 
   /**

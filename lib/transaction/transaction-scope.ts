@@ -43,10 +43,19 @@ export class TransactionScope {
     return result;
   }
 
-  /** Hands a released savepoint's hooks to its parent: they now wait for the outer commit/rollback. */
+  /**
+   * Hands a released savepoint's hooks and feature state to its parent: the hooks now wait for the outer
+   * commit/rollback, and what the savepoint took (for example advisory locks) is now held by the parent.
+   * Map-valued locals are merged entry by entry; others are kept where the parent has none.
+   */
   mergeInto(parent: TransactionScope): void {
     parent.afterCommit.push(...this.afterCommit);
     parent.afterRollback.push(...this.afterRollback);
+    for (const [feature, value] of this.locals) {
+      const mine = parent.locals.get(feature);
+      if (mine instanceof Map && value instanceof Map) for (const [key, entry] of value) mine.set(key, entry);
+      else if (mine === undefined) parent.locals.set(feature, value);
+    }
   }
 }
 

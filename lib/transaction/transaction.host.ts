@@ -18,7 +18,7 @@ import { longLivedResult, type LongLivedResult } from './result-lifetime.js';
 import { isRetryable, sqlState } from './sql-state.js';
 import { TransactionConnection } from './transaction-connection.js';
 import { currentScope, transactionStorage, TransactionScope, type TransactionHook } from './transaction-scope.js';
-import { Propagation, validateTransactionOptions, type TransactionOptions } from './transaction.options.js';
+import { assertWholeNumber, Propagation, validateTransactionOptions, type TransactionOptions } from './transaction.options.js';
 
 /** How long a transaction waits for a pooled connection when `acquireTimeoutMs` is not set. */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
@@ -47,6 +47,11 @@ export class TransactionHost implements OnModuleInit {
       { isolation: options.isolation, timeoutMs: options.timeoutMs, retries: options.retries },
       'TxLockModule option',
     );
+    assertWholeNumber(options.acquireTimeoutMs, 'TxLockModule option "acquireTimeoutMs"', 1);
+    if (options.retryBackoff !== undefined) {
+      assertWholeNumber(options.retryBackoff.minMs, 'TxLockModule option "retryBackoff.minMs"', 0);
+      assertWholeNumber(options.retryBackoff.maxMs, 'TxLockModule option "retryBackoff.maxMs"', options.retryBackoff.minMs);
+    }
   }
 
   /** Fails the bootstrap early when there is no usable PostgreSQL DataSource. */
@@ -130,7 +135,11 @@ export class TransactionHost implements OnModuleInit {
     }
   }
 
-  /** The scope of the caller, if it belongs to this host's DataSource (another app's scope is not ours). */
+  /**
+   * The scope of the caller, if it belongs to this host's DataSource (another app's scope is not ours).
+   * For the library's own services (locks, counters); not part of the public API.
+   * @internal
+   */
   scope(): TransactionScope | undefined {
     const scope = currentScope();
     return scope && scope.connection.dataSource === this.dataSource ? scope : undefined;
@@ -172,6 +181,7 @@ export class TransactionHost implements OnModuleInit {
     const disconnected = requestAbortSignal.getStore();
     const onDisconnect = () => scope.markRollbackOnly(disconnected!.reason);
     disconnected?.addEventListener('abort', onDisconnect, { once: true });
+    if (disconnected?.aborted) onDisconnect(); // the client left while we waited for a connection
     try {
       connection.begin(this.openingStatements(options));
       await connection.queryRunner.broadcaster.broadcast('BeforeTransactionStart');

@@ -60,14 +60,17 @@ export function validateTransactionOptions(options: TransactionOptions, where = 
   if (options.readOnly !== undefined && typeof options.readOnly !== 'boolean') {
     throw new InvalidOptionError(`${where} "readOnly"`, options.readOnly, [true, false]);
   }
-  assertWholeNumber(options.timeoutMs, `${where} "timeoutMs"`, 1);
+  assertWholeNumber(options.timeoutMs, `${where} "timeoutMs"`, 1, MAX_TIMEOUT_MS);
   assertWholeNumber(options.retries, `${where} "retries"`, 0);
 }
 
-/** Throws InvalidOptionError unless value is undefined or a safe integer >= min. */
-export function assertWholeNumber(value: unknown, name: string, min: number): void {
+// PostgreSQL's largest timeout setting (ms).
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/** Throws InvalidOptionError unless value is undefined or a safe integer in [min, max]. */
+export function assertWholeNumber(value: unknown, name: string, min: number, max = Number.MAX_SAFE_INTEGER): void {
   if (value === undefined) return;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new InvalidOptionError(name, value, `a whole number >= ${min}`);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError(name, value, max === Number.MAX_SAFE_INTEGER ? `a whole number >= ${min}` : `a whole number from ${min} to ${max}`);
   }
 }

@@ -109,6 +109,13 @@ describe('AtomicService across processes, and bulkGetOrCreate', () => {
     expect(result.entities.map((d) => d.name)).toEqual(many.map((m) => m.name));
   });
 
+  it('stores json/jsonb values as JSON objects, not as strings of JSON', async () => {
+    const { entities } = await atomic.bulkGetOrCreate(Session, [{ key: 'bulk-json', data: { theme: 'dark', tabs: [1, 2] } }], { conflictColumns: ['key'] });
+    expect(entities[0]!.data).toEqual({ theme: 'dark', tabs: [1, 2] });
+    const [{ kind }] = await dataSource.query(`SELECT jsonb_typeof(data) AS kind FROM ${dataSource.getMetadata(Session).tableName} WHERE key = 'bulk-json'`);
+    expect(kind).toBe('object');
+  });
+
   it('inside a transaction it joins it and rolls back with it', async () => {
     const tx = app.get(TransactionHost);
     await expect(

@@ -68,6 +68,23 @@ describe('advisory locks (session scope)', () => {
     expect(await advisoryLocks()).toEqual([]);
   });
 
+  it('keeps a key re-entered by concurrent branches until the last of them finishes', async () => {
+    const stillHeld = await locks.withAdvisoryLock('outer', async () => {
+      const branch = (ms: number) =>
+        locks.withAdvisoryLock('shared-branch', async () => {
+          await new Promise((resolve) => setTimeout(resolve, ms));
+          return (await locks.holders('shared-branch')).length;
+        }, session);
+      // The short branch takes the key; the long one re-enters it once it is held, and must still find it
+      // held after the short one has finished.
+      const short = branch(40);
+      await eventually(async () => (await locks.holders('shared-branch')).length === 1);
+      return Promise.all([short, branch(120)]);
+    }, session);
+    expect(stillHeld).toEqual([1, 1]);
+    expect(await advisoryLocks()).toEqual([]);
+  });
+
   it('reports a busy lock: nowait → LockNotAcquiredError, timeoutMs → LockTimeoutError, leaving no partial multi-key lock', async () => {
     const held = await hold('busy');
     await expect(locks.withAdvisoryLock('busy', () => 1, { ...session, nowait: true })).rejects.toBeInstanceOf(LockNotAcquiredError);

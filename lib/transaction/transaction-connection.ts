@@ -16,6 +16,11 @@ interface PostgresQueryRunnerInternals extends QueryRunner {
 }
 
 const noop = () => undefined;
+
+/** TypeORM's PostgresDriver keeps its pg Pool as `master`. */
+function poolOf(dataSource: DataSource): { idleCount: number } {
+  return (dataSource.driver as unknown as { master: { idleCount: number } }).master;
+}
 const logger = new Logger('TxLock');
 
 /**
@@ -26,6 +31,7 @@ const logger = new Logger('TxLock');
  */
 export class TransactionConnection {
   private tail: Promise<unknown> = Promise.resolve();
+  private queued = 0;
   private pending: string[] | undefined;
   private begun = false;
   private savepoints = 0;
@@ -37,11 +43,9 @@ export class TransactionConnection {
   ) {
     const query = queryRunner.query.bind(queryRunner);
     const stream = queryRunner.stream.bind(queryRunner);
+    // The hot path: after BEGIN has gone out, a query is queued as is (no extra async step per statement).
     queryRunner.query = ((...args: Parameters<QueryRunner['query']>) =>
-      this.serial(async () => {
-        await this.flush();
-        return query(...args);
-      })) as QueryRunner['query'];
+      this.serial(this.pending ? () => this.flush().then(() => query(...args)) : () => query(...args))) as QueryRunner['query'];
     queryRunner.stream = ((...args: Parameters<QueryRunner['stream']>) =>
       this.serial(async () => {
         await this.flush();
@@ -52,6 +56,8 @@ export class TransactionConnection {
   /** Takes a connection from the DataSource's pool, waiting at most `acquireTimeoutMs`. */
   static async open(dataSource: DataSource, acquireTimeoutMs: number): Promise<TransactionConnection> {
     const queryRunner = dataSource.createQueryRunner('master') as PostgresQueryRunnerInternals;
+    // An idle pooled connection is handed out at once: no timer needed (the common case, kept cheap).
+    if (poolOf(dataSource).idleCount > 0) return new TransactionConnection(queryRunner, await queryRunner.connect(), dataSource);
     const connecting = queryRunner.connect();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -192,8 +198,14 @@ export class TransactionConnection {
   }
 
   private serial<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(task, task);
-    this.tail = result.then(noop, noop);
+    // When nothing is queued, the task starts now: one promise less on every statement of a transaction.
+    const result = this.queued === 0 ? task() : this.tail.then(task, task);
+    this.queued++;
+    this.tail = result.then(this.dequeue, this.dequeue);
     return result;
   }
+
+  private readonly dequeue = (): void => {
+    this.queued--;
+  };
 }

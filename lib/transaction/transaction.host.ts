@@ -111,10 +111,20 @@ export class TransactionHost implements OnModuleInit {
    * stays open until it completes, and is rolled back if it errors or is abandoned.
    */
   run<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T>;
-  async run<T>(optionsOrFn: TransactionOptions | (() => T | Promise<T>), maybeFn?: () => T | Promise<T>): Promise<T> {
+  run<T>(optionsOrFn: TransactionOptions | (() => T | Promise<T>), maybeFn?: () => T | Promise<T>): Promise<T> {
     const [options, fn] = typeof optionsOrFn === 'function' ? [{}, optionsOrFn] : [optionsOrFn, maybeFn!];
-    validateTransactionOptions(options);
-    const scope = this.scope();
+    try {
+      validateTransactionOptions(options);
+      const scope = this.scope();
+      // The common case first, without an extra async layer: REQUIRED with no transaction begins one.
+      if (!scope && (options.propagation ?? Propagation.REQUIRED) === Propagation.REQUIRED) return this.begin(options, fn);
+      return this.propagate(options, scope, fn);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  private async propagate<T>(options: TransactionOptions, scope: TransactionScope | undefined, fn: () => T | Promise<T>): Promise<T> {
     switch (options.propagation ?? Propagation.REQUIRED) {
       case Propagation.REQUIRED:
         return scope ? this.join(scope, fn) : this.begin(options, fn);
@@ -146,27 +156,36 @@ export class TransactionHost implements OnModuleInit {
   }
 
   /** Begins a transaction on its own connection, retrying the whole of `fn` after serialization failures. */
-  private async begin<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T> {
+  private begin<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T> {
     const retries = options.retries ?? this.options.retries ?? 0;
+    // Without retries or a timeout to explain, one attempt is the whole story: no loop around it.
+    if (retries === 0 && (options.timeoutMs ?? this.options.timeoutMs) === undefined) return this.attempt(options, fn).result;
+    return this.beginWithRetries(options, fn, retries);
+  }
+
+  private async beginWithRetries<T>(options: TransactionOptions, fn: () => T | Promise<T>, retries: number): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      let handedOut = false;
+      const current = this.attempt(options, fn);
       try {
-        return await this.beginOnce(options, fn, () => (handedOut = true));
+        return await current.result;
       } catch (error) {
         if (!isRetryable(error) || retries === 0) throw this.explain(error, options);
-        if (attempt > retries || handedOut) throw new SerializationRetriesExhaustedError(attempt, error);
+        if (attempt > retries || current.handedOut()) throw new SerializationRetriesExhaustedError(attempt, error);
         await this.backoff(attempt);
       }
     }
   }
 
-  private beginOnce<T>(options: TransactionOptions, fn: () => T | Promise<T>, onHandout: () => void): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
+  // One transaction. Its result resolves early with the handout of a long-lived value (Observable, stream).
+  private attempt<T>(options: TransactionOptions, fn: () => T | Promise<T>): { result: Promise<T>; handedOut(): boolean } {
+    let handedOut = false;
+    const result = new Promise<T>((resolve, reject) => {
       this.transaction(options, fn, (value) => {
-        onHandout();
+        handedOut = true;
         resolve(value as T);
       }).then(resolve, reject);
     });
+    return { result, handedOut: () => handedOut };
   }
 
   private async transaction<T>(
@@ -203,13 +222,13 @@ export class TransactionHost implements OnModuleInit {
       disconnected?.removeEventListener('abort', onDisconnect);
       await this.rollbackAndClose(connection, error);
       longLived?.settle(error);
-      await this.runHooks(scope.afterRollback, 'afterRollback');
+      if (scope.afterRollback.length > 0) await this.runHooks(scope.afterRollback, 'afterRollback');
       throw error;
     }
     disconnected?.removeEventListener('abort', onDisconnect);
     await connection.close();
     longLived?.settle();
-    await this.runHooks(scope.afterCommit, 'afterCommit');
+    if (scope.afterCommit.length > 0) await this.runHooks(scope.afterCommit, 'afterCommit');
     return result;
   }
 

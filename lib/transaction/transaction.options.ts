@@ -49,8 +49,12 @@ export interface TransactionOptions {
 const PROPAGATIONS = Object.values(Propagation);
 const ISOLATIONS = Object.values(IsolationLevel);
 
+// Options objects already checked (a decorator's, checked once when applied), so each call does not recheck them.
+const validated = new WeakSet<TransactionOptions>();
+
 /** Throws InvalidOptionError, naming the valid values, when an option is out of range. */
 export function validateTransactionOptions(options: TransactionOptions, where = 'transaction option'): void {
+  if (validated.has(options)) return;
   if (options.propagation !== undefined && !PROPAGATIONS.includes(options.propagation)) {
     throw new InvalidOptionError(`${where} "propagation"`, options.propagation, PROPAGATIONS);
   }
@@ -62,6 +66,7 @@ export function validateTransactionOptions(options: TransactionOptions, where = 
   }
   assertWholeNumber(options.timeoutMs, `${where} "timeoutMs"`, 1, MAX_TIMEOUT_MS);
   assertWholeNumber(options.retries, `${where} "retries"`, 0);
+  validated.add(options);
 }
 
 // PostgreSQL's largest timeout setting (ms).

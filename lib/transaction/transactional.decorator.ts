@@ -17,10 +17,14 @@ export function Transactional(options: TransactionOptions = {}): MethodDecorator
   return (target, key, descriptor) => {
     const host = injectInto(target, TransactionHost, 'Transactional');
     wrapMethod('Transactional', target, key, descriptor, (original, methodName) =>
-      async function transactional(this: object, ...args: unknown[]) {
+      function transactional(this: object, ...args: unknown[]) {
         // Named after the method so propagation errors can say which method was called.
         const call = { [methodName]: () => original.apply(this, args) }[methodName]!;
-        return host(this).run(options, call);
+        try {
+          return host(this).run(options, call);
+        } catch (error) {
+          return Promise.reject(error); // always a Promise, even when the instance was not made by Nest
+        }
       },
     );
   };

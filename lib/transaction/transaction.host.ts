@@ -207,7 +207,7 @@ export class TransactionHost implements OnModuleInit {
       await connection.queryRunner.broadcaster.broadcast('AfterTransactionStart');
       result = await transactionStorage.run(scope, async () => {
         const value = await fn();
-        longLived = longLivedResult(value);
+        longLived = longLivedResult(value, disconnected);
         if (!longLived) return value;
         handout(longLived.handout);
         await longLived.finished;

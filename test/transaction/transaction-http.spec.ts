@@ -3,7 +3,7 @@ import { Body, Controller, Get, HttpException, Injectable, Module, Param, Post, 
 import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { Readable } from 'node:stream';
-import { delay, from, map, Observable, concatMap } from 'rxjs';
+import { concatMap, delay, from, interval, lastValueFrom, map, Observable, take } from 'rxjs';
 import request from 'supertest';
 import { DataSource, Repository } from 'typeorm';
 import { InjectTxRepository, Transactional, TransactionHost, TxLockModule } from '../../lib/index.js';
@@ -110,6 +110,13 @@ class NightlyJob {
     @InjectTxRepository(Item) private readonly items: Repository<Item>,
   ) {}
 
+  /** An endless Observable (as an SSE handler returns): it must not hold its transaction after the caller left. */
+  @Transactional()
+  async ticks(name: string): Promise<Observable<number>> {
+    await this.items.insert({ name });
+    return interval(5);
+  }
+
   @Transactional()
   async run(name: string, fail: boolean): Promise<string> {
     await this.items.insert({ name });
@@ -143,6 +150,8 @@ describe('@Transactional outside HTTP (NestFactory.createApplicationContext, as 
       const job = context.get(NightlyJob);
       await expect(job.run('job', false)).resolves.toMatch(/^\d+$/);
       await expect(job.run('failed-job', true)).rejects.toThrow('job failed');
+      // The caller takes three ticks of an endless Observable and unsubscribes: the transaction rolls back.
+      expect(await lastValueFrom((await job.ticks('endless')).pipe(take(3)))).toBe(2);
       const dataSource = context.get(DataSource);
       expect(await dataSource.query('SELECT name FROM tx_item')).toEqual([{ name: 'job' }]);
       await expectAllReleased(dataSource);

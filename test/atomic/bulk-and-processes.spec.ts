@@ -1,13 +1,12 @@
-import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
-import type { INestApplication } from '@nestjs/common';
+import { describe, it, expect, beforeAll } from '@jest/globals';
 import { DataSource } from 'typeorm';
 import { AtomicService, InvalidOptionError, MissingUniqueConstraintError, TransactionHost } from '../../lib/index.js';
-import { createTestDatabase, expectAllReleased, type TestDatabase } from '../support/database.js';
-import { createTestApp } from '../support/nest-app.js';
+import { expectAllReleased } from '../support/database.js';
 import { runWorkers } from '../support/processes.js';
 import { RoundTripLog } from '../support/round-trips.js';
 import type { AtomicWorkerInput, AtomicWorkerOutput } from './atomic.worker.js';
 import { ATOMIC_ENTITIES, Domain, LooseSession, Session } from './entities.js';
+import { useTestApp } from '../support/test-app.js';
 
 const WORKER = 'test/atomic/atomic.worker.ts';
 const PROCESSES = 4;
@@ -34,25 +33,18 @@ function shuffle<T>(items: T[], seed: number): T[] {
 
 // Connections: this file's app 10 + 4 processes x 5 = 30.
 describe('AtomicService across processes, and bulkGetOrCreate', () => {
-  let db: TestDatabase;
-  let app: INestApplication;
+  const testApp = useTestApp({ entities: ATOMIC_ENTITIES });
   let atomic: AtomicService;
   let dataSource: DataSource;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    app = await createTestApp({ url: db.url, entities: ATOMIC_ENTITIES });
-    atomic = app.get(AtomicService);
-    dataSource = app.get(DataSource);
-  });
-  afterAll(async () => {
-    await app?.close();
-    await db?.drop();
+    atomic = testApp.get(AtomicService);
+    dataSource = testApp.dataSource;
   });
 
   it(`getOrCreate of one key from ${PROCESSES} processes x 50 callers: one row, one created, one id`, async () => {
     const input: AtomicWorkerInput = { mode: 'session', key: 'shared-session', callers: 50 };
-    const outputs = await runWorkers<AtomicWorkerOutput>(WORKER, db.url, PROCESSES, input);
+    const outputs = await runWorkers<AtomicWorkerOutput>(WORKER, testApp.db.url, PROCESSES, input);
     const ids = outputs.flatMap((o) => o.ids);
     expect(ids).toHaveLength(PROCESSES * 50);
     expect(new Set(ids).size).toBe(1);
@@ -63,7 +55,7 @@ describe('AtomicService across processes, and bulkGetOrCreate', () => {
   it(`bulkGetOrCreate of ${ROWS_PER_WORKER} overlapping rows from ${PROCESSES} workers: no error, no duplicate, every caller gets every row`, async () => {
     const names = overlappingNames('bulk');
     const distinct = new Set(names.flat());
-    const outputs = await runWorkers<AtomicWorkerOutput>(WORKER, db.url, PROCESSES, { mode: 'bulk', names } satisfies AtomicWorkerInput);
+    const outputs = await runWorkers<AtomicWorkerOutput>(WORKER, testApp.db.url, PROCESSES, { mode: 'bulk', names } satisfies AtomicWorkerInput);
     for (const output of outputs) {
       expect(output.ids).toHaveLength(ROWS_PER_WORKER);
       expect(output.ids).not.toContain('mismatch');
@@ -83,7 +75,7 @@ describe('AtomicService across processes, and bulkGetOrCreate', () => {
     let failures: string[] = [];
     for (let round = 0; round < 5 && failures.length === 0; round++) {
       const names = overlappingNames(`naive-${round}`);
-      const outputs = await runWorkers<AtomicWorkerOutput>(WORKER, db.url, PROCESSES, { mode: 'naive-bulk', names } satisfies AtomicWorkerInput);
+      const outputs = await runWorkers<AtomicWorkerOutput>(WORKER, testApp.db.url, PROCESSES, { mode: 'naive-bulk', names } satisfies AtomicWorkerInput);
       failures = outputs.flatMap((o) => o.failures);
     }
     console.log(`[bulkGetOrCreate] naive find+insert: ${failures.length} of ${PROCESSES * 5} imports failed (${failures[0]?.slice(0, 80)})`);
@@ -117,7 +109,7 @@ describe('AtomicService across processes, and bulkGetOrCreate', () => {
   });
 
   it('inside a transaction it joins it and rolls back with it', async () => {
-    const tx = app.get(TransactionHost);
+    const tx = testApp.get(TransactionHost);
     await expect(
       tx.run(async () => {
         await atomic.bulkGetOrCreate(Domain, [{ name: 'tx-a.com' }, { name: 'tx-b.com' }], { conflictColumns: ['name'] });

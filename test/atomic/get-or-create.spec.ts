@@ -1,5 +1,4 @@
-import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
-import type { INestApplication } from '@nestjs/common';
+import { describe, it, expect, beforeAll } from '@jest/globals';
 import { DataSource } from 'typeorm';
 import {
   AdvisoryIsolationError,
@@ -14,31 +13,24 @@ import {
 } from '../../lib/index.js';
 import { sqlState } from '../../lib/transaction/sql-state.js';
 import { concurrently, valuesOf } from '../support/concurrency.js';
-import { createTestDatabase, expectAllReleased, type TestDatabase } from '../support/database.js';
-import { createTestApp } from '../support/nest-app.js';
+import { expectAllReleased } from '../support/database.js';
 import { RoundTripLog } from '../support/round-trips.js';
 import { ATOMIC_ENTITIES, LooseSession, Session, Setting } from './entities.js';
+import { useTestApp } from '../support/test-app.js';
 
 const CALLERS = 200;
 
 // Connections: one app with a pool of 20.
 describe('AtomicService.getOrCreate / updateOrCreate', () => {
-  let db: TestDatabase;
-  let app: INestApplication;
+  const testApp = useTestApp({ poolSize: 20, entities: ATOMIC_ENTITIES, txlock: { acquireTimeoutMs: 30_000 } });
   let atomic: AtomicService;
   let tx: TransactionHost;
   let dataSource: DataSource;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    app = await createTestApp({ url: db.url, poolSize: 20, entities: ATOMIC_ENTITIES, txlock: { acquireTimeoutMs: 30_000 } });
-    atomic = app.get(AtomicService);
-    tx = app.get(TransactionHost);
-    dataSource = app.get(DataSource);
-  });
-  afterAll(async () => {
-    await app?.close();
-    await db?.drop();
+    atomic = testApp.get(AtomicService);
+    tx = testApp.get(TransactionHost);
+    dataSource = testApp.dataSource;
   });
 
   const sessionsWithKey = (key: string) => dataSource.getRepository(Session).countBy({ key });

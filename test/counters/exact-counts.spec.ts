@@ -1,14 +1,12 @@
-import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
+import { describe, it, expect, beforeAll } from '@jest/globals';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { INestApplication } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { CounterService, TransactionHost, TxLockCounter } from '../../lib/index.js';
 import { concurrently, valuesOf } from '../support/concurrency.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { createTestApp } from '../support/nest-app.js';
 import { runWorkers } from '../support/processes.js';
 import { RoundTripLog } from '../support/round-trips.js';
 import type { CounterWorkerInput } from './counter.worker.js';
+import { useTestApp } from '../support/test-app.js';
 
 const WORKER = 'test/counters/counter.worker.ts';
 const PROCESSES = 4;
@@ -18,24 +16,17 @@ const TOTAL = PROCESSES * CALLERS * PER_CALLER; // 10,000
 
 // Connections: this file's app 10 + 4 processes x 5 = 30.
 describe('exact counts under real concurrency', () => {
-  let db: TestDatabase;
-  let app: INestApplication;
+  const testApp = useTestApp({ entities: [TxLockCounter], txlock: { counters: { coalesce: true } } });
   let counters: CounterService;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    app = await createTestApp({ url: db.url, entities: [TxLockCounter], txlock: { counters: { coalesce: true } } });
-    counters = app.get(CounterService);
-  });
-  afterAll(async () => {
-    await app?.close();
-    await db?.drop();
+    counters = testApp.get(CounterService);
   });
 
   const count = async (key: string, mode: CounterWorkerInput['mode'], coalesce: boolean) => {
     await counters.set(key, 0);
     const input: CounterWorkerInput = { key, callers: CALLERS, perCaller: PER_CALLER, mode, coalesce };
-    const values = (await runWorkers<number[]>(WORKER, db.url, PROCESSES, input)).flat();
+    const values = (await runWorkers<number[]>(WORKER, testApp.db.url, PROCESSES, input)).flat();
     return { values, final: Number(await counters.get(key)), distinct: new Set(values).size };
   };
 
@@ -59,7 +50,7 @@ describe('exact counts under real concurrency', () => {
 
   it('coalesces one process\'s concurrent callers into fewer statements, each still getting its own value', async () => {
     await counters.set('hot', 0);
-    const log = RoundTripLog.attach(app.get(DataSource));
+    const log = RoundTripLog.attach(testApp.dataSource);
     const values = valuesOf(await concurrently(200, () => counters.increment('hot')));
     log.stop();
     expect(values.map(Number).sort((a, b) => a - b)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
@@ -70,7 +61,7 @@ describe('exact counts under real concurrency', () => {
 
   it('runs coalesced statements outside the callers\' AsyncLocalStorage context (no request state kept alive)', async () => {
     const requestContext = new AsyncLocalStorage<{ request: number }>();
-    const dataSource = app.get(DataSource);
+    const dataSource = testApp.dataSource;
     const seen: unknown[] = [];
     const logQuery = dataSource.logger.logQuery.bind(dataSource.logger);
     dataSource.logger.logQuery = (query, parameters, runner) => {
@@ -89,7 +80,7 @@ describe('exact counts under real concurrency', () => {
 
   it('never coalesces callers inside a transaction with others, and a coalesced batch keeps per-caller values for mixed amounts', async () => {
     await counters.set('mixed', 0);
-    const tx = app.get(TransactionHost);
+    const tx = testApp.get(TransactionHost);
     const results = valuesOf(
       await concurrently(60, (i) =>
         i % 3 === 0

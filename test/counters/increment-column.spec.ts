@@ -1,11 +1,10 @@
-import { describe, it, expect, beforeAll, afterAll } from '@jest/globals';
-import type { INestApplication } from '@nestjs/common';
+import { describe, it, expect, beforeAll } from '@jest/globals';
 import { Column, DataSource, Entity, PrimaryGeneratedColumn, UpdateDateColumn, VersionColumn } from 'typeorm';
 import { CounterOverflowError, CounterService, InvalidOptionError, TransactionHost } from '../../lib/index.js';
 import { concurrently, valuesOf } from '../support/concurrency.js';
-import { createTestDatabase, expectAllReleased, type TestDatabase } from '../support/database.js';
-import { createTestApp } from '../support/nest-app.js';
+import { expectAllReleased } from '../support/database.js';
 import { quoteIdentifier } from '../../lib/common/sql.js';
+import { useTestApp } from '../support/test-app.js';
 
 @Entity('column_user')
 class Player {
@@ -41,20 +40,13 @@ class Product {
 const CALLERS = 1000;
 
 describe('CounterService.incrementColumn', () => {
-  let db: TestDatabase;
-  let app: INestApplication;
+  const testApp = useTestApp({ poolSize: 20, entities: [Player, Product] });
   let counters: CounterService;
   let dataSource: DataSource;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    app = await createTestApp({ url: db.url, poolSize: 20, entities: [Player, Product] });
-    counters = app.get(CounterService);
-    dataSource = app.get(DataSource);
-  });
-  afterAll(async () => {
-    await app?.close();
-    await db?.drop();
+    counters = testApp.get(CounterService);
+    dataSource = testApp.dataSource;
   });
 
   it(`${CALLERS} concurrent +1: exact, each caller gets a distinct new value, version and update date move`, async () => {
@@ -96,7 +88,7 @@ describe('CounterService.incrementColumn', () => {
     expect((await counters.incrementColumn(Player, { name: 'team' }, 'points', 1, { max: 9 })).map(Number)).toEqual([6]);
     expect((await counters.incrementColumn(Player, { name: 'team' }, 'points', 10)).map(Number).sort()).toEqual([16, 19]);
     expect(await counters.incrementColumn(Player, { name: 'nobody' }, 'points', 1)).toEqual([]);
-    const tx = app.get(TransactionHost);
+    const tx = testApp.get(TransactionHost);
     await expect(
       tx.run(async () => {
         await counters.incrementColumn(Player, { name: 'team' }, 'points', 100);

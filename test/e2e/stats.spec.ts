@@ -2,6 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
+import { eventually } from '../support/gate.js';
 import { useSampleReplicas } from './support/sample-app.js';
 
 describe('sample: nightly stats job and the expensive summary on two replicas', () => {
@@ -16,15 +17,13 @@ describe('sample: nightly stats job and the expensive summary on two replicas', 
     return Promise.all(replicas.map((replica) => request(replica.url).post(`/stats/${route}`).send({ tick: name, at }).expect(200)));
   };
   /** Waits until the job's lease has run out, on the database clock. */
-  const leaseOver = async () => {
-    for (;;) {
+  const leaseOver = () =>
+    eventually(async () => {
       const [{ over }] = await dataSource().query(
         `SELECT coalesce(bool_and(lock_until <= clock_timestamp()), true) AS over FROM txlock_leases WHERE name = 'stats:nightly'`,
       );
-      if (over) return;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  };
+      return over as boolean;
+    });
 
   it('is scheduled with @Cron (the lease decorator kept the cron metadata)', () => {
     expect(replicas[0]!.app.get(SchedulerRegistry).getCronJob('nightly-stats')).toBeDefined();

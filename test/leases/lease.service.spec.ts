@@ -1,46 +1,36 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
-import type { INestApplication } from '@nestjs/common';
+import { beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { DataSource } from 'typeorm';
 import { InvalidOptionError, LeaseLostError, LeaseService, ScheduledLock } from '../../lib/index.js';
 import { concurrently, valuesOf } from '../support/concurrency.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { createTestApp } from '../support/nest-app.js';
 import { runWorkers, spawnWorker } from '../support/processes.js';
 import { startWorkers } from '../support/start-line.js';
 import type { ReplicaInput } from './lease-replica.worker.js';
+import { eventually } from '../support/gate.js';
+import { useTestApp } from '../support/test-app.js';
 
 const WORKER = 'test/leases/lease-replica.worker.ts';
 
 describe('LeaseService', () => {
-  let db: TestDatabase;
-  let app: INestApplication;
+  const testApp = useTestApp({ txlock: { leases: { autoCreate: true } }, poolSize: 12 });
   let leases: LeaseService;
   let dataSource: DataSource;
 
   /** Resolves once the database clock has passed the lease's end: no wall-clock guess in the test. */
-  const untilExpired = async (name: string) => {
-    for (;;) {
+  const untilExpired = (name: string) =>
+    eventually(async () => {
       const [{ expired }] = await dataSource.query(
         'SELECT coalesce(bool_and(lock_until <= clock_timestamp()), true) AS expired FROM txlock_leases WHERE name = $1',
         [name],
       );
-      if (expired) return;
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-  };
+      return expired as boolean;
+    });
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    app = await createTestApp({ url: db.url, txlock: { leases: { autoCreate: true } }, poolSize: 12 });
-    leases = app.get(LeaseService);
-    dataSource = app.get(DataSource);
+    leases = testApp.get(LeaseService);
+    dataSource = testApp.dataSource;
     await dataSource.query('CREATE TABLE job_runs (id serial PRIMARY KEY, tick int NOT NULL, pid int NOT NULL)');
   });
   beforeEach(() => dataSource.query('TRUNCATE job_runs'));
-  afterAll(async () => {
-    await app?.close();
-    await db?.drop();
-  });
 
   it('grants a free lease to exactly one of many concurrent callers', async () => {
     const outcomes = valuesOf(await concurrently(10, () => leases.acquire('exclusive', { atMostForMs: 60_000 })));
@@ -118,7 +108,7 @@ describe('LeaseService', () => {
   });
 
   it('issues strictly increasing tokens over 1,000 acquisitions from 4 processes', async () => {
-    const perProcess = await runWorkers<number[]>(WORKER, db.url, 4, { mode: 'tokens', acquisitions: 250 } satisfies ReplicaInput);
+    const perProcess = await runWorkers<number[]>(WORKER, testApp.db.url, 4, { mode: 'tokens', acquisitions: 250 } satisfies ReplicaInput);
     for (const tokens of perProcess) {
       for (let i = 1; i < tokens.length; i++) expect(tokens[i]!).toBeGreaterThan(tokens[i - 1]!);
     }
@@ -129,7 +119,7 @@ describe('LeaseService', () => {
   // Ticks 1.2 s apart; each replica fires up to 300 ms late; the lease stays taken 700 ms after a run starts.
   const fireTicks = async (mode: ReplicaInput['mode']) => {
     await dataSource.query('TRUNCATE job_runs');
-    const replicas = Array.from({ length: 4 }, (_, i) => spawnWorker(WORKER, db.url, { mode, ticks: 5, periodMs: 1_200, spreadMs: 300 } satisfies ReplicaInput, i));
+    const replicas = Array.from({ length: 4 }, (_, i) => spawnWorker(WORKER, testApp.db.url, { mode, ticks: 5, periodMs: 1_200, spreadMs: 300 } satisfies ReplicaInput, i));
     await startWorkers(dataSource, replicas, 200);
     await Promise.all(replicas.map((r) => r.result));
     return (await dataSource.query('SELECT tick, count(*)::int AS runs FROM job_runs GROUP BY tick ORDER BY tick')) as { tick: number; runs: number }[];
@@ -148,7 +138,7 @@ describe('LeaseService', () => {
   });
 
   it('lets no replica in before atMostFor when the holder is SIGKILLed, and one after it', async () => {
-    const victim = spawnWorker(WORKER, db.url, { mode: 'hold' } satisfies ReplicaInput);
+    const victim = spawnWorker(WORKER, testApp.db.url, { mode: 'hold' } satisfies ReplicaInput);
     victim.result.catch(() => undefined);
     while (!(await leases.holders()).some((h) => h.name === 'held-by-victim')) await new Promise((r) => setTimeout(r, 25));
     victim.child.kill('SIGKILL');

@@ -1,5 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
-import { Injectable, Logger, type INestApplication } from '@nestjs/common';
+import { beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { Injectable, Logger } from '@nestjs/common';
 import pg from 'pg';
 import { DataSource } from 'typeorm';
 import {
@@ -15,10 +15,10 @@ import {
   TransactionHost,
 } from '../../lib/index.js';
 import { concurrently, valuesOf } from '../support/concurrency.js';
-import { createTestDatabase, expectAllReleased, type TestDatabase } from '../support/database.js';
+import { expectAllReleased } from '../support/database.js';
 import { eventually, gate, holding } from '../support/gate.js';
-import { createTestApp } from '../support/nest-app.js';
 import { RoundTripLog } from '../support/round-trips.js';
+import { useTestApp } from '../support/test-app.js';
 
 @Injectable()
 class Accounts {
@@ -72,8 +72,7 @@ class Accounts {
 
 // Connections: app pool 8 + one admin client.
 describe('advisory locks (transaction scope)', () => {
-  let db: TestDatabase;
-  let app: INestApplication;
+  const testApp = useTestApp({ providers: [Accounts], poolSize: 8 });
   let locks: LockService;
   let tx: TransactionHost;
   let accounts: Accounts;
@@ -85,16 +84,10 @@ describe('advisory locks (transaction scope)', () => {
   const heldBy = async (key: Parameters<LockService['holders']>[0]) => (await locks.holders(key)).filter((h) => h.granted).length;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    app = await createTestApp({ url: db.url, providers: [Accounts], poolSize: 8 });
-    locks = app.get(LockService);
-    tx = app.get(TransactionHost);
-    accounts = app.get(Accounts);
-    dataSource = app.get(DataSource);
-  });
-  afterAll(async () => {
-    await app?.close();
-    await db?.drop();
+    locks = testApp.get(LockService);
+    tx = testApp.get(TransactionHost);
+    accounts = testApp.get(Accounts);
+    dataSource = testApp.dataSource;
   });
 
   describe('keys', () => {
@@ -231,7 +224,7 @@ describe('advisory locks (transaction scope)', () => {
   });
 
   it('releases the lock when the holder\'s backend is terminated', async () => {
-    const admin = new pg.Client({ connectionString: db.url });
+    const admin = new pg.Client({ connectionString: testApp.db.url });
     await admin.connect();
     try {
       const held = await hold('terminated');

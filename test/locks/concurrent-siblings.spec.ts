@@ -1,31 +1,23 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { INestApplication } from '@nestjs/common';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 import { DataSource } from 'typeorm';
 import { LockService, TransactionHost } from '../../lib/index.js';
-import { createTestDatabase, expectAllReleased, type TestDatabase } from '../support/database.js';
+import { expectAllReleased } from '../support/database.js';
 import { holding } from '../support/gate.js';
-import { createTestApp } from '../support/nest-app.js';
+import { useTestApp } from '../support/test-app.js';
 
 // A lock taken inside a running transaction uses a savepoint; statements of the same transaction started
 // at the same moment (Promise.all) must never land inside it, where a ROLLBACK TO SAVEPOINT would undo them.
 describe('locks next to concurrent statements of the same transaction', () => {
-  let db: TestDatabase;
-  let app: INestApplication;
+  const testApp = useTestApp({ poolSize: 4 });
   let locks: LockService;
   let tx: TransactionHost;
   let dataSource: DataSource;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    app = await createTestApp({ url: db.url, poolSize: 4 });
-    locks = app.get(LockService);
-    tx = app.get(TransactionHost);
-    dataSource = app.get(DataSource);
+    locks = testApp.get(LockService);
+    tx = testApp.get(TransactionHost);
+    dataSource = testApp.dataSource;
     await dataSource.query('CREATE TABLE sibling_rows (name text PRIMARY KEY)');
-  });
-  afterAll(async () => {
-    await app?.close();
-    await db?.drop();
   });
 
   it('a failed multi-key try does not undo a sibling insert; a timed-out table lock does not cut a sibling short', async () => {

@@ -1,11 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Controller, Get, Param, Post, type INestApplication } from '@nestjs/common';
+import { beforeAll, describe, expect, it } from '@jest/globals';
+import { Controller, Get, Param, Post } from '@nestjs/common';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { AdvisoryLock, LockService, TableLock } from '../../lib/index.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { holding } from '../support/gate.js';
-import { createTestApp } from '../support/nest-app.js';
+import { useTestApp } from '../support/test-app.js';
 
 @Controller('orders')
 class OrdersController {
@@ -32,43 +31,36 @@ class OrdersController {
 
 // Connections: app pool 4.
 describe('lock errors over HTTP', () => {
-  let db: TestDatabase;
-  let app: INestApplication;
+  const testApp = useTestApp({ controllers: [OrdersController], http: true, poolSize: 4 });
   let locks: LockService;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    app = await createTestApp({ url: db.url, controllers: [OrdersController], http: true, poolSize: 4 });
-    locks = app.get(LockService);
-    await app.get(DataSource).query('CREATE TABLE orders_stats (n int)');
-  });
-  afterAll(async () => {
-    await app?.close();
-    await db?.drop();
+    locks = testApp.get(LockService);
+    await testApp.dataSource.query('CREATE TABLE orders_stats (n int)');
   });
 
   it('answers 423 Locked with a clear body when nowait finds the lock taken, and 201 once it is free', async () => {
     const release = await holding((body) => locks.withAdvisoryLock(['order', '7'], body));
-    const busy = await request(app.getHttpServer()).post('/orders/7/pay');
+    const busy = await request(testApp.app.getHttpServer()).post('/orders/7/pay');
     expect(busy.status).toBe(423);
     expect(busy.body).toEqual({ statusCode: 423, error: 'Locked', reason: 'locked', message: expect.stringContaining('Retry later') });
     expect(JSON.stringify(busy.body)).not.toContain('order'); // the lock's key stays internal
 
-    const timedOut = await request(app.getHttpServer()).get('/orders/7');
+    const timedOut = await request(testApp.app.getHttpServer()).get('/orders/7');
     expect(timedOut.status).toBe(423);
     expect(timedOut.body).toMatchObject({ reason: 'timeout' });
 
-    await expect(request(app.getHttpServer()).post('/orders/8/pay')).resolves.toMatchObject({ status: 201, body: { paid: '8' } });
+    await expect(request(testApp.app.getHttpServer()).post('/orders/8/pay')).resolves.toMatchObject({ status: 201, body: { paid: '8' } });
     await release();
-    await expect(request(app.getHttpServer()).post('/orders/7/pay')).resolves.toMatchObject({ status: 201, body: { paid: '7' } });
-    await expect(request(app.getHttpServer()).get('/orders/7')).resolves.toMatchObject({ status: 200, body: { id: '7' } });
+    await expect(request(testApp.app.getHttpServer()).post('/orders/7/pay')).resolves.toMatchObject({ status: 201, body: { paid: '7' } });
+    await expect(request(testApp.app.getHttpServer()).get('/orders/7')).resolves.toMatchObject({ status: 200, body: { id: '7' } });
   });
 
   it('answers 423 for a @TableLock handler whose table is busy', async () => {
     const release = await holding((body) => locks.withTableLock('orders_stats', 'SHARE', body));
-    const response = await request(app.getHttpServer()).post('/orders/reindex');
+    const response = await request(testApp.app.getHttpServer()).post('/orders/reindex');
     await release();
     expect(response.status).toBe(423);
-    await expect(request(app.getHttpServer()).post('/orders/reindex')).resolves.toMatchObject({ status: 201 });
+    await expect(request(testApp.app.getHttpServer()).post('/orders/reindex')).resolves.toMatchObject({ status: 201 });
   });
 });

@@ -1,10 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { INestApplication } from '@nestjs/common';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 import { DataSource } from 'typeorm';
 import { LockService, LockTimeoutError, TransactionHost } from '../../lib/index.js';
 import { concurrently } from '../support/concurrency.js';
-import { createTestDatabase, expectAllReleased, type TestDatabase } from '../support/database.js';
-import { createTestApp } from '../support/nest-app.js';
+import { expectAllReleased } from '../support/database.js';
+import { useTestApp } from '../support/test-app.js';
 import { spawnWorker } from '../support/processes.js';
 import { startWorkers } from '../support/start-line.js';
 import type { LockedIncrementsInput } from './locked-increments.worker.js';
@@ -13,29 +12,22 @@ import { reportFaults } from './report.js';
 const WORKER = 'test/reliability/locked-increments.worker.ts';
 
 describe('locks under faults', () => {
-  let db: TestDatabase;
-  let app: INestApplication;
+  const testApp = useTestApp({ poolSize: 12 });
   let dataSource: DataSource;
   const points = async () => (await dataSource.query('SELECT points FROM player WHERE id = 1'))[0].points as number;
   const awarded = async () => (await dataSource.query('SELECT count(*)::int AS n FROM awarded'))[0].n as number;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    app = await createTestApp({ url: db.url, poolSize: 12 });
-    dataSource = app.get(DataSource);
+    dataSource = testApp.dataSource;
     await dataSource.query('CREATE TABLE player (id int PRIMARY KEY, points int NOT NULL)');
     await dataSource.query('CREATE TABLE awarded (id serial PRIMARY KEY, worker int NOT NULL)');
-  });
-  afterAll(async () => {
-    await app?.close();
-    await db?.drop();
   });
 
   it('a worker SIGKILLed while it holds the advisory lock and an open transaction: the lock frees, its transaction rolls back, the survivors finish, counts exact', async () => {
     await dataSource.query('TRUNCATE awarded');
     await dataSource.query('INSERT INTO player VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET points = 0');
-    const survivors = [1, 2, 3].map((i) => spawnWorker(WORKER, db.url, { increments: 100 } satisfies LockedIncrementsInput, i));
-    const victim = spawnWorker(WORKER, db.url, { increments: 100, stallAt: 20 } satisfies LockedIncrementsInput, 0);
+    const survivors = [1, 2, 3].map((i) => spawnWorker(WORKER, testApp.db.url, { increments: 100 } satisfies LockedIncrementsInput, i));
+    const victim = spawnWorker(WORKER, testApp.db.url, { increments: 100, stallAt: 20 } satisfies LockedIncrementsInput, 0);
     victim.result.catch(() => undefined);
     await startWorkers(dataSource, [...survivors, victim]);
     while (!victim.stdout().includes('holding')) await new Promise((resolve) => setTimeout(resolve, 10));
@@ -54,8 +46,8 @@ describe('locks under faults', () => {
   it('lock timeouts under load: named errors, every success counted once, nothing half-committed, no leaked runner', async () => {
     await dataSource.query('TRUNCATE awarded');
     await dataSource.query('INSERT INTO player VALUES (1, 0) ON CONFLICT (id) DO UPDATE SET points = 0');
-    const locks = app.get(LockService);
-    const tx = app.get(TransactionHost);
+    const locks = testApp.get(LockService);
+    const tx = testApp.get(TransactionHost);
     // 40 callers queue on one key; each holds it ~20 ms, and waits at most 100 ms for it.
     const outcomes = await concurrently(40, (i) =>
       locks.withAdvisoryLock(

@@ -1,28 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { INestApplication } from '@nestjs/common';
+import { beforeAll, describe, expect, it } from '@jest/globals';
 import { DataSource } from 'typeorm';
 import { TransactionHost, TransactionTimeoutError } from '../../lib/index.js';
 import { concurrently } from '../support/concurrency.js';
-import { createTestDatabase, expectAllReleased, type TestDatabase } from '../support/database.js';
-import { createTestApp } from '../support/nest-app.js';
+import { expectAllReleased } from '../support/database.js';
+import { useTestApp } from '../support/test-app.js';
 import { reportFaults } from './report.js';
 
 describe('transactions under faults', () => {
-  let db: TestDatabase;
-  let app: INestApplication;
+  const testApp = useTestApp({ poolSize: 8 });
   let tx: TransactionHost;
   let dataSource: DataSource;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    app = await createTestApp({ url: db.url, poolSize: 8 });
-    tx = app.get(TransactionHost);
-    dataSource = app.get(DataSource);
+    tx = testApp.get(TransactionHost);
+    dataSource = testApp.dataSource;
     await dataSource.query('CREATE TABLE ledger (id serial PRIMARY KEY, worker int NOT NULL)');
-  });
-  afterAll(async () => {
-    await app?.close();
-    await db?.drop();
   });
 
   it('pg_terminate_backend mid-transaction: the caller gets an error, nothing of it commits, the runner is released, the pool recovers', async () => {

@@ -1,14 +1,14 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
-import { Controller, Get, Injectable, Param, type INestApplication } from '@nestjs/common';
+import { beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { Controller, Get, Injectable, Param } from '@nestjs/common';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
 import { InvalidOptionError, LockTimeoutError, SingleFlight, SingleFlightService, ValueNotSerializableError } from '../../lib/index.js';
 import { concurrently, valuesOf } from '../support/concurrency.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { createTestApp } from '../support/nest-app.js';
 import { spawnWorker } from '../support/processes.js';
 import { startWorkers } from '../support/start-line.js';
 import type { FlightInput } from './single-flight.worker.js';
+import { eventually } from '../support/gate.js';
+import { useTestApp } from '../support/test-app.js';
 
 const WORKER = 'test/single-flight/single-flight.worker.ts';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -39,30 +39,23 @@ class StatsController {
 }
 
 describe('SingleFlightService and @SingleFlight()', () => {
-  let db: TestDatabase;
-  let app: INestApplication;
+  const testApp = useTestApp({ providers: [Reports], controllers: [StatsController], http: true, txlock: { singleFlight: { autoCreate: true } }, poolSize: 8 });
   let flights: SingleFlightService;
   let dataSource: DataSource;
   const computations = async (key: string) =>
     (await dataSource.query('SELECT count(*)::int AS n FROM computations WHERE key = $1', [key]))[0].n as number;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    app = await createTestApp({ url: db.url, providers: [Reports], controllers: [StatsController], http: true, txlock: { singleFlight: { autoCreate: true } }, poolSize: 8 });
-    flights = app.get(SingleFlightService);
-    dataSource = app.get(DataSource);
+    flights = testApp.get(SingleFlightService);
+    dataSource = testApp.dataSource;
     await dataSource.query('CREATE TABLE computations (id serial PRIMARY KEY, key text NOT NULL, pid int NOT NULL, at timestamptz DEFAULT clock_timestamp())');
   });
   beforeEach(() => dataSource.query('TRUNCATE computations'));
-  afterAll(async () => {
-    await app?.close();
-    await db?.drop();
-  });
 
   it('computes once for 4 processes × 25 concurrent callers, and all 100 get the same value; once more after expiry', async () => {
     const input: FlightInput = { key: 'report', callers: 25, ttlMs: 2_000, computeMs: 200 };
     const burst = async () => {
-      const workers = Array.from({ length: 4 }, (_, i) => spawnWorker(WORKER, db.url, input, i));
+      const workers = Array.from({ length: 4 }, (_, i) => spawnWorker(WORKER, testApp.db.url, input, i));
       await startWorkers(dataSource, workers);
       return ((await Promise.all(workers.map((w) => w.result))) as string[][]).flat();
     };
@@ -72,11 +65,10 @@ describe('SingleFlightService and @SingleFlight()', () => {
     expect(await computations('report')).toBe(1);
 
     // Wait (on the database clock) until the stored value has expired, then ask again.
-    for (;;) {
+    await eventually(async () => {
       const [{ live }] = await dataSource.query(`SELECT count(*)::int AS live FROM txlock_single_flight WHERE expires_at > clock_timestamp()`);
-      if (live === 0) break;
-      await sleep(50);
-    }
+      return live === 0;
+    });
     expect(new Set(await burst()).size).toBe(1);
     expect(await computations('report')).toBe(2);
   });
@@ -144,19 +136,19 @@ describe('SingleFlightService and @SingleFlight()', () => {
   });
 
   it('works as a decorator on a provider method (default key from the arguments) and on a controller handler', async () => {
-    const reports = app.get(Reports);
+    const reports = testApp.get(Reports);
     const results = await Promise.all([reports.daily('mon'), reports.daily('mon'), reports.daily('tue')]);
     expect(reports.runs).toBe(2);
     expect(results[0]).toEqual(results[1]);
 
-    const server = app.getHttpServer();
+    const server = testApp.app.getHttpServer();
     const responses = await Promise.all(Array.from({ length: 20 }, () => request(server).get('/stats/global')));
     expect(responses.every((r) => r.status === 200 && r.body.total === 42)).toBe(true);
     expect(StatsController.runs).toBe(1);
   });
 
   it('lets another process compute when the computing process is SIGKILLed while holding the lock', async () => {
-    const victim = spawnWorker(WORKER, db.url, { key: 'orphan', callers: 1, ttlMs: 60_000, computeMs: 0, hang: true } satisfies FlightInput);
+    const victim = spawnWorker(WORKER, testApp.db.url, { key: 'orphan', callers: 1, ttlMs: 60_000, computeMs: 0, hang: true } satisfies FlightInput);
     victim.result.catch(() => undefined);
     await startWorkers(dataSource, [victim]);
     while (!victim.stdout().includes('computing')) await sleep(20);

@@ -1,5 +1,5 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
-import { Injectable, type INestApplication } from '@nestjs/common';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { Injectable } from '@nestjs/common';
 import { DataSource, Repository } from 'typeorm';
 import {
   InjectTxRepository,
@@ -11,10 +11,10 @@ import {
   TransactionTimeoutError,
 } from '../../lib/index.js';
 import { concurrently, valuesOf } from '../support/concurrency.js';
-import { createTestDatabase, expectAllReleased, type TestDatabase } from '../support/database.js';
-import { createTestApp } from '../support/nest-app.js';
+import { expectAllReleased } from '../support/database.js';
 import { RoundTripLog } from '../support/round-trips.js';
 import { Item, TransactionEventCounter } from './fixtures.js';
+import { useTestApp } from '../support/test-app.js';
 
 class Boom extends Error {}
 
@@ -123,18 +123,15 @@ class SkewService {
 }
 
 describe('@Transactional on provider methods', () => {
-  let db: TestDatabase;
-  let app: INestApplication;
+  const testApp = useTestApp({ entities: [Item], subscribers: [TransactionEventCounter], providers: [ItemService, SkewService], poolSize: 12 });
   let service: ItemService;
   let dataSource: DataSource;
   const events = () => ({ starts: TransactionEventCounter.starts, commits: TransactionEventCounter.commits, rollbacks: TransactionEventCounter.rollbacks });
   const names = async () => (await dataSource.query('SELECT name FROM tx_item ORDER BY name')).map((r: { name: string }) => r.name);
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    app = await createTestApp({ url: db.url, entities: [Item], subscribers: [TransactionEventCounter], providers: [ItemService, SkewService], poolSize: 12 });
-    service = app.get(ItemService);
-    dataSource = app.get(DataSource);
+    service = testApp.get(ItemService);
+    dataSource = testApp.dataSource;
   });
   beforeEach(async () => {
     await dataSource.query('TRUNCATE tx_item');
@@ -142,10 +139,6 @@ describe('@Transactional on provider methods', () => {
   });
   afterEach(async () => {
     await expectAllReleased(dataSource);
-  });
-  afterAll(async () => {
-    await app?.close();
-    await db?.drop();
   });
 
   it('commits, and rolls back when the method throws', async () => {
@@ -224,7 +217,7 @@ describe('@Transactional on provider methods', () => {
   });
 
   it('retries a serialization failure (write skew) and then succeeds', async () => {
-    const skew = app.get(SkewService);
+    const skew = testApp.get(SkewService);
     skew.attempts = 0;
     let arrived = 0;
     let release!: () => void;
@@ -241,7 +234,7 @@ describe('@Transactional on provider methods', () => {
   });
 
   it('gives up with SerializationRetriesExhaustedError when every attempt conflicts', async () => {
-    const tx = app.get(TransactionHost);
+    const tx = testApp.get(TransactionHost);
     const [{ id }] = await dataSource.query(`INSERT INTO tx_item (name) VALUES ('contended') RETURNING id`);
     let attempts = 0;
     const error = await tx

@@ -1,15 +1,18 @@
-export * from './errors.js';
+// The public API of nestjs-txlock: exactly what this file exports. Each symbol is documented where it is declared.
+
+// Module
 export { TxLockModule } from './txlock.module.js';
 export { TXLOCK_MODULE_OPTIONS } from './txlock.module-definition.js';
 export type { TxLockModuleOptions } from './txlock-options.interface.js';
+
+// Transactions
 export { TransactionHost } from './transaction/transaction.host.js';
 export type { TransactionHook } from './transaction/transaction-scope.js';
 export { Transactional } from './transaction/transactional.decorator.js';
 export { InjectTxRepository, getTxRepositoryToken } from './transaction/tx-repository.js';
 export { IsolationLevel, Propagation, type TransactionOptions } from './transaction/transaction.options.js';
-export { LeaseService, type Lease, type LeaseHolder, type LeaseRunResult } from './leases/lease.service.js';
-export { ScheduledLock } from './leases/scheduled-lock.decorator.js';
-// Locks: advisory and table locks (each symbol is documented where it is declared).
+
+// Locks: advisory and table locks
 export { LockService } from './locks/lock.service.js';
 export type { AdvisoryLockHolder } from './locks/lock-holders.js';
 export { AdvisoryLock, type AdvisoryLockOptions } from './locks/advisory-lock.decorator.js';
@@ -19,8 +22,8 @@ export { advisoryLockKey, DEFAULT_LOCK_NAMESPACE, RESERVED_LOCK_NAMESPACE, type 
 export type { LockRunResult } from './locks/lock-request.js';
 export { TableLockMode, type AdvisoryLockCallOptions, type LockPropagation, type LockWaitOptions, type TableLockOptions } from './locks/lock.options.js';
 export type { TableTarget } from './locks/table-targets.js';
-export { LeaseEntity } from './leases/lease.entity.js';
-export type { LeaseOptions, LeaseRunOptions, LeaseModuleOptions } from './leases/lease.options.js';
+
+// Counters
 export { CounterService } from './counters/counter.service.js';
 export { TxLockCounter } from './counters/counter.entity.js';
 export { MAX_COUNTER_KEY_LENGTH, type CounterValue, type Integer } from './counters/counter-value.js';
@@ -31,10 +34,23 @@ export type {
   CounterModuleOptions,
   CounterWindowOptions,
 } from './counters/counter.options.js';
+
+// Get-or-create
 export { AtomicService } from './atomic/atomic.service.js';
 export type { BulkGetOrCreateOptions, BulkGetOrCreateResult, GetOrCreateOptions, GetOrCreateResult } from './atomic/atomic.options.js';
 export type { EntityValues } from './common/entity-table.js';
+
+// Leases
+export { LeaseService, type Lease, type LeaseHolder, type LeaseRunResult } from './leases/lease.service.js';
+export { ScheduledLock } from './leases/scheduled-lock.decorator.js';
+export { LeaseEntity } from './leases/lease.entity.js';
+export type { LeaseOptions, LeaseRunOptions, LeaseModuleOptions } from './leases/lease.options.js';
+
+// Single flight
 export { SingleFlightService } from './single-flight/single-flight.service.js';
 export { SingleFlight, type SingleFlightDecoratorOptions } from './single-flight/single-flight.decorator.js';
 export { SingleFlightEntity } from './single-flight/single-flight.entity.js';
 export type { SingleFlightOptions, SingleFlightModuleOptions } from './single-flight/single-flight.options.js';
+
+// Errors
+export * from './errors.js';

@@ -10,7 +10,6 @@ import { currentSessionKeys } from './session-locks.js';
 
 // PostgreSQL's default max_locks_per_transaction: past it, one transaction eats into the lock table shared by all.
 const MANY_KEYS = 64;
-let savepoints = 0;
 
 /**
  * Takes the request's keys in `scope`, in one round trip (with BEGIN when it is still pending). Returns
@@ -24,7 +23,7 @@ export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRe
   const { timeoutMs, nowait, shared } = request;
   // A savepoint keeps a joined transaction usable when the lock times out, or when a multi-key try took
   // some keys but not all (transaction-level locks cannot be unlocked; rolling back to it releases them).
-  const savepoint = !own && (timeoutMs !== undefined || (nowait && keys.length > 1)) ? `txlock_lock_${++savepoints}` : undefined;
+  const savepoint = !own && (timeoutMs !== undefined || (nowait && keys.length > 1)) ? scope.connection.savepointName() : undefined;
   const statements = [
     ...(savepoint ? [lockSql.savepoint(savepoint)] : []),
     ...(timeoutMs !== undefined ? lockSql.setTimeout(timeoutMs) : []),
@@ -74,7 +73,7 @@ export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRe
  */
 export async function takeTableLocks(scope: TransactionScope, tables: readonly string[], mode: TableLockMode, options: TableLockOptions, own: boolean): Promise<void> {
   const { timeoutMs, nowait = false } = options;
-  const savepoint = !own && (timeoutMs !== undefined || nowait) ? `txlock_lock_${++savepoints}` : undefined;
+  const savepoint = !own && (timeoutMs !== undefined || nowait) ? scope.connection.savepointName() : undefined;
   const before = [...(savepoint ? [lockSql.savepoint(savepoint)] : []), ...(timeoutMs !== undefined ? lockSql.setTimeout(timeoutMs) : [])];
   const after = [...(timeoutMs !== undefined ? [lockSql.restoreTimeout] : []), ...(savepoint ? [lockSql.release(savepoint)] : [])];
   // One exclusive task: no concurrent statement of this transaction runs under the short lock_timeout or

@@ -16,12 +16,12 @@ interface PostgresQueryRunnerInternals extends QueryRunner {
 }
 
 const noop = () => undefined;
+const logger = new Logger('TxLock');
 
 /** TypeORM's PostgresDriver keeps its pg Pool as `master`. */
 function poolOf(dataSource: DataSource): { idleCount: number } {
   return (dataSource.driver as unknown as { master: { idleCount: number } }).master;
 }
-const logger = new Logger('TxLock');
 
 /**
  * One pooled connection carrying one transaction. Every statement on it goes through one queue, so
@@ -43,14 +43,14 @@ export class TransactionConnection {
   ) {
     const query = queryRunner.query.bind(queryRunner);
     const stream = queryRunner.stream.bind(queryRunner);
-    // The hot path: after BEGIN has gone out, a query is queued as is (no extra async step per statement).
-    queryRunner.query = ((...args: Parameters<QueryRunner['query']>) =>
-      this.serial(this.pending ? () => this.flush().then(() => query(...args)) : () => query(...args))) as QueryRunner['query'];
-    queryRunner.stream = ((...args: Parameters<QueryRunner['stream']>) =>
-      this.serial(async () => {
-        await this.flush();
-        return stream(...args);
-      })) as QueryRunner['stream'];
+    queryRunner.query = ((...args: Parameters<QueryRunner['query']>) => this.afterOpening(() => query(...args))) as QueryRunner['query'];
+    queryRunner.stream = ((...args: Parameters<QueryRunner['stream']>) => this.afterOpening(() => stream(...args))) as QueryRunner['stream'];
+  }
+
+  // Queues a caller's statement behind the held-back opening statements. The hot path: once BEGIN has gone
+  // out, the statement is queued as is (no extra async step per statement).
+  private afterOpening<T>(task: () => Promise<T>): Promise<T> {
+    return this.serial(this.pending ? () => this.flush().then(task) : task);
   }
 
   /** Takes a connection from the DataSource's pool, waiting at most `acquireTimeoutMs`. */
@@ -81,11 +81,6 @@ export class TransactionConnection {
     this.pending = openingStatements;
     this.queryRunner.isTransactionActive = true;
     this.queryRunner.transactionDepth = 1;
-  }
-
-  /** True once BEGIN has actually been sent. */
-  get started(): boolean {
-    return this.begun;
   }
 
   /**
@@ -123,9 +118,14 @@ export class TransactionConnection {
     if (this.pending) await this.send([]);
   }
 
+  /** A savepoint name not used before on this connection (library-made, so safe in a batch). */
+  savepointName(): string {
+    return `txlock_sp_${++this.savepoints}`;
+  }
+
   /** Creates a uniquely named savepoint and returns its name. */
   async savepoint(): Promise<string> {
-    const name = `txlock_sp_${++this.savepoints}`;
+    const name = this.savepointName();
     await this.exec([`SAVEPOINT ${name}`]);
     return name;
   }

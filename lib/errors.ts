@@ -9,6 +9,26 @@ export class TxLockError extends Error {
   }
 }
 
+/**
+ * A caller-supplied value as text for an error message: bigints with their `n`, strings quoted, anything
+ * else as JSON when it has a JSON form; never throws (JSON.stringify does on a bigint or a cycle), and cut short.
+ */
+export function describeValue(value: unknown): string {
+  let text: string;
+  if (typeof value === 'bigint') text = `${value}n`;
+  else if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) text = String(value);
+  else if (typeof value === 'function') text = `a function${value.name ? ` (${value.name})` : ''}`;
+  else if (typeof value === 'symbol') text = value.toString();
+  else {
+    try {
+      text = JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)) ?? String(value);
+    } catch {
+      text = Object.prototype.toString.call(value);
+    }
+  }
+  return text.length > 120 ? `${text.slice(0, 117)}...` : text;
+}
+
 /** The module is set up wrongly (no DataSource, not initialised, used outside Nest). */
 export class TxLockConfigurationError extends TxLockError {}
 
@@ -22,15 +42,20 @@ export class UnsupportedDriverError extends TxLockError {
   }
 }
 
-/** An option has a value outside its valid set; thrown when the decorator is applied or the call is made. */
+/**
+ * An option or argument has a value outside its valid set; thrown when the decorator is applied or the call
+ * is made, before anything is sent. The base of every "bad input" error (keys, amounts, table names), so one
+ * `instanceof InvalidOptionError` catches them all.
+ */
 export class InvalidOptionError extends TxLockError {
   constructor(
     readonly option: string,
     readonly value: unknown,
     readonly valid: readonly unknown[] | string,
+    message?: string,
   ) {
-    const expected = typeof valid === 'string' ? valid : `one of ${valid.map((v) => JSON.stringify(v)).join(', ')}`;
-    super(`Invalid ${option} ${JSON.stringify(value)}: expected ${expected}.`);
+    const expected = typeof valid === 'string' ? valid : `one of ${valid.map(describeValue).join(', ')}`;
+    super(message ?? `Invalid ${option} ${describeValue(value)}: expected ${expected}.`);
   }
 }
 
@@ -69,6 +94,75 @@ export class RollbackOnlyError extends TxLockError {
   }
 }
 
+/**
+ * A statement, savepoint, lock, counter or get-or-create call was made through a transaction (or a NESTED
+ * savepoint, or a session-scope lock call) that had already ended: work started inside it but not awaited
+ * there (fire-and-forget, an un-awaited promise, a timer or an event listener) outlived it. Nothing was sent:
+ * the connection may already carry another caller's transaction. When a transaction or savepoint ends while
+ * an un-awaited NESTED call inside it is still running, that call's savepoint is rolled back and it fails with this.
+ */
+export class TransactionEndedError extends TxLockError {
+  constructor(
+    /** What had ended. */
+    readonly ended: 'transaction' | 'savepoint' | 'session lock',
+    /**
+     * How it had ended, when known: `abandoned` when its enclosing transaction (or savepoint) ended while this
+     * NESTED call was still running, which rolled the savepoint back; `ending` when its end was under way.
+     */
+    readonly outcome: 'committed' | 'rolled back' | 'released' | 'abandoned' | 'ending' | 'ended',
+  ) {
+    const state =
+      outcome === 'ending'
+        ? 'was already ending (its COMMIT, RELEASE or ROLLBACK was under way)'
+        : outcome === 'abandoned'
+          ? 'was rolled back because the transaction around it ended while this call was still running'
+          : `had already ${outcome}`;
+    const what = ended === 'savepoint' ? 'NESTED savepoint' : ended === 'session lock' ? 'session-scope lock call' : 'transaction';
+    super(
+      `This call belongs to a ${what} that ${state}, so it was refused and nothing was sent: it was started inside ` +
+        `the ${what} but not awaited there (fire-and-forget work, an un-awaited promise, a timer or an event listener). ` +
+        `Await it inside the ${what}, or give work that must outlive it a transaction of its own ` +
+        `(TransactionHost.run() called after the first one has ended, or propagation REQUIRES_NEW).`,
+    );
+  }
+}
+
+/**
+ * The connection broke while COMMIT was in flight: PostgreSQL may or may not have committed. Neither
+ * afterCommit nor afterRollback hooks ran, and the method was not retried. Check the database before
+ * repeating the work (an idempotency key makes that easy). `cause` is the driver's error.
+ */
+export class CommitOutcomeUnknownError extends TxLockError {
+  constructor(cause: unknown) {
+    super(
+      `The connection to PostgreSQL was lost while COMMIT was in flight, so the transaction may have committed or ` +
+        `may have rolled back. Neither afterCommit nor afterRollback hooks ran and the call was not retried. Check ` +
+        `whether the work is in the database before repeating it (an idempotency key makes that safe).`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * The database connection was lost (the server restarted or terminated the backend, the network dropped, or
+ * no connection could be opened). Retryable: a transaction that was running is rolled back by the server, so
+ * running it again is safe; `@Transactional({ retries })` does so. A statement sent outside a transaction may or
+ * may not have been applied before the connection broke. `cause` is the original driver or TypeORM error.
+ */
+export class ConnectionLostError extends TxLockError {
+  /** True: the same call may succeed once the database is reachable again. */
+  readonly retryable = true;
+  constructor(cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super(
+      `The connection to PostgreSQL was lost (${reason}). A transaction that was running was rolled back by the server ` +
+        `and can be retried as a whole (set "retries"); a statement sent outside a transaction may or may not have ` +
+        `been applied. Check that the server is up and reachable.`,
+      { cause },
+    );
+  }
+}
+
 /** A serialization failure or deadlock kept happening after every allowed retry. */
 export class SerializationRetriesExhaustedError extends TxLockError {
   constructor(
@@ -83,13 +177,25 @@ export class SerializationRetriesExhaustedError extends TxLockError {
   }
 }
 
-/** No pooled connection became free in time (for example REQUIRES_NEW while every connection is taken). */
+/**
+ * No pooled connection became free within `acquireTimeoutMs`. `holding` is true when the caller already held
+ * a connection (an outer transaction or a session lock) and asked for a second one, which is how a pool
+ * too small for REQUIRES_NEW runs dry.
+ */
 export class PoolExhaustedError extends TxLockError {
-  constructor(readonly waitedMs: number) {
+  constructor(
+    readonly waitedMs: number,
+    readonly poolSize: number | undefined,
+    readonly holding: boolean,
+  ) {
+    const all = poolSize === undefined ? 'All pooled connections' : `All ${poolSize} pooled connections`;
+    const second = holding
+      ? ' This call already held a connection (an outer transaction or a session lock) and needed a second one ' +
+        '(REQUIRES_NEW, or a call that runs on its own connection): with many such callers the pool runs dry.'
+      : '';
     super(
-      `No database connection became free within ${waitedMs} ms. Every pooled connection is in use ` +
-        `(REQUIRES_NEW needs a second connection while the outer transaction holds one). ` +
-        `Raise the pool size ("extra.max" / "poolSize"), lower concurrency, or raise acquireTimeoutMs.`,
+      `${all} stayed busy for ${waitedMs} ms, so no connection was free for this call.${second} ` +
+        `Raise the pool size (TypeORM "poolSize" or "extra.max"), lower the concurrency, or raise acquireTimeoutMs.`,
     );
   }
 }
@@ -108,25 +214,31 @@ export class TransactionTimeoutError extends TxLockError {
   }
 }
 
-/** A counter key is empty, too long, not a string, or contains a NUL character (PostgreSQL text cannot hold one). */
-export class InvalidCounterKeyError extends TxLockError {
+/**
+ * A counter key is empty, too long, not a string, not well-formed UTF-16 (a lone surrogate), or contains a NUL
+ * character (PostgreSQL text cannot hold one).
+ */
+export class InvalidCounterKeyError extends InvalidOptionError {
   constructor(
     readonly key: unknown,
     reason: string,
   ) {
-    super(`Invalid counter key ${JSON.stringify(String(key)).slice(0, 80)}: ${reason}.`);
+    super('counter key', key, reason, `Invalid counter key ${describeValue(key)}: ${reason}.`);
   }
 }
 
 /** An amount, bound or value given to a counter is not an integer PostgreSQL's bigint can hold exactly. */
-export class InvalidAmountError extends TxLockError {
+export class InvalidAmountError extends InvalidOptionError {
   constructor(
     readonly argument: string,
-    readonly value: unknown,
+    value: unknown,
     reason: string,
   ) {
     super(
-      `Invalid ${argument} ${typeof value === 'bigint' ? `${value}n` : JSON.stringify(value) ?? String(value)}: ${reason}. ` +
+      argument,
+      value,
+      reason,
+      `Invalid ${argument} ${describeValue(value)}: ${reason}. ` +
         `Pass an integer: a number up to Number.MAX_SAFE_INTEGER, or a bigint within -2^63..2^63-1.`,
     );
   }
@@ -173,6 +285,41 @@ export class GetOrCreateSerializationError extends TxLockError {
     super(
       `${entity}: a concurrent transaction created the row, and this transaction's REPEATABLE READ/SERIALIZABLE snapshot ` +
         `cannot see it. Retry the whole transaction: @Transactional({ retries: 3 }) or TransactionHost.run({ retries: 3 }, ...).`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * A get-or-create family call found more than one row matching its lookup (Django's MultipleObjectsReturned):
+ * the table has duplicates the lookup cannot tell apart, typically because no unique constraint covers it.
+ */
+export class MultipleRowsFoundError extends TxLockError {
+  constructor(
+    readonly entity: string,
+    readonly columns: readonly string[],
+  ) {
+    super(
+      `${entity}: more than one row matches (${columns.join(', ')}), so there is no single row to return. Remove the ` +
+        `duplicates and add a unique constraint on these columns, or look the row up by a key that is unique.`,
+    );
+  }
+}
+
+/**
+ * A get-or-create family call had to insert a row, but gave no value for a NOT NULL column that has no
+ * default. (PostgreSQL checks the row proposed for insertion even when the row already exists, so the library
+ * only inserts when no row matched.)
+ */
+export class MissingColumnValueError extends TxLockError {
+  constructor(
+    readonly entity: string,
+    readonly column: string,
+    cause?: unknown,
+  ) {
+    super(
+      `${entity}: no row matched, and the new row has no value for the NOT NULL column "${column}". Pass it in ` +
+        `"where", "defaults" or "values", or give the column a default.`,
       { cause },
     );
   }
@@ -227,13 +374,21 @@ export class ClientDisconnectedError extends TxLockError {
   }
 }
 
-/** A lock key cannot be turned into an advisory lock key (empty, or an argument that has no stable text form). */
-export class InvalidLockKeyError extends TxLockError {
+/**
+ * A lock key cannot be turned into an advisory lock key (empty, a string that is not well-formed UTF-16, or an
+ * argument that has no stable text form).
+ */
+export class InvalidLockKeyError extends InvalidOptionError {
   constructor(
     readonly key: unknown,
     reason: string,
   ) {
-    super(`Invalid lock key: ${reason}. Pass a string, a number, a bigint or an array of those, or give the decorator key: (...args) => ...`);
+    super(
+      'lock key',
+      key,
+      reason,
+      `Invalid lock key: ${reason}. Pass a string, a number, a bigint or an array of those, or give the decorator key: (...args) => ...`,
+    );
   }
 }
 
@@ -285,13 +440,16 @@ export class LockLostError extends TxLockError {
 }
 
 /** A table name given to @TableLock() or lockTables() is not a plain [schema.]table identifier. */
-export class InvalidTableNameError extends TxLockError {
+export class InvalidTableNameError extends InvalidOptionError {
   constructor(
     readonly table: string,
     reason: string,
   ) {
     super(
-      `Invalid table name ${JSON.stringify(table).slice(0, 120)}: ${reason}. Give "table" or "schema.table" made of letters, ` +
+      'table name',
+      table,
+      reason,
+      `Invalid table name ${describeValue(table)}: ${reason}. Give "table" or "schema.table" made of letters, ` +
         `digits, _ and $ (as it is stored, case-sensitive), or pass the entity class instead.`,
     );
   }

@@ -1,25 +1,42 @@
 import type { TransactionScope } from '../transaction/transaction-scope.js';
 
-/** The advisory keys one transaction scope (or one session) holds: key → shared? */
-export type HeldKeys = Map<bigint, boolean>;
+/** The advisory keys one session holds: key → shared? */
+export type SessionKeys = Map<bigint, boolean>;
+
+/** A key taken in a transaction scope: its mode, and the connection's foreign-rollback count when it was taken. */
+interface TakenKey {
+  shared: boolean;
+  generation: number;
+}
 
 const HELD = Symbol('nestjs-txlock:advisory-locks');
 const COUNT = Symbol('nestjs-txlock:advisory-lock-count');
 
-/**
- * The keys taken in this scope. Kept per scope (not per root) because a NESTED savepoint that rolls back
- * releases the locks taken inside it: its scope, and with it this record, is dropped at the same time.
- */
-export function heldIn(scope: TransactionScope): HeldKeys {
-  let held = scope.locals.get(HELD) as HeldKeys | undefined;
-  if (!held) scope.locals.set(HELD, (held = new Map()));
-  return held;
+function takenIn(scope: TransactionScope): Map<bigint, TakenKey> | undefined {
+  return scope.locals.get(HELD) as Map<bigint, TakenKey> | undefined;
 }
 
-/** True when a key held in `scope` or an enclosing savepoint, or in `session`, already gives what is asked. */
-export function alreadyHeld(key: bigint, shared: boolean, scope: TransactionScope | undefined, session: HeldKeys | undefined): boolean {
+/**
+ * Records that `keys` were taken in `scope`, the frame that was innermost on the connection when the lock
+ * statement ran. Kept per scope (not per transaction) because a savepoint that rolls back releases the locks
+ * taken inside it: its record is dropped with it, and merged into its parent when it is released.
+ */
+export function recordTaken(scope: TransactionScope, keys: readonly bigint[], shared: boolean): void {
+  let held = takenIn(scope);
+  if (!held) scope.locals.set(HELD, (held = new Map()));
+  const generation = scope.connection.foreignRollbacks;
+  for (const key of keys) held.set(key, { shared: shared && held.get(key)?.shared !== false, generation });
+}
+
+/**
+ * True only when the lock is provably still held, so the lock statement may be skipped: taken in `scope` or a
+ * scope around it (all still open: the caller runs in `scope`'s turn on the connection), with no ROLLBACK the
+ * library did not send since (TypeORM's or raw savepoints may have released it), or held by `session`.
+ */
+export function alreadyHeld(key: bigint, shared: boolean, scope: TransactionScope | undefined, session: SessionKeys | undefined): boolean {
   for (let current = scope; current; current = current.parent) {
-    if (covers((current.locals.get(HELD) as HeldKeys | undefined)?.get(key), shared)) return true;
+    const taken = takenIn(current)?.get(key);
+    if (taken && taken.generation === current.connection.foreignRollbacks && covers(taken.shared, shared)) return true;
   }
   return covers(session?.get(key), shared);
 }

@@ -92,3 +92,22 @@ export function validateAdvisoryOptions(options: AdvisoryLockCallOptions, where:
   if (options.shared !== undefined && typeof options.shared !== 'boolean') throw new InvalidOptionError(`${where} "shared"`, options.shared, [true, false]);
   if (options.namespace !== undefined) validateNamespace(options.namespace);
 }
+
+/**
+ * A checked copy of advisory lock options, each field read once: what the call goes on with, so an options
+ * object changed after its first use (or a getter) cannot slip a different value past the check.
+ */
+export function readAdvisoryOptions(options: AdvisoryLockCallOptions, where: string): AdvisoryLockCallOptions {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionError(`${where} options`, options, 'an options object');
+  const { timeoutMs, nowait, shared, scope, namespace, propagation } = options;
+  const snapshot = { timeoutMs, nowait, shared, scope, namespace, propagation };
+  validateAdvisoryOptions(snapshot, where);
+  return snapshot;
+}
+
+/** A copy of table lock options, each field read once (validateTableLock() checks it). */
+export function readTableLockOptions(options: TableLockOptions): TableLockOptions {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionError('table lock options', options, 'an options object');
+  const { timeoutMs, nowait, propagation } = options;
+  return { timeoutMs, nowait, propagation };
+}

@@ -7,7 +7,8 @@ import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { advisoryLockKey, RESERVED_LOCK_NAMESPACE, type LockKey } from './lock-key.js';
 import { failureReason, lockRequest, type LockOutcome, type LockRequest, type LockRunResult } from './lock-request.js';
-import { validateAdvisoryOptions, type AdvisoryLockCallOptions, type TableLockMode, type TableLockOptions } from './lock.options.js';
+import { readAdvisoryOptions, readTableLockOptions, type AdvisoryLockCallOptions, type TableLockMode, type TableLockOptions } from './lock.options.js';
+import { BranchLocks } from './branch-locks.js';
 import { readHolders, type AdvisoryLockHolder } from './lock-holders.js';
 import { SessionLocks } from './session-locks.js';
 import { takeAdvisoryLocks, takeTableLocks } from './transaction-locks.js';
@@ -55,7 +56,8 @@ export class LockService {
    * order never deadlock.
    */
   async withAdvisoryLocks<T>(keys: readonly LockKey[], fn: () => T | Promise<T>, options: AdvisoryLockCallOptions = {}): Promise<T> {
-    return this.locked(this.request(keys, options, 'withAdvisoryLock()'), fn, options);
+    const snapshot = readAdvisoryOptions(options, 'withAdvisoryLock()');
+    return this.locked(this.request(keys, snapshot, 'withAdvisoryLock()'), fn, snapshot);
   }
 
   /**
@@ -87,7 +89,8 @@ export class LockService {
 
   /** tryAdvisoryLock() for several keys: fn runs only if all of them can be taken. */
   async tryAdvisoryLocks<T>(keys: readonly LockKey[], fn: () => T | Promise<T>, options: AdvisoryLockCallOptions = {}): Promise<LockRunResult<T>> {
-    const trying = { ...options, nowait: options.timeoutMs === undefined };
+    const snapshot = readAdvisoryOptions(options, 'tryAdvisoryLock()');
+    const trying = { ...snapshot, nowait: snapshot.timeoutMs === undefined };
     const outcome = await this.runLocked(this.request(keys, trying, 'tryAdvisoryLock()'), fn, trying);
     return outcome.ran ? outcome : { ran: false, reason: failureReason(outcome.failure) };
   }
@@ -99,16 +102,25 @@ export class LockService {
    * when `timeoutMs`/`nowait` run out (the caller's transaction stays usable), TableNotFoundError.
    */
   async lockTables(targets: TableTarget | readonly TableTarget[], mode: TableLockMode, options: TableLockOptions = {}): Promise<void> {
-    const list = validateTableLock(mode, targets, options, 'lockTables()');
+    const snapshot = readTableLockOptions(options);
+    const list = validateTableLock(mode, targets, snapshot, 'lockTables()');
     const scope = this.txHost.scope();
     if (!scope) throw new LockRequiresTransactionError('lockTables()');
-    await takeTableLocks(scope, resolveTables(this.txHost.dataSource, list), mode, options, false);
+    await takeTableLocks(scope, resolveTables(this.txHost.dataSource, list), mode, snapshot, false);
   }
 
   /** Runs `fn` in a transaction (opened or joined as `options.propagation` says) that first locks the tables. */
   async withTableLock<T>(targets: TableTarget | readonly TableTarget[], mode: TableLockMode, fn: () => T | Promise<T>, options: TableLockOptions = {}): Promise<T> {
-    const list = validateTableLock(mode, targets, options, 'withTableLock()');
-    return this.inTransaction({ propagation: options.propagation }, fn, (scope, own) => takeTableLocks(scope, resolveTables(this.txHost.dataSource, list), mode, options, own).then(() => undefined));
+    const snapshot = readTableLockOptions(options);
+    const list = validateTableLock(mode, targets, snapshot, 'withTableLock()');
+    try {
+      return await this.inTransaction({ propagation: snapshot.propagation }, fn, async (scope, own) => {
+        await takeTableLocks(scope, resolveTables(this.txHost.dataSource, list), mode, snapshot, own);
+        return undefined;
+      });
+    } catch (error) {
+      throw error instanceof NotAcquired ? error.failure : error;
+    }
   }
 
   /**
@@ -120,7 +132,6 @@ export class LockService {
   }
 
   private request(keys: readonly LockKey[], options: AdvisoryLockCallOptions, where: string): LockRequest {
-    validateAdvisoryOptions(options, where);
     if (!Array.isArray(keys) || keys.length === 0) throw new InvalidOptionError(`${where} keys`, keys, 'at least one key');
     return lockRequest(keys, options);
   }
@@ -131,20 +142,24 @@ export class LockService {
     options: AdvisoryLockCallOptions & Pick<TransactionOptions, 'isolation'>,
   ): Promise<LockOutcome<T>> {
     if (options.scope === 'session') {
-      if (this.txHost.scope()) {
+      const scope = this.txHost.scope();
+      const ended = scope?.refusal();
+      if (ended) throw ended;
+      if (scope) {
         throw new InvalidOptionError('scope', 'session', '"transaction" inside a transaction (a session lock would be released before the transaction commits)');
       }
       return this.sessions.run(request, fn);
     }
-    let failure: unknown;
     try {
-      const value = await this.inTransaction({ propagation: options.propagation, isolation: options.isolation }, fn, async (scope, own) => {
-        failure = await takeAdvisoryLocks(scope, request, own, this.logger);
-        return failure;
-      });
+      const value = await this.inTransaction(
+        { propagation: options.propagation, isolation: options.isolation },
+        fn,
+        (scope, own, timeoutMs) => takeAdvisoryLocks(scope, { ...request, timeoutMs }, own, this.logger),
+        request,
+      );
       return { ran: true, value };
     } catch (error) {
-      if (failure !== undefined && error === failure) return { ran: false, failure };
+      if (error instanceof NotAcquired) return { ran: false, failure: error.failure };
       throw error;
     }
   }
@@ -153,25 +168,37 @@ export class LockService {
    * Runs `take` then `fn` in a transaction. Joining the caller's transaction (REQUIRED/MANDATORY with one
    * active), `take` runs before joining: its savepoint keeps a busy lock from aborting or poisoning the
    * caller's transaction. Otherwise it runs first thing inside the transaction or savepoint opened for the
-   * call (`own`), where a failure simply rolls that back. `take` returns an error to stop before fn.
+   * call (`own`), where a failure simply rolls that back. `take` returns an error to stop before fn, which
+   * comes out as NotAcquired. With `request` (advisory keys), the call also holds the keys against the other
+   * branches of the same transaction (BranchLocks) from before `take` until `fn` has settled; the time spent
+   * waiting for them counts against the request's `timeoutMs`, and `take` gets what is left.
    */
   private async inTransaction<T>(
     transaction: Pick<TransactionOptions, 'propagation' | 'isolation'>,
     fn: () => T | Promise<T>,
-    take: (scope: TransactionScope, own: boolean) => Promise<unknown>,
+    take: (scope: TransactionScope, own: boolean, timeoutMs: number | undefined) => Promise<unknown>,
+    request?: LockRequest,
   ): Promise<T> {
     const { propagation } = transaction;
+    const guarded = (scope: TransactionScope, own: boolean, body: () => Promise<T>): Promise<T> => {
+      const start = async (timeoutMs: number | undefined): Promise<T> => {
+        const failure = await take(scope, own, timeoutMs);
+        if (failure !== undefined) throw new NotAcquired(failure);
+        return body();
+      };
+      if (!request) return start(undefined);
+      return BranchLocks.of(scope.root.locals).run(request, start, (failure) => {
+        throw new NotAcquired(failure);
+      });
+    };
     const outer = this.txHost.scope();
     const joins = outer && (propagation === undefined || propagation === Propagation.REQUIRED || propagation === Propagation.MANDATORY);
-    if (joins) {
-      const failure = await take(outer, false);
-      if (failure !== undefined) throw failure;
-      return this.txHost.run({ propagation }, fn);
-    }
-    return this.txHost.run(transaction, async () => {
-      const failure = await take(this.txHost.scope()!, true);
-      if (failure !== undefined) throw failure;
-      return fn();
-    });
+    if (joins) return guarded(outer, false, () => this.txHost.run({ propagation }, fn));
+    return this.txHost.run(transaction, () => guarded(this.txHost.scope()!, true, async () => fn()));
   }
+}
+
+/** A lock that could not be had (busy, or timed out): `failure` is the LockNotAcquiredError/LockTimeoutError. */
+class NotAcquired {
+  constructor(readonly failure: unknown) {}
 }

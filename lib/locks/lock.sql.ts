@@ -1,4 +1,4 @@
-import type { TableLockMode } from './lock.options.js';
+import { TableLockMode, validateTableLockMode } from './lock.options.js';
 
 /** A derived advisory key as a SQL literal. Only bigints the library computed reach here: never caller text. */
 function keyLiteral(key: bigint): string {
@@ -67,9 +67,14 @@ export const lockSql = {
   release: (name: string): string => `RELEASE SAVEPOINT ${name}`,
   rollbackTo: (name: string): string[] => [`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`],
 
-  /** `tables` are already quoted (and sorted) by resolveTables(); `mode` was checked against the eight modes. */
-  lockTables: (tables: readonly string[], mode: TableLockMode, nowait: boolean): string =>
-    `LOCK TABLE ${tables.join(', ')} IN ${mode} MODE${nowait ? ' NOWAIT' : ''}`,
+  /**
+   * `tables` are already quoted (and sorted) by resolveTables(); `mode` is checked here again against the eight
+   * modes, as the SQL is built, since it may travel in a batch with BEGIN.
+   */
+  lockTables: (tables: readonly string[], mode: TableLockMode, nowait: boolean): string => {
+    validateTableLockMode(mode, 'table lock');
+    return `LOCK TABLE ${tables.join(', ')} IN ${mode} MODE${nowait === true ? ' NOWAIT' : ''}`;
+  },
 
   /**
    * Advisory locks of this database in the single-bigint form, with the backend holding or awaiting each.

@@ -1,16 +1,20 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from '@nestjs/common';
+import type { QueryResult } from 'pg';
 import type { DataSource } from 'typeorm';
 import { LockLostError, LockNotAcquiredError } from '../errors.js';
 import { TransactionConnection } from '../transaction/transaction-connection.js';
-import { alreadyHeld, type HeldKeys } from './held-locks.js';
+import { BranchLocks } from './branch-locks.js';
+import { alreadyHeld, type SessionKeys } from './held-locks.js';
 import { lockFailure, type LockOutcome, type LockRequest } from './lock-request.js';
 import { lockSql } from './lock.sql.js';
 
 /** One pinned connection and the session locks the current call chain holds on it. */
 interface Session {
   connection: TransactionConnection;
-  held: HeldKeys;
+  /** Keeps concurrent branches of the call chain apart on the same key (PostgreSQL would let both in). */
+  branches: BranchLocks;
+  held: SessionKeys;
   /** How many calls of this call chain rely on each held key right now (concurrent branches may share one). */
   users: Map<bigint, number>;
   /** Set when the connection's state is unknown: it is destroyed instead of going back to the pool. */
@@ -20,7 +24,7 @@ interface Session {
 const sessionStorage = new AsyncLocalStorage<Session>();
 
 /** The session keys held by the current call chain, if it runs inside a session-scope lock. */
-export function currentSessionKeys(): HeldKeys | undefined {
+export function currentSessionKeys(): SessionKeys | undefined {
   return sessionStorage.getStore()?.held;
 }
 
@@ -28,8 +32,9 @@ export function currentSessionKeys(): HeldKeys | undefined {
  * Session-scope advisory locks. The outermost call pins one pooled connection; the locks are taken and
  * released on it (a release on another connection would unlock nothing, and the lock would leak), and
  * nested calls in the same call chain reuse it, so re-entering a key held there is a no-op instead of a
- * self-deadlock. Release happens in `finally`; a connection whose release did not answer true is destroyed
- * rather than handed to the next pool user.
+ * self-deadlock, while concurrent branches of the chain on the same key take turns (BranchLocks). Release
+ * happens in `finally`; a connection whose release did not answer true is destroyed rather than handed to the
+ * next pool user. Work that outlives the call finds the session ended (TransactionEndedError).
  */
 export class SessionLocks {
   constructor(
@@ -41,17 +46,27 @@ export class SessionLocks {
   async run<T>(request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
     const current = sessionStorage.getStore();
     if (current) return this.runOn(current, request, fn);
-    const session: Session = { connection: await TransactionConnection.open(this.dataSource(), this.acquireTimeoutMs), held: new Map(), users: new Map() };
+    const connection = await TransactionConnection.open(this.dataSource(), this.acquireTimeoutMs, 'session lock', false);
+    const session: Session = { connection, branches: new BranchLocks(), held: new Map(), users: new Map() };
     try {
       return await sessionStorage.run(session, () => this.runOn(session, request, fn));
     } finally {
       // Safety net before the connection goes back to the pool: no session lock may outlive the call.
-      if (session.broken === undefined) await session.connection.exec([lockSql.unlockAll]).catch((error: unknown) => (session.broken = error));
+      if (session.broken === undefined) await this.exec(session, [lockSql.unlockAll]).catch((error: unknown) => (session.broken = error));
       await session.connection.close(session.broken);
     }
   }
 
-  private async runOn<T>(session: Session, request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
+  private runOn<T>(session: Session, request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
+    return session.branches.run(
+      request,
+      (timeoutMs) => this.runHolding(session, { ...request, timeoutMs }, fn),
+      (failure) => ({ ran: false, failure }),
+    );
+  }
+
+  // Takes the keys the session does not hold yet, runs fn, and releases them before another branch may enter.
+  private async runHolding<T>(session: Session, request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
     const keys = request.keys.filter((key) => !alreadyHeld(key, request.shared, undefined, session.held));
     const failure = await this.acquire(session, keys, request);
     if (failure) return { ran: false, failure };
@@ -79,14 +94,17 @@ export class SessionLocks {
     });
   }
 
+  private exec(session: Session, statements: string[]): Promise<QueryResult[]> {
+    return session.connection.exec(session.connection.root, statements);
+  }
+
   /** Takes `keys`; returns the LockNotAcquiredError/LockTimeoutError when they are busy, throws anything else. */
   private async acquire(session: Session, keys: bigint[], request: LockRequest): Promise<unknown> {
     if (keys.length === 0) return undefined;
-    const { connection } = session;
     const flavor = { session: true, shared: request.shared, tryOnly: request.nowait };
     try {
       if (request.nowait) {
-        const results = await connection.exec(lockSql.lock(keys, flavor));
+        const results = await this.exec(session, lockSql.lock(keys, flavor));
         const taken = keys.filter((_, i) => results[i]!.rows[0].ok === true);
         if (taken.length === keys.length) return undefined;
         await this.unlock(session, taken, request);
@@ -95,10 +113,10 @@ export class SessionLocks {
       // One implicit transaction block: lock_timeout ends with it. A failure does not undo the keys taken
       // before it (session locks ignore rollback), so those are released below.
       const timeout = request.timeoutMs !== undefined ? [lockSql.blockTimeout(request.timeoutMs)] : [];
-      await connection.exec([...timeout, ...lockSql.lock(keys, flavor)]);
+      await this.exec(session, [...timeout, ...lockSql.lock(keys, flavor)]);
       return undefined;
     } catch (error) {
-      await connection.exec([lockSql.unlockGranted(keys, request.shared)]).catch((cleanupError: unknown) => (session.broken ??= cleanupError));
+      await this.exec(session, [lockSql.unlockGranted(keys, request.shared)]).catch((cleanupError: unknown) => (session.broken ??= cleanupError));
       const failure = lockFailure(error, request.label, request);
       if (failure === error) throw error;
       return failure;
@@ -115,7 +133,7 @@ export class SessionLocks {
     if (keys.length === 0) return;
     let released: boolean[];
     try {
-      released = (await session.connection.exec(lockSql.unlock(keys, request.shared))).map((result) => result.rows[0].released === true);
+      released = (await this.exec(session, lockSql.unlock(keys, request.shared))).map((result) => result.rows[0].released === true);
     } catch (error) {
       session.broken ??= error;
       throw new LockLostError(request.label, error);

@@ -2,7 +2,7 @@ import type { Logger } from '@nestjs/common';
 import { LockNotAcquiredError, TableNotFoundError } from '../errors.js';
 import { sqlState } from '../transaction/sql-state.js';
 import type { TransactionScope } from '../transaction/transaction-scope.js';
-import { alreadyHeld, countKeys, heldIn } from './held-locks.js';
+import { alreadyHeld, countKeys, recordTaken } from './held-locks.js';
 import { lockFailure, type LockRequest } from './lock-request.js';
 import type { TableLockMode, TableLockOptions } from './lock.options.js';
 import { lockSql } from './lock.sql.js';
@@ -13,52 +13,54 @@ const MANY_KEYS = 64;
 
 /**
  * Takes the request's keys in `scope`, in one round trip (with BEGIN when it is still pending). Returns
- * the LockNotAcquiredError/LockTimeoutError when busy. Keys held already are skipped. `own`: the transaction
- * or savepoint was opened for this call, so a failure rolls it back and no savepoint is needed here.
+ * the LockNotAcquiredError/LockTimeoutError when busy. Keys provably held already are skipped: that is decided
+ * in the lock's own turn on the connection, where no sibling can end a savepoint meanwhile. `own`: the
+ * transaction or savepoint was opened for this call, so a failure rolls it back and no savepoint is needed here.
  */
 export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRequest, own: boolean, logger: Logger): Promise<unknown> {
   const session = currentSessionKeys();
-  const keys = request.keys.filter((key) => !alreadyHeld(key, request.shared, scope, session));
-  if (keys.length === 0) return undefined;
   const { timeoutMs, nowait, shared } = request;
-  // A savepoint keeps a joined transaction usable when the lock times out, or when a multi-key try took
-  // some keys but not all (transaction-level locks cannot be unlocked; rolling back to it releases them).
-  const savepoint = !own && (timeoutMs !== undefined || (nowait && keys.length > 1)) ? scope.connection.savepointName() : undefined;
-  const statements = [
-    ...(savepoint ? [lockSql.savepoint(savepoint)] : []),
-    ...(timeoutMs !== undefined ? lockSql.setTimeout(timeoutMs) : []),
-    ...lockSql.lock(keys, { session: false, shared, tryOnly: nowait }),
-    ...(timeoutMs !== undefined ? [lockSql.restoreTimeout] : []),
-    // A waiting lock either succeeded or failed the batch: the savepoint can go in the same round trip.
-    ...(savepoint && !nowait ? [lockSql.release(savepoint)] : []),
-  ];
-  let taken: boolean;
+  let taken: bigint[] | undefined;
   try {
     // One exclusive task: nothing else of this transaction runs between the savepoint and its end.
-    taken = await scope.connection.exclusive(async (send) => {
+    taken = await scope.connection.exclusive(scope, async (send) => {
+      const keys = request.keys.filter((key) => !alreadyHeld(key, shared, scope, session));
+      if (keys.length === 0) return [];
+      // A savepoint keeps a joined transaction usable when the lock times out, or when a multi-key try took
+      // some keys but not all (transaction-level locks cannot be unlocked; rolling back to it releases them).
+      const savepoint = !own && (timeoutMs !== undefined || (nowait && keys.length > 1)) ? scope.connection.savepointName() : undefined;
+      const statements = [
+        ...(savepoint ? [lockSql.savepoint(savepoint)] : []),
+        ...(timeoutMs !== undefined ? lockSql.setTimeout(timeoutMs) : []),
+        ...lockSql.lock(keys, { session: false, shared, tryOnly: nowait }),
+        ...(timeoutMs !== undefined ? [lockSql.restoreTimeout] : []),
+        // A waiting lock either succeeded or failed the batch: the savepoint can go in the same round trip.
+        ...(savepoint && !nowait ? [lockSql.release(savepoint)] : []),
+      ];
       let results;
       try {
         results = await send(statements);
       } catch (error) {
-        if (savepoint) await send(lockSql.rollbackTo(savepoint)).catch(() => undefined); // a broken connection fails both; the lock's error says why
+        if (savepoint) await rollBackTo(scope, send, savepoint);
         throw error;
       }
-      if (!nowait) return true;
-      const offset = savepoint ? 1 : 0;
-      const all = results.slice(offset, offset + keys.length).every((result) => result.rows[0].ok === true);
-      if (savepoint) await send(all ? [lockSql.release(savepoint)] : lockSql.rollbackTo(savepoint));
-      return all;
+      if (nowait) {
+        const offset = savepoint ? 1 : 0;
+        const all = results.slice(offset, offset + keys.length).every((result) => result.rows[0].ok === true);
+        if (savepoint) await send(all ? [lockSql.release(savepoint)] : lockSql.rollbackTo(savepoint));
+        if (!all) return undefined;
+      }
+      recordTaken(scope, keys, shared);
+      return keys;
     });
   } catch (error) {
     const failure = lockFailure(error, request.label, request);
     if (failure === error) throw error;
     return failure;
   }
-  if (!taken) return new LockNotAcquiredError(request.label);
-  const held = heldIn(scope);
-  for (const key of keys) held.set(key, shared && held.get(key) !== false);
-  const total = countKeys(scope, keys.length);
-  if (total > MANY_KEYS && total - keys.length <= MANY_KEYS) {
+  if (taken === undefined) return new LockNotAcquiredError(request.label);
+  const total = countKeys(scope, taken.length);
+  if (total > MANY_KEYS && total - taken.length <= MANY_KEYS) {
     logger.warn(
       `One transaction now holds ${total} advisory locks. Each takes a slot in PostgreSQL's shared lock table ` +
         `(max_locks_per_transaction × max_connections); too many fail with "out of shared memory". Lock coarser keys.`,
@@ -78,18 +80,23 @@ export async function takeTableLocks(scope: TransactionScope, tables: readonly s
   const after = [...(timeoutMs !== undefined ? [lockSql.restoreTimeout] : []), ...(savepoint ? [lockSql.release(savepoint)] : [])];
   // One exclusive task: no concurrent statement of this transaction runs under the short lock_timeout or
   // inside the savepoint.
-  await scope.connection.exclusive(async (send) => {
+  await scope.connection.exclusive(scope, async (send) => {
     if (before.length > 0) await send(before);
     try {
-      // Identifiers are not integers, so LOCK TABLE never joins a batch: it goes alone (quoted, validated names).
+      // Its own round trip (a held-back BEGIN travels with it): identifiers, quoted and validated, never integers.
       await send([lockSql.lockTables(tables, mode, nowait)]);
     } catch (error) {
-      // On a broken connection this fails too; the LOCK's error is the one that says why.
-      if (savepoint) await send(lockSql.rollbackTo(savepoint)).catch(() => undefined);
+      if (savepoint) await rollBackTo(scope, send, savepoint);
       const label = `table ${tables.join(', ')} (${mode})`;
       if (sqlState(error) === '42P01') throw new TableNotFoundError(tables.join(', '), error);
       throw lockFailure(error, label, options);
     }
     if (after.length > 0) await send(after);
   });
+}
+
+// Undoes a failed lock inside its savepoint. If even that fails, the savepoint may still be open under the
+// transaction's feet: the connection is marked unusable, and the lock's own error is the one reported.
+async function rollBackTo(scope: TransactionScope, send: (statements: string[]) => Promise<unknown>, savepoint: string): Promise<void> {
+  await send(lockSql.rollbackTo(savepoint)).catch((error: unknown) => scope.connection.markBroken(error));
 }

@@ -1,3 +1,5 @@
+import { CommitOutcomeUnknownError, ConnectionLostError } from '../errors.js';
+
 const SQLSTATE = /^[0-9A-Z]{5}$/;
 const RETRYABLE = new Set(['40001', '40P01']); // serialization_failure, deadlock_detected
 
@@ -16,8 +18,13 @@ export function sqlState(error: unknown): string | undefined {
   return undefined;
 }
 
-/** True for a serialization failure or a deadlock: the whole transaction may succeed if run again. */
+/**
+ * True for a serialization failure, a deadlock or a lost connection: the transaction was rolled back and may
+ * succeed if run again. Never for a COMMIT whose outcome is unknown (it may have committed).
+ */
 export function isRetryable(error: unknown): boolean {
+  if (error instanceof ConnectionLostError) return true;
+  if (error instanceof CommitOutcomeUnknownError) return false;
   const state = sqlState(error);
   return state !== undefined && RETRYABLE.has(state);
 }

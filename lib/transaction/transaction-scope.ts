@@ -1,46 +1,96 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { TransactionEndedError } from '../errors.js';
 import type { TransactionConnection } from './transaction-connection.js';
 
 /** A callback run after the outermost transaction commits or rolls back. */
 export type TransactionHook = () => unknown;
 
+/** What a scope stands for on its connection. */
+export type ScopeKind = 'transaction' | 'savepoint' | 'session lock';
+
 /**
- * The transaction (root) or savepoint (NESTED) that code is running in. Carried by AsyncLocalStorage:
- * each begin/savepoint runs its callback with `storage.run(scope, ...)`, so concurrent requests never
- * see each other's scope. A `null` store means "explicitly outside any transaction" (NOT_SUPPORTED).
+ * How a scope ended. `abandoned`: a NESTED savepoint rolled back because the scope around it ended while its
+ * call was still running; `ended` when the outcome is not known (a lost connection) or does not apply (a
+ * session lock call).
+ */
+export type ScopeOutcome = 'committed' | 'rolled back' | 'released' | 'abandoned' | 'ended';
+
+/**
+ * One frame of work on a connection: the transaction itself (root), a NESTED savepoint inside it, or the
+ * pinned connection of a session-scope lock call. Carried by AsyncLocalStorage, so concurrent requests never
+ * see each other's scope, and every statement knows the frame it was issued in: the connection runs it only
+ * while that frame is the innermost open one, and refuses it once the frame (or an enclosing one) has ended.
+ * A `null` store means "explicitly outside any transaction" (NOT_SUPPORTED).
  */
 export class TransactionScope {
   /** Why this scope may no longer commit (a joined call threw), if it may not. */
   rollbackOnly: unknown;
   readonly afterCommit: TransactionHook[] = [];
   readonly afterRollback: TransactionHook[] = [];
-  /** Per-transaction state owned by other features (for example locks already held), keyed by feature. */
+  /** Per-scope state owned by other features (for example advisory locks taken in this frame), keyed by feature. */
   readonly locals = new Map<symbol, unknown>();
-  private savepointTurn: Promise<unknown> = Promise.resolve();
+  /** `open`, then `ending` once its end is decided (nothing new is accepted), then `ended`. */
+  private state: 'open' | 'ending' | 'ended' = 'open';
+  private outcome?: ScopeOutcome;
 
   constructor(
     readonly connection: TransactionConnection,
+    readonly kind: ScopeKind,
     readonly parent?: TransactionScope,
     readonly savepoint?: string,
   ) {}
 
   /** The outermost scope of this transaction. */
   get root(): TransactionScope {
-    return this.parent ? this.parent.root : this;
+    let scope: TransactionScope = this;
+    while (scope.parent) scope = scope.parent;
+    return scope;
+  }
+
+  /** True once this scope has physically ended on its connection (not merely decided to end). */
+  get ended(): boolean {
+    return this.state === 'ended';
   }
 
   markRollbackOnly(reason: unknown): void {
     this.rollbackOnly ??= reason;
   }
 
+  /** From now on the scope accepts nothing new: its COMMIT, RELEASE or ROLLBACK is on its way. */
+  close(): void {
+    if (this.state === 'open') this.state = 'ending';
+  }
+
+  /** Records that the scope ended on the connection (its statement ran, or its parent's end swept it away). */
+  finish(outcome: ScopeOutcome): void {
+    this.state = 'ended';
+    this.outcome ??= outcome;
+  }
+
+  /** True when `scope` is this scope or lies inside it. */
+  encloses(scope: TransactionScope): boolean {
+    for (let current: TransactionScope | undefined = scope; current; current = current.parent) if (current === this) return true;
+    return false;
+  }
+
   /**
-   * Runs `fn` when no other savepoint directly inside this scope is open. Savepoints are a stack on one
-   * connection: two NESTED calls started with Promise.all must not interleave, so they take turns.
+   * The error for a new call made in this scope, or undefined when the scope and every enclosing one are still
+   * open. `ending` (for the scope's own COMMIT/RELEASE/ROLLBACK) accepts this scope in its `ending` state.
    */
-  inSavepointTurn<T>(fn: () => Promise<T>): Promise<T> {
-    const result = this.savepointTurn.then(fn, fn);
-    this.savepointTurn = result.catch(() => undefined);
-    return result;
+  refusal(ending = false): TransactionEndedError | undefined {
+    for (let scope: TransactionScope | undefined = this; scope; scope = scope.parent) {
+      const accepted = scope.state === 'open' || (ending && scope === this && scope.state === 'ending');
+      if (!accepted) return scope.endedError();
+    }
+    return undefined;
+  }
+
+  /** The error for work that reached this scope after it had physically ended (or that of an enclosing scope). */
+  endedRefusal(): TransactionEndedError | undefined {
+    for (let scope: TransactionScope | undefined = this; scope; scope = scope.parent) {
+      if (scope.state === 'ended') return scope.endedError();
+    }
+    return undefined;
   }
 
   /**
@@ -56,6 +106,10 @@ export class TransactionScope {
       if (mine instanceof Map && value instanceof Map) for (const [key, entry] of value) mine.set(key, entry);
       else if (mine === undefined) parent.locals.set(feature, value);
     }
+  }
+
+  private endedError(): TransactionEndedError {
+    return new TransactionEndedError(this.kind, this.state === 'ending' ? 'ending' : (this.outcome ?? 'ended'));
   }
 }
 

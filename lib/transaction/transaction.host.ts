@@ -3,6 +3,8 @@ import { ModuleRef } from '@nestjs/core';
 import { DataSource, type EntityManager, type EntityTarget, type ObjectLiteral, type QueryRunner, type Repository } from 'typeorm';
 import {
   ClientDisconnectedError,
+  CommitOutcomeUnknownError,
+  ConnectionLostError,
   RollbackOnlyError,
   SerializationRetriesExhaustedError,
   TransactionNotAllowedError,
@@ -17,8 +19,9 @@ import { requestAbortSignal } from './client-disconnect.interceptor.js';
 import { longLivedResult, type LongLivedResult } from './result-lifetime.js';
 import { isRetryable, sqlState } from './sql-state.js';
 import { TransactionConnection } from './transaction-connection.js';
-import { currentScope, transactionStorage, TransactionScope, type TransactionHook } from './transaction-scope.js';
-import { assertWholeNumber, Propagation, validateTransactionOptions, type TransactionOptions } from './transaction.options.js';
+import { currentScope, transactionStorage, type TransactionHook, type TransactionScope } from './transaction-scope.js';
+import { openingStatements } from './transaction.sql.js';
+import { assertWholeNumber, MAX_TIMEOUT_MS, Propagation, readTransactionOptions, type TransactionOptions } from './transaction.options.js';
 
 /** How long a transaction waits for a pooled connection when `acquireTimeoutMs` is not set. */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
@@ -43,14 +46,12 @@ export class TransactionHost implements OnModuleInit {
     @Inject(TXLOCK_MODULE_OPTIONS) private readonly options: TxLockModuleOptions,
     private readonly moduleRef: ModuleRef,
   ) {
-    validateTransactionOptions(
-      { isolation: options.isolation, timeoutMs: options.timeoutMs, retries: options.retries },
-      'TxLockModule option',
-    );
-    assertWholeNumber(options.acquireTimeoutMs, 'TxLockModule option "acquireTimeoutMs"', 1);
+    readTransactionOptions({ isolation: options.isolation, timeoutMs: options.timeoutMs, retries: options.retries }, 'TxLockModule option');
+    // Both become Node timers, which fire after 1 ms when given more than MAX_TIMEOUT_MS.
+    assertWholeNumber(options.acquireTimeoutMs, 'TxLockModule option "acquireTimeoutMs"', 1, MAX_TIMEOUT_MS);
     if (options.retryBackoff !== undefined) {
-      assertWholeNumber(options.retryBackoff.minMs, 'TxLockModule option "retryBackoff.minMs"', 0);
-      assertWholeNumber(options.retryBackoff.maxMs, 'TxLockModule option "retryBackoff.maxMs"', options.retryBackoff.minMs);
+      assertWholeNumber(options.retryBackoff.minMs, 'TxLockModule option "retryBackoff.minMs"', 0, MAX_TIMEOUT_MS);
+      assertWholeNumber(options.retryBackoff.maxMs, 'TxLockModule option "retryBackoff.maxMs"', options.retryBackoff.minMs, MAX_TIMEOUT_MS);
     }
   }
 
@@ -92,8 +93,9 @@ export class TransactionHost implements OnModuleInit {
    */
   afterCommit(hook: TransactionHook): void | Promise<void> {
     const scope = this.scope();
-    if (scope) scope.afterCommit.push(hook);
-    else return this.runHooks([hook], 'afterCommit');
+    if (!scope) return this.runHooks([hook], 'afterCommit');
+    throwIfEnded(scope);
+    scope.afterCommit.push(hook);
   }
 
   /**
@@ -101,7 +103,10 @@ export class TransactionHost implements OnModuleInit {
    * was registered in rolls back. Outside a transaction it is never run.
    */
   afterRollback(hook: TransactionHook): void {
-    this.scope()?.afterRollback.push(hook);
+    const scope = this.scope();
+    if (!scope) return;
+    throwIfEnded(scope);
+    scope.afterRollback.push(hook);
   }
 
   /** Runs `fn` in a transaction with default options (REQUIRED). */
@@ -112,9 +117,8 @@ export class TransactionHost implements OnModuleInit {
    */
   run<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T>;
   run<T>(optionsOrFn: TransactionOptions | (() => T | Promise<T>), maybeFn?: () => T | Promise<T>): Promise<T> {
-    const [options, fn] = typeof optionsOrFn === 'function' ? [{}, optionsOrFn] : [optionsOrFn, maybeFn!];
     try {
-      validateTransactionOptions(options);
+      const [options, fn] = typeof optionsOrFn === 'function' ? [{}, optionsOrFn] : [readTransactionOptions(optionsOrFn), maybeFn!];
       const scope = this.scope();
       // The common case first, without an extra async layer: REQUIRED with no transaction begins one.
       if (!scope && (options.propagation ?? Propagation.REQUIRED) === Propagation.REQUIRED) return this.begin(options, fn);
@@ -124,24 +128,30 @@ export class TransactionHost implements OnModuleInit {
     }
   }
 
+  // A scope that has ended counts as none for the propagations that do not use it; the others refuse it, so
+  // work that outlived its transaction never runs outside one, nor in a transaction that is not its own.
   private async propagate<T>(options: TransactionOptions, scope: TransactionScope | undefined, fn: () => T | Promise<T>): Promise<T> {
-    switch (options.propagation ?? Propagation.REQUIRED) {
-      case Propagation.REQUIRED:
-        return scope ? this.join(scope, fn) : this.begin(options, fn);
+    const propagation = options.propagation ?? Propagation.REQUIRED;
+    switch (propagation) {
       case Propagation.REQUIRES_NEW:
         return this.begin(options, fn);
+      case Propagation.NOT_SUPPORTED:
+        return scope ? transactionStorage.run(null, fn) : fn();
+      case Propagation.NEVER:
+        if (scope && !scope.refusal()) throw new TransactionNotAllowedError(describe(fn));
+        return scope ? transactionStorage.run(null, fn) : fn();
+    }
+    if (scope) throwIfEnded(scope);
+    switch (propagation) {
+      case Propagation.REQUIRED:
+        return scope ? this.join(scope, fn) : this.begin(options, fn);
       case Propagation.NESTED:
-        return scope ? scope.inSavepointTurn(() => this.nested(scope, fn)) : this.begin(options, fn);
+        return scope ? this.nested(scope, fn) : this.begin(options, fn);
       case Propagation.SUPPORTS:
         return scope ? this.join(scope, fn) : fn();
       case Propagation.MANDATORY:
         if (!scope) throw new TransactionRequiredError(describe(fn));
         return this.join(scope, fn);
-      case Propagation.NOT_SUPPORTED:
-        return scope ? transactionStorage.run(null, fn) : fn();
-      case Propagation.NEVER:
-        if (scope) throw new TransactionNotAllowedError(describe(fn));
-        return fn();
     }
   }
 
@@ -170,7 +180,9 @@ export class TransactionHost implements OnModuleInit {
         return await current.result;
       } catch (error) {
         if (!isRetryable(error) || retries === 0) throw this.explain(error, options);
-        if (attempt > retries || current.handedOut()) throw new SerializationRetriesExhaustedError(attempt, error);
+        if (attempt > retries || current.handedOut()) {
+          throw error instanceof ConnectionLostError ? error : new SerializationRetriesExhaustedError(attempt, error);
+        }
         await this.backoff(attempt);
       }
     }
@@ -193,8 +205,11 @@ export class TransactionHost implements OnModuleInit {
     fn: () => T | Promise<T>,
     handout: (value: unknown) => void,
   ): Promise<T> {
-    const connection = await TransactionConnection.open(this.dataSource, this.options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS);
-    const scope = new TransactionScope(connection);
+    const caller = currentScope();
+    const holding = caller !== undefined && caller.refusal() === undefined;
+    const connection = await TransactionConnection.open(this.dataSource, this.options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS, 'transaction', holding);
+    connection.routeManagerTransactions((scope, body) => transactionStorage.run(scope, () => this.run({ propagation: Propagation.NESTED }, body)));
+    const scope = connection.root;
     let longLived: LongLivedResult | undefined;
     let result: T;
     const disconnected = requestAbortSignal.getStore();
@@ -202,7 +217,7 @@ export class TransactionHost implements OnModuleInit {
     disconnected?.addEventListener('abort', onDisconnect, { once: true });
     if (disconnected?.aborted) onDisconnect(); // the client left while we waited for a connection
     try {
-      connection.begin(this.openingStatements(options));
+      connection.begin(openingStatements(options.isolation ?? this.options.isolation, options.readOnly, options.timeoutMs ?? this.options.timeoutMs));
       await connection.queryRunner.broadcaster.broadcast('BeforeTransactionStart');
       await connection.queryRunner.broadcaster.broadcast('AfterTransactionStart');
       result = await transactionStorage.run(scope, async () => {
@@ -220,6 +235,12 @@ export class TransactionHost implements OnModuleInit {
       await connection.commit();
     } catch (error) {
       disconnected?.removeEventListener('abort', onDisconnect);
+      if (error instanceof CommitOutcomeUnknownError) {
+        // Neither outcome is known: no hooks, no retry, and the connection is destroyed.
+        await connection.close(error).catch(() => undefined);
+        longLived?.settle(error);
+        throw error;
+      }
       await this.rollbackAndClose(connection, error);
       longLived?.settle(error);
       if (scope.afterRollback.length > 0) await this.runHooks(scope.afterRollback, 'afterRollback');
@@ -237,7 +258,7 @@ export class TransactionHost implements OnModuleInit {
       await connection.rollback();
       await connection.close();
     } catch (rollbackError) {
-      this.logger.warn(`ROLLBACK failed (${String(rollbackError)}); discarding the connection after: ${String(cause)}`);
+      if (!connection.isLost) this.logger.warn(`ROLLBACK failed (${String(rollbackError)}); discarding the connection after: ${String(cause)}`);
       await connection.close(rollbackError).catch(() => undefined);
     }
   }
@@ -253,34 +274,22 @@ export class TransactionHost implements OnModuleInit {
 
   private async nested<T>(parent: TransactionScope, fn: () => T | Promise<T>): Promise<T> {
     const connection = parent.connection;
-    const name = await connection.savepoint();
-    const scope = new TransactionScope(connection, parent, name);
+    const scope = await connection.savepoint(parent);
     let result: T;
     try {
       result = await transactionStorage.run(scope, fn);
       if (scope.rollbackOnly !== undefined) {
         throw new RollbackOnlyError('a call that joined its savepoint threw', { cause: scope.rollbackOnly });
       }
-      await connection.releaseSavepoint(name);
+      await connection.endSavepoint(scope, true);
     } catch (error) {
-      await connection.rollbackToSavepoint(name);
+      // Refused when the transaction around it ended first: its end rolled this savepoint back already.
+      if (!scope.ended) await connection.endSavepoint(scope, false).catch(() => undefined);
       await this.runHooks(scope.afterRollback, 'afterRollback');
       throw error;
     }
     scope.mergeInto(parent);
     return result;
-  }
-
-  private openingStatements(options: TransactionOptions): string[] {
-    // Every value below is validated against a fixed list or is an integer, so inlining is safe.
-    const isolation = options.isolation ?? this.options.isolation;
-    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
-    let begin = 'BEGIN';
-    if (isolation) begin += ` ISOLATION LEVEL ${isolation}`;
-    if (options.readOnly) begin += ' READ ONLY';
-    const statements = [begin];
-    if (timeoutMs !== undefined) statements.push(`SET LOCAL statement_timeout = ${timeoutMs}`);
-    return statements;
   }
 
   private explain(error: unknown, options: TransactionOptions): unknown {
@@ -324,6 +333,11 @@ export class TransactionHost implements OnModuleInit {
     }
     return dataSource;
   }
+}
+
+function throwIfEnded(scope: TransactionScope): void {
+  const refusal = scope.refusal();
+  if (refusal) throw refusal;
 }
 
 function describe(fn: () => unknown): string {

@@ -49,28 +49,30 @@ export interface TransactionOptions {
 const PROPAGATIONS = Object.values(Propagation);
 const ISOLATIONS = Object.values(IsolationLevel);
 
-// Options objects already checked (a decorator's, checked once when applied), so each call does not recheck them.
-const validated = new WeakSet<TransactionOptions>();
-
-/** Throws InvalidOptionError, naming the valid values, when an option is out of range. */
-export function validateTransactionOptions(options: TransactionOptions, where = 'transaction option'): void {
-  if (validated.has(options)) return;
-  if (options.propagation !== undefined && !PROPAGATIONS.includes(options.propagation)) {
-    throw new InvalidOptionError(`${where} "propagation"`, options.propagation, PROPAGATIONS);
+/**
+ * A copy of `options` with each field read once, after checking every one (InvalidOptionError names the valid
+ * values). Called on every call, never cached by object identity: an options object changed after its first
+ * use is checked again, and the copy is what the call goes on with, so a getter cannot answer differently later.
+ */
+export function readTransactionOptions(options: TransactionOptions, where = 'transaction option'): TransactionOptions {
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionError(where, options, 'an options object');
+  const { propagation, isolation, readOnly, timeoutMs, retries } = options;
+  if (propagation !== undefined && !PROPAGATIONS.includes(propagation)) {
+    throw new InvalidOptionError(`${where} "propagation"`, propagation, PROPAGATIONS);
   }
-  if (options.isolation !== undefined && !ISOLATIONS.includes(options.isolation)) {
-    throw new InvalidOptionError(`${where} "isolation"`, options.isolation, ISOLATIONS);
+  if (isolation !== undefined && !ISOLATIONS.includes(isolation)) {
+    throw new InvalidOptionError(`${where} "isolation"`, isolation, ISOLATIONS);
   }
-  if (options.readOnly !== undefined && typeof options.readOnly !== 'boolean') {
-    throw new InvalidOptionError(`${where} "readOnly"`, options.readOnly, [true, false]);
+  if (readOnly !== undefined && typeof readOnly !== 'boolean') {
+    throw new InvalidOptionError(`${where} "readOnly"`, readOnly, [true, false]);
   }
-  assertWholeNumber(options.timeoutMs, `${where} "timeoutMs"`, 1, MAX_TIMEOUT_MS);
-  assertWholeNumber(options.retries, `${where} "retries"`, 0);
-  validated.add(options);
+  assertWholeNumber(timeoutMs, `${where} "timeoutMs"`, 1, MAX_TIMEOUT_MS);
+  assertWholeNumber(retries, `${where} "retries"`, 0);
+  return { propagation, isolation, readOnly, timeoutMs, retries };
 }
 
-// PostgreSQL's largest timeout setting (ms).
-const MAX_TIMEOUT_MS = 2_147_483_647;
+/** PostgreSQL's largest timeout setting, and Node's largest timer (ms). */
+export const MAX_TIMEOUT_MS = 2_147_483_647;
 
 /** Throws InvalidOptionError unless value is undefined or a safe integer in [min, max]. */
 export function assertWholeNumber(value: unknown, name: string, min: number, max = Number.MAX_SAFE_INTEGER): void {

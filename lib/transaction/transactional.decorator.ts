@@ -1,6 +1,6 @@
 import { injectInto, wrapMethod } from '../common/wrap-method.js';
 import { TransactionHost } from './transaction.host.js';
-import { validateTransactionOptions, type TransactionOptions } from './transaction.options.js';
+import { readTransactionOptions, type TransactionOptions } from './transaction.options.js';
 
 /**
  * Runs the method in a transaction (see TransactionOptions for propagation, isolation, readOnly,
@@ -13,7 +13,7 @@ import { validateTransactionOptions, type TransactionOptions } from './transacti
  * async transfer(from: number, to: number, amount: number) { ... }
  */
 export function Transactional(options: TransactionOptions = {}): MethodDecorator {
-  validateTransactionOptions(options, '@Transactional()');
+  readTransactionOptions(options, '@Transactional()'); // fails now; each call checks again (options may change)
   return (target, key, descriptor) => {
     const host = injectInto(target, TransactionHost, 'Transactional');
     wrapMethod('Transactional', target, key, descriptor, (original, methodName) =>

@@ -1,0 +1,51 @@
+import type { DataSource, QueryRunner } from 'typeorm';
+import type { PoolClient } from 'pg';
+import { PoolExhaustedError } from '../errors.js';
+import { explainConnectionLoss } from './connection-errors.js';
+
+/**
+ * The parts of TypeORM's PostgresQueryRunner we rely on beyond its public interface, in one place.
+ * `isTransactionActive`/`transactionDepth` tell TypeORM it is inside our transaction, so `save()` does not
+ * open one of its own; `releasePostgresConnection(err)` makes pg-pool destroy a connection in an unknown state.
+ */
+export interface PostgresQueryRunnerInternals extends QueryRunner {
+  isTransactionActive: boolean;
+  transactionDepth: number;
+  connect(): Promise<PoolClient>;
+  releasePostgresConnection(err?: unknown): Promise<void>;
+}
+
+/** TypeORM's PostgresDriver keeps its pg Pool as `master`. */
+function poolOf(dataSource: DataSource): { options?: { max?: number } } {
+  return (dataSource.driver as unknown as { master: { options?: { max?: number } } }).master;
+}
+
+/**
+ * Takes a connection from the DataSource's pool on a fresh query runner, waiting at most `timeoutMs` (pg-pool
+ * hands out even idle connections on a later tick, so every wait gets the bound). `holding`: the caller already
+ * holds a connection, which the error then mentions. A connection that arrives after we gave up goes back.
+ */
+export async function acquireConnection(
+  dataSource: DataSource,
+  timeoutMs: number,
+  holding: boolean,
+): Promise<{ queryRunner: PostgresQueryRunnerInternals; client: PoolClient }> {
+  const queryRunner = dataSource.createQueryRunner('master') as PostgresQueryRunnerInternals;
+  const connecting = queryRunner.connect();
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new PoolExhaustedError(timeoutMs, poolOf(dataSource).options?.max, holding)), timeoutMs);
+    timer.unref();
+  });
+  try {
+    return { queryRunner, client: await Promise.race([connecting, timeout]) };
+  } catch (error) {
+    connecting.then(
+      () => queryRunner.release(),
+      () => queryRunner.release(),
+    ).catch(() => undefined);
+    throw explainConnectionLoss(error);
+  } finally {
+    clearTimeout(timer);
+  }
+}

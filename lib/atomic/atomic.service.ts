@@ -8,7 +8,9 @@ import {
   GetOrCreateConflictError,
   GetOrCreateSerializationError,
   InvalidOptionError,
+  MissingColumnValueError,
   MissingUniqueConstraintError,
+  MultipleRowsFoundError,
 } from '../errors.js';
 import { sqlState } from '../transaction/sql-state.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
@@ -26,7 +28,10 @@ import {
   type Statement,
 } from './atomic.sql.js';
 import { planBulk, type PlannedRow } from './bulk-plan.js';
+import { missingColumnError } from './missing-column.js';
+import { NullKeyRule, type NullValue } from './null-key-rule.js';
 import { findUniqueKey } from './unique-key.js';
+import { updateColumns } from './update-columns.js';
 
 /** How often an insert that lost a race is re-read before giving up (each round needs a concurrent delete to fail). */
 const ATTEMPTS = 3;
@@ -34,6 +39,12 @@ const SERIALIZATION_FAILURE = '40001';
 const NO_MATCHING_CONSTRAINT = '42P10';
 
 type Row = ObjectLiteral;
+
+/** What a statement's errors are read against: the unique key it targets, the columns its INSERT was given. */
+interface StatementContext {
+  unique?: readonly ColumnMetadata[];
+  given?: readonly ColumnMetadata[];
+}
 
 /**
  * Race-free get-or-create, update-or-create and bulk get-or-create on any TypeORM entity, for the
@@ -48,6 +59,8 @@ type Row = ObjectLiteral;
  */
 @Injectable()
 export class AtomicService {
+  private readonly nullKeys = new NullKeyRule();
+
   constructor(private readonly txHost: TransactionHost) {}
 
   /**
@@ -56,6 +69,10 @@ export class AtomicService {
    * `created: true`; all get the same row. A unique constraint must cover the `where` columns (else
    * MissingUniqueConstraintError), unless `{ lock: 'advisory' }`. Inside REPEATABLE READ/SERIALIZABLE, losing
    * the race to an invisible row throws GetOrCreateSerializationError (40001): retry the transaction.
+   * Refused with InvalidOptionError: an unknown property in `where` or `defaults`, and a NULL in a column of the
+   * unique key unless that key is NULLS NOT DISTINCT. MultipleRowsFoundError when `where` matches several rows
+   * (possible with `{ lock: 'advisory' }` only); MissingColumnValueError when the row must be created and a
+   * NOT NULL column without default got no value.
    */
   async getOrCreate<Entity extends ObjectLiteral>(
     target: EntityTarget<Entity>,
@@ -66,9 +83,18 @@ export class AtomicService {
     if (options.lock !== undefined && options.lock !== 'advisory') throw new InvalidOptionError('lock', options.lock, ['advisory']);
     const table = EntityTable.of(this.txHost.dataSource, target);
     const bound = table.bindWhere(where);
-    const insert = table.insertColumns({ ...defaults, ...where });
-    const unique = findUniqueKey(table.metadata, bound.map((b) => b.column));
-    if (unique) return this.isolated(() => this.getOrInsert(table, bound, insert, unique));
+    table.checkInsertProperties(defaults, 'defaults');
+    const insert = table.insertColumns(overlay(defaults, where));
+    const nulls = nullsOf(bound, 'where');
+    const unique = findUniqueKey(table.metadata, bound.map((b) => b.column), nulls.map((n) => n.column));
+    if (unique) {
+      return this.againOnMissingColumn(() =>
+        this.isolated(async () => {
+          await this.checkNullKey(table, unique, nulls);
+          return this.getOrInsert(table, bound, insert, unique);
+        }),
+      );
+    }
     if (options.lock !== 'advisory') throw this.missingUnique(table, bound.map((b) => b.column));
     // Outside a transaction the lock needs one of its own: READ COMMITTED, so the read after the lock sees rows committed while waiting.
     return this.txHost.isActive
@@ -78,8 +104,12 @@ export class AtomicService {
 
   /**
    * Updates the row matching `where` with `values`, or creates it from `where` + `values`, in one statement
-   * (`INSERT ... ON CONFLICT DO UPDATE`). `created` tells which happened. A unique constraint must cover the
-   * `where` columns.
+   * (`UPDATE`, then only if that found nothing `INSERT ... ON CONFLICT DO UPDATE`). `created` tells which
+   * happened. A unique constraint must cover the `where` columns. An existing row needs only the columns that
+   * change; a new one needs every NOT NULL column without default (else MissingColumnValueError). A `values`
+   * entry for a `where` column outside the unique key is applied (found by the old value, set to the new one);
+   * one that changes a unique key column is refused (InvalidOptionError), as is a NULL in the key unless it is
+   * NULLS NOT DISTINCT. Concurrent callers on one key leave exactly one row.
    */
   async updateOrCreate<Entity extends ObjectLiteral>(
     target: EntityTarget<Entity>,
@@ -89,10 +119,18 @@ export class AtomicService {
     const table = EntityTable.of(this.txHost.dataSource, target);
     const bound = table.bindWhere(where);
     const whereColumns = bound.map((b) => b.column);
-    const unique = findUniqueKey(table.metadata, whereColumns) ?? this.throwMissingUnique(table, whereColumns);
-    const update = table.bind(values, 'values').filter(({ column }) => !whereColumns.includes(column));
-    const statement = updateOrCreateStatement(table, bound, table.insertColumns({ ...values, ...where }), update, unique);
-    const [row] = await this.isolated(() => this.query(table, statement, unique));
+    const nulls = nullsOf(bound, 'where');
+    const unique = findUniqueKey(table.metadata, whereColumns, nulls.map((n) => n.column)) ?? this.throwMissingUnique(table, whereColumns);
+    const update = updateColumns(table, bound, table.bind(values, 'values'), unique);
+    const insert = table.insertColumns(overlay(where, values));
+    const statement = updateOrCreateStatement(table, bound, insert, update, unique);
+    const context = { unique, given: insert.map((b) => b.column) };
+    const [row] = await this.againOnMissingColumn(() =>
+      this.isolated(async () => {
+        await this.checkNullKey(table, unique, nulls);
+        return this.query(table, statement, context);
+      }),
+    );
     if (!row) throw new GetOrCreateConflictError(table.entityName, unique.map((c) => c.propertyPath));
     return { entity: table.hydrate(row), created: row[CREATED] === true };
   }
@@ -101,7 +139,8 @@ export class AtomicService {
    * get-or-create for many rows at once: existing rows are read, missing ones inserted, in at most
    * ceil(distinct rows / 1000) statements (plus a re-read for rows that lost a race), whatever the number of
    * concurrent callers. Rows are sorted by conflict key first, so concurrent bulk calls cannot deadlock.
-   * Results come back in input order.
+   * Results come back in input order. Each row must give every conflict column; a NULL in a column of the
+   * unique key is refused unless that key is NULLS NOT DISTINCT; unknown properties are refused.
    */
   async bulkGetOrCreate<Entity extends ObjectLiteral>(
     target: EntityTarget<Entity>,
@@ -113,11 +152,14 @@ export class AtomicService {
       throw new InvalidOptionError('conflictColumns', options?.conflictColumns, 'a non-empty array of property names');
     }
     const key = options.conflictColumns.map((property) => table.column(property, 'conflictColumns'));
-    const unique = findUniqueKey(table.metadata, key) ?? this.throwMissingUnique(table, key);
     const plan = planBulk(table, rows as readonly ObjectLiteral[], key);
+    const nullColumns = plan.nulls.map((n) => n.column);
+    const unique = findUniqueKey(table.metadata, key, nullColumns) ?? this.throwMissingUnique(table, key);
+    const nullable = new Set(nullColumns);
     const found = new Map<string, { entity: Entity; created: boolean }>();
     await this.isolated(async () => {
-      for (const chunk of plan.chunks) await this.getOrInsertChunk(table, chunk, key, unique, found);
+      await this.checkNullKey(table, unique, plan.nulls);
+      for (const chunk of plan.chunks) await this.getOrInsertChunk(table, chunk, key, unique, nullable, found);
     });
     const seen = new Set<string>();
     const result: BulkGetOrCreateResult<Entity> = { entities: [], created: [] };
@@ -136,12 +178,13 @@ export class AtomicService {
     insert: BoundColumn[],
     unique: ColumnMetadata[],
   ): Promise<GetOrCreateResult<Entity>> {
+    const context = { unique, given: insert.map((b) => b.column) };
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
-      const [row] = await this.query(table, getOrCreateStatement(table, where, insert, unique), unique);
+      const row = this.single(table, where, await this.query(table, getOrCreateStatement(table, where, insert, unique), context));
       if (row) return { entity: table.hydrate(row), created: row[CREATED] === true };
       // The insert conflicted with a row committed after this statement's snapshot: a new statement sees it
       // under READ COMMITTED. Under REPEATABLE READ/SERIALIZABLE the snapshot never will.
-      const [winner] = await this.query(table, readStatement(table, where));
+      const winner = this.single(table, where, await this.query(table, readStatement(table, where)));
       if (winner) return { entity: table.hydrate(winner), created: false };
       await this.throwUnlessReadCommitted(table);
     }
@@ -163,9 +206,9 @@ export class AtomicService {
       [lockKey],
     )) as { isolation: string }[];
     if (lock!.isolation === 'repeatable read') throw new AdvisoryIsolationError(table.entityName);
-    const [existing] = await this.query(table, readStatement(table, where));
+    const existing = this.single(table, where, await this.query(table, readStatement(table, where)));
     if (existing) return { entity: table.hydrate(existing), created: false };
-    const [created] = await this.query(table, insertStatement(table, insert));
+    const [created] = await this.query(table, insertStatement(table, insert), { given: insert.map((b) => b.column) });
     return { entity: table.hydrate(created!), created: true };
   }
 
@@ -174,19 +217,49 @@ export class AtomicService {
     chunk: PlannedRow[],
     key: ColumnMetadata[],
     unique: ColumnMetadata[],
+    nullable: ReadonlySet<ColumnMetadata>,
     found: Map<string, { entity: Entity; created: boolean }>,
   ): Promise<void> {
     const collect = (rows: Row[], planned: PlannedRow[]) => {
       for (const row of rows) found.set(planned[Number(row[POSITION]) - 1]!.key, { entity: table.hydrate(row), created: row[CREATED] === true });
     };
-    collect(await this.query(table, bulkGetOrCreateStatement(table, chunk[0]!.columns, key, unique, chunk.map((r) => r.json)), unique), chunk);
+    const columns = chunk[0]!.columns;
+    const statement = bulkGetOrCreateStatement(table, columns, key, unique, chunk.map((r) => r.json), nullable);
+    collect(await this.query(table, statement, { unique, given: columns }), chunk);
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const missing = chunk.filter((row) => !found.has(row.key));
       if (missing.length === 0) return;
       if (attempt > 1) await this.throwUnlessReadCommitted(table);
-      collect(await this.query(table, bulkReadStatement(table, key, missing.map((r) => r.json))), missing);
+      collect(await this.query(table, bulkReadStatement(table, key, missing.map((r) => r.json), nullable)), missing);
     }
     if (chunk.some((row) => !found.has(row.key))) throw new GetOrCreateConflictError(table.entityName, unique.map((c) => c.propertyPath));
+  }
+
+  /**
+   * Runs `attempt` once more when it failed with MissingColumnValueError. PostgreSQL checks NOT NULL on the row
+   * proposed for INSERT before it looks for a conflicting one, so a row committed after the statement's snapshot
+   * surfaces as that error rather than as a conflict; the next statement sees the row under READ COMMITTED and
+   * takes it. When there is no such row, the second failure is the answer. (`attempt` must be isolated: inside
+   * a transaction the failed statement aborted its savepoint.)
+   */
+  private async againOnMissingColumn<T>(attempt: () => Promise<T>): Promise<T> {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (!(error instanceof MissingColumnValueError)) throw error;
+      return attempt();
+    }
+  }
+
+  /** NullKeyRule, reading the catalog through the current transaction (or the pool outside one). */
+  private checkNullKey(table: EntityTable<ObjectLiteral>, unique: readonly ColumnMetadata[], nulls: readonly NullValue[]): Promise<void> {
+    return this.nullKeys.check(table, unique, nulls, (statement) => this.query(table, statement));
+  }
+
+  /** The one row a lookup read, or none; MultipleRowsFoundError when it read two (reads take at most 2). */
+  private single(table: EntityTable<ObjectLiteral>, where: BoundColumn[], rows: Row[]): Row | undefined {
+    if (rows.length > 1) throw new MultipleRowsFoundError(table.entityName, where.map((b) => b.column.propertyPath));
+    return rows[0];
   }
 
   /** Inside a transaction: in a savepoint, so a failed statement does not abort the caller's transaction. */
@@ -199,23 +272,36 @@ export class AtomicService {
     if (row!.isolation !== 'read committed') throw new GetOrCreateSerializationError(table.entityName);
   }
 
-  private async query(table: EntityTable<ObjectLiteral>, statement: Statement, unique?: ColumnMetadata[]): Promise<Row[]> {
+  private async query(table: EntityTable<ObjectLiteral>, statement: Statement, context: StatementContext = {}): Promise<Row[]> {
     try {
       return (await this.txHost.manager.query(statement.sql, statement.params)) as Row[];
     } catch (error) {
       const state = sqlState(error);
       if (state === SERIALIZATION_FAILURE) throw new GetOrCreateSerializationError(table.entityName, error);
       // The entity declares a unique key that the database lacks (a migration was not run).
-      if (state === NO_MATCHING_CONSTRAINT && unique) throw this.missingUnique(table, unique);
+      if (state === NO_MATCHING_CONSTRAINT && context.unique) throw this.missingUnique(table, context.unique);
+      if (context.given) throw missingColumnError(table, error, context.given) ?? error;
       throw error;
     }
   }
 
-  private missingUnique(table: EntityTable<ObjectLiteral>, columns: ColumnMetadata[]): MissingUniqueConstraintError {
+  private missingUnique(table: EntityTable<ObjectLiteral>, columns: readonly ColumnMetadata[]): MissingUniqueConstraintError {
     return new MissingUniqueConstraintError(table.entityName, table.name, columns.map((c) => c.databaseName));
   }
 
-  private throwMissingUnique(table: EntityTable<ObjectLiteral>, columns: ColumnMetadata[]): never {
+  private throwMissingUnique(table: EntityTable<ObjectLiteral>, columns: readonly ColumnMetadata[]): never {
     throw this.missingUnique(table, columns);
   }
+}
+
+/** The `where` entries whose value is NULL, as NullKeyRule reports them (`where.tenant`). */
+function nullsOf(bound: readonly BoundColumn[], argument: string): NullValue[] {
+  return bound.filter((b) => b.value === null).map(({ column }) => ({ column, option: `${argument}.${column.propertyPath}` }));
+}
+
+/** `base` with the defined properties of `top` over it (an undefined one leaves base's value, as everywhere else here). */
+function overlay(base: ObjectLiteral, top: ObjectLiteral): ObjectLiteral {
+  const merged: ObjectLiteral = { ...base };
+  for (const [property, value] of Object.entries(top)) if (value !== undefined) merged[property] = value;
+  return merged;
 }

@@ -3,6 +3,7 @@ import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata.js';
 import type { EntityTable } from '../common/entity-table.js';
 import { InvalidOptionError } from '../errors.js';
 import { toJsonInput } from './json-input.js';
+import type { NullValue } from './null-key-rule.js';
 
 /** Rows per bulk statement: large enough to amortise round trips, small enough to keep one statement's locks and JSON modest. */
 export const BULK_CHUNK_SIZE = 1000;
@@ -19,6 +20,8 @@ export interface BulkPlan {
   /** For each input row, the key of its distinct row. */
   keys: string[];
   chunks: PlannedRow[][];
+  /** Each conflict column some row gives a NULL, with the first such row (for NullKeyRule and NULL-safe matching). */
+  nulls: NullValue[];
 }
 
 /**
@@ -30,13 +33,16 @@ export interface BulkPlan {
  */
 export function planBulk<E extends ObjectLiteral>(table: EntityTable<E>, rows: readonly ObjectLiteral[], key: readonly ColumnMetadata[]): BulkPlan {
   const distinct = new Map<string, PlannedRow>();
+  const nulls = new Map<ColumnMetadata, NullValue>();
   const keys = rows.map((row, index) => {
+    table.checkInsertProperties(row, `rows[${index}]`);
     const insert = table.insertColumns(row);
     const json = Object.fromEntries(insert.map(({ column, value }) => [column.databaseName, toJsonInput(value, column)]));
     const keyValues = key.map((column) => json[column.databaseName] as unknown);
-    if (keyValues.some((value) => value === undefined || value === null)) {
-      // NULLs never conflict in a unique index, so such a row could be created any number of times.
-      throw new InvalidOptionError(`rows[${index}] conflict column`, keyValues, 'a non-null value for every conflict column');
+    for (const [i, column] of key.entries()) {
+      const option = `rows[${index}].${column.propertyPath}`;
+      if (keyValues[i] === undefined) throw new InvalidOptionError(option, undefined, 'a value for every conflict column');
+      if (keyValues[i] === null && !nulls.has(column)) nulls.set(column, { column, option });
     }
     const rowKey = JSON.stringify(keyValues);
     if (!distinct.has(rowKey)) distinct.set(rowKey, { key: rowKey, columns: insert.map((b) => b.column), json });
@@ -52,5 +58,5 @@ export function planBulk<E extends ObjectLiteral>(table: EntityTable<E>, rows: r
     else last.push(row);
     shape = rowShape;
   }
-  return { keys, chunks };
+  return { keys, chunks, nulls: [...nulls.values()] };
 }

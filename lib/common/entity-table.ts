@@ -64,6 +64,32 @@ export class EntityTable<Entity extends ObjectLiteral> {
     return bound;
   }
 
+  /**
+   * Refuses a property of `values` that insertColumns() would silently drop (`manager.create()` ignores unknown
+   * properties): InvalidOptionError naming `argument`, unless the property is a column, an embedded, or a
+   * many-to-one / owning one-to-one relation (its foreign key is inserted). Undefined properties are ignored.
+   */
+  checkInsertProperties(values: ObjectLiteral, argument: string): void {
+    for (const property of Object.keys(values)) {
+      if (values[property] !== undefined && !this.isInsertable(property)) {
+        throw new InvalidOptionError(`${argument} property`, property, `a column property of ${this.metadata.name}`);
+      }
+    }
+  }
+
+  private isInsertable(property: string): boolean {
+    const { metadata } = this;
+    if (metadata.findColumnWithPropertyPathStrict(property)) return true;
+    const relation = metadata.findRelationWithPropertyPath(property);
+    if (relation) return relation.isManyToOne || relation.isOneToOneOwner;
+    return metadata.findEmbeddedWithPropertyPath(property) !== undefined;
+  }
+
+  /** The property path of a database column, for messages; the column name itself when no property maps to it. */
+  propertyOf(databaseName: string): string {
+    return this.metadata.findColumnWithDatabaseName(databaseName)?.propertyPath ?? databaseName;
+  }
+
   /** `"a" = $1 AND "b" IS NULL` for a bound `where`, on the table or on `alias`. */
   whereSql(where: BoundColumn[], params: SqlParams, alias?: string): string {
     const prefix = alias ? `${alias}.` : '';
@@ -78,13 +104,14 @@ export class EntityTable<Entity extends ObjectLiteral> {
   /**
    * The columns and values to INSERT for a new entity made from `values`: built with `manager.create()`
    * so class field initialisers apply, minus columns left undefined (the database default applies),
-   * plus the version column at 1 as TypeORM's own insert does.
+   * plus the version column at 1 as TypeORM's own insert does. A relation's foreign key column has no
+   * property of its own (it is virtual) but is inserted: its value comes from the related entity.
    */
   insertColumns(values: ObjectLiteral): BoundColumn[] {
     const draft = this.dataSource.manager.create(this.metadata.target as EntityTarget<Entity>, values as never) as ObjectLiteral;
     const bound: BoundColumn[] = [];
     for (const column of this.metadata.columns) {
-      if (column.isVirtual || !column.isInsert) continue;
+      if ((column.isVirtual && !column.relationMetadata) || !column.isInsert) continue;
       let value: unknown = column.getEntityValue(draft);
       if (value === undefined && column === this.metadata.versionColumn) value = 1;
       if (value !== undefined) bound.push({ column, value: this.persisted(column, value) });

@@ -1,4 +1,4 @@
-import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, Unique, VersionColumn } from 'typeorm';
+import { Column, CreateDateColumn, Entity, ManyToOne, OneToMany, PrimaryGeneratedColumn, Unique, VersionColumn } from 'typeorm';
 
 /** One session per client key (seed 004): the unique key is what makes getOrCreate exact. */
 @Entity('atomic_session')
@@ -71,5 +71,92 @@ export class Setting {
   version!: number;
 }
 
+/** A setting per tenant, where a NULL tenant means "every tenant": a nullable column in the unique key. */
+@Entity('atomic_tenant_setting')
+@Unique(['tenant', 'name'])
+export class TenantSetting {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'text', nullable: true })
+  tenant!: string | null;
+
+  @Column({ type: 'text' })
+  name!: string;
+
+  @Column({ type: 'text', nullable: true })
+  value!: string | null;
+}
+
+/** The constraint the tests turn NULLS NOT DISTINCT (PostgreSQL 15+; TypeORM cannot declare it). */
+export const GLOBAL_SETTING_KEY = 'atomic_global_setting_key';
+
+/** TenantSetting again, for a unique key made NULLS NOT DISTINCT: there a NULL tenant is one row. */
+@Entity('atomic_global_setting')
+@Unique(GLOBAL_SETTING_KEY, ['tenant', 'name'])
+export class GlobalSetting {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'text', nullable: true })
+  tenant!: string | null;
+
+  @Column({ type: 'text' })
+  name!: string;
+
+  @Column({ type: 'text', nullable: true })
+  value!: string | null;
+}
+
+/** A book: `name` is NOT NULL without a default, so only a new book needs it, not an update. */
+@Entity('atomic_book')
+@Unique(['isbn'])
+export class Book {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'text' })
+  isbn!: string;
+
+  @Column({ type: 'text' })
+  name!: string;
+
+  @Column({ type: 'int', nullable: true })
+  publisherId!: number | null;
+
+  @Column({ type: 'text', nullable: true })
+  shelf!: string | null;
+
+  @VersionColumn()
+  version!: number;
+}
+
+/** An author: the one side of Novel's relation. */
+@Entity('atomic_author')
+export class Author {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'text' })
+  name!: string;
+
+  @OneToMany(() => Novel, (novel) => novel.author)
+  novels!: Novel[];
+}
+
+/** A novel whose author is a many-to-one relation without a foreign key property of its own. */
+@Entity('atomic_novel')
+@Unique(['title'])
+export class Novel {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'text' })
+  title!: string;
+
+  @ManyToOne(() => Author, (author) => author.novels, { nullable: true })
+  author!: Author | null;
+}
+
 /** All entities of the atomic tests. */
-export const ATOMIC_ENTITIES = [Session, LooseSession, Domain, Setting];
+export const ATOMIC_ENTITIES = [Session, LooseSession, Domain, Setting, TenantSetting, GlobalSetting, Book, Author, Novel];

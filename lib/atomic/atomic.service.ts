@@ -12,6 +12,7 @@ import {
   MissingUniqueConstraintError,
   MultipleRowsFoundError,
 } from '../errors.js';
+import { explainConnectionLoss } from '../transaction/connection-errors.js';
 import { sqlState } from '../transaction/sql-state.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
 import { IsolationLevel, Propagation } from '../transaction/transaction.options.js';
@@ -280,8 +281,8 @@ export class AtomicService {
       if (state === SERIALIZATION_FAILURE) throw new GetOrCreateSerializationError(table.entityName, error);
       // The entity declares a unique key that the database lacks (a migration was not run).
       if (state === NO_MATCHING_CONSTRAINT && context.unique) throw this.missingUnique(table, context.unique);
-      if (context.given) throw missingColumnError(table, error, context.given) ?? error;
-      throw error;
+      if (context.given) throw missingColumnError(table, error, context.given) ?? explainConnectionLoss(error);
+      throw explainConnectionLoss(error);
     }
   }
 

@@ -3,10 +3,14 @@ import { TxLockConfigurationError } from '../errors.js';
 
 type AnyMethod = (this: object, ...args: unknown[]) => unknown;
 
+// Properties every function has of its own; the wrapper keeps its own (name is set to the original's below).
+const FUNCTION_OWN = new Set<string | symbol>(['length', 'name', 'prototype', 'arguments', 'caller']);
+
 /**
  * Replaces a decorated method with `wrap(original)`, keeping everything Nest and other decorators put on
- * the original (route, @Cron, @MessagePattern metadata...), so decorators can be stacked in any order.
- * Throws at decoration time when the target is not a method.
+ * the original: its Reflect metadata (route, @Cron, @MessagePattern...) and the properties an earlier
+ * decorator set on the function itself (string and symbol keys, as defined), so decorators can be stacked in
+ * any order. Throws at decoration time when the target is not a method.
  */
 export function wrapMethod(
   decorator: string,
@@ -23,6 +27,9 @@ export function wrapMethod(
   const wrapper = wrap(original as AnyMethod, methodName);
   for (const metadataKey of Reflect.getOwnMetadataKeys(original)) {
     Reflect.defineMetadata(metadataKey, Reflect.getOwnMetadata(metadataKey, original), wrapper);
+  }
+  for (const property of Reflect.ownKeys(original)) {
+    if (!FUNCTION_OWN.has(property)) Object.defineProperty(wrapper, property, Object.getOwnPropertyDescriptor(original, property)!);
   }
   Object.defineProperty(wrapper, 'name', { value: original.name });
   descriptor.value = wrapper;

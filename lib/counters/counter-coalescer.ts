@@ -1,4 +1,5 @@
 import { AsyncResource } from 'node:async_hooks';
+import { CounterOverflowError } from '../errors.js';
 
 /** Sends one add of `delta` to `key` and returns the counter's new value. */
 export type AddStatement = (key: string, delta: bigint, windowMs: string | null) => Promise<bigint>;
@@ -21,6 +22,12 @@ interface Batch {
  * adds their total T and returns the new value V. The range V-T+1..V is then handed out in arrival order,
  * so each caller gets the value it would have seen had the calls run one after another, and the count is
  * exact. Only callers outside any transaction may come here (a transaction's changes must stay its own).
+ *
+ * Two rules keep that equivalence at the edges of bigint's range. A statement only merges deltas of one sign:
+ * then every value in between lies between the old and the new value, so if the new value fits, so did each
+ * caller's (with +20 and -15 merged into +5, the +20 caller's value could overflow unseen). And when a merged
+ * statement overflows (which changes nothing), its callers are replayed one statement each in arrival order,
+ * so only the callers that overflow on their own get CounterOverflowError.
  *
  * The drain loop runs in an AsyncResource made when the service was built, not in the first caller's
  * async context, so a hot key never keeps one request's AsyncLocalStorage state (CLS, our transaction
@@ -46,16 +53,35 @@ export class CounterCoalescer {
   }
 
   private async drain(id: string, batch: Batch): Promise<void> {
-    while (batch.waiting.length > 0) {
-      const group = batch.waiting.splice(0);
-      const total = group.reduce((sum, waiter) => sum + waiter.delta, 0n);
-      try {
-        let value = (await this.send(batch.key, total, batch.windowMs)) - total;
-        for (const waiter of group) waiter.resolve((value += waiter.delta));
-      } catch (error) {
-        for (const waiter of group) waiter.reject(error);
-      }
-    }
+    while (batch.waiting.length > 0) await this.apply(batch, takeSameSign(batch.waiting));
     this.batches.delete(id);
   }
+
+  // One statement for `group` (all of one sign), its values handed out in arrival order.
+  private async apply(batch: Batch, group: Waiter[]): Promise<void> {
+    const total = group.reduce((sum, waiter) => sum + waiter.delta, 0n);
+    try {
+      let value = (await this.send(batch.key, total, batch.windowMs)) - total;
+      for (const waiter of group) waiter.resolve((value += waiter.delta));
+    } catch (error) {
+      if (error instanceof CounterOverflowError && group.length > 1) {
+        for (const waiter of group) await this.apply(batch, [waiter]);
+        return;
+      }
+      for (const waiter of group) waiter.reject(error);
+    }
+  }
+}
+
+// Removes and returns the longest prefix of `waiting` whose deltas share a sign (0 goes with either).
+function takeSameSign(waiting: Waiter[]): Waiter[] {
+  let sign = 0n;
+  let end = 0;
+  for (; end < waiting.length; end++) {
+    const delta = waiting[end]!.delta;
+    const own = delta > 0n ? 1n : delta < 0n ? -1n : 0n;
+    if (own !== 0n && sign !== 0n && own !== sign) break;
+    if (own !== 0n) sign = own;
+  }
+  return waiting.splice(0, end);
 }

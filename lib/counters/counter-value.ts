@@ -1,3 +1,4 @@
+import { isWellFormed, WELL_FORMED_TEXT } from '../common/text.js';
 import { InvalidAmountError, InvalidCounterKeyError } from '../errors.js';
 
 /**
@@ -38,11 +39,16 @@ export function toInteger(value: unknown, argument: string, options: { nonNegati
   return result;
 }
 
-/** The key itself, or InvalidCounterKeyError when it is not a non-empty string of at most MAX_COUNTER_KEY_LENGTH characters without NUL. */
+/**
+ * The key itself, or InvalidCounterKeyError when it is not a non-empty string of at most MAX_COUNTER_KEY_LENGTH
+ * characters, well-formed UTF-16 (no lone surrogate: `'\uD800'` and `'\uDBFF'` would both be stored as U+FFFD,
+ * one counter), without NUL. getMany() relies on it too: a key must come back from PostgreSQL exactly as sent.
+ */
 export function toCounterKey(key: unknown): string {
   if (typeof key !== 'string') throw new InvalidCounterKeyError(key, 'a counter key must be a string');
   if (key.length === 0) throw new InvalidCounterKeyError(key, 'a counter key must not be empty');
   if (key.length > MAX_COUNTER_KEY_LENGTH) throw new InvalidCounterKeyError(key, `a counter key must be at most ${MAX_COUNTER_KEY_LENGTH} characters`);
   if (key.includes('\u0000')) throw new InvalidCounterKeyError(key, 'PostgreSQL text cannot hold the NUL character');
+  if (!isWellFormed(key)) throw new InvalidCounterKeyError(key, `a counter key must be ${WELL_FORMED_TEXT}`);
   return key;
 }

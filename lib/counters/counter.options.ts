@@ -1,4 +1,4 @@
-import { InvalidOptionError } from '../errors.js';
+import { assertDurationMs, MAX_DURATION_MS } from '../common/durations.js';
 import { qualifiedTableName } from '../common/sql.js';
 import type { CounterValue, Integer } from './counter-value.js';
 
@@ -25,7 +25,8 @@ export interface CounterModuleOptions {
 export interface CounterWindowOptions {
   /**
    * Fixed window length in ms: the first call after the window ended starts the count again from zero, in
-   * the same statement. Windows are timed by the database clock. Default: no window (the count never resets).
+   * the same statement. Windows are timed by the database clock. At most MAX_DURATION_MS (100 years).
+   * Default: no window (the count never resets).
    */
   windowMs?: number;
 }
@@ -80,6 +81,6 @@ export function resolveCounterOptions(options: CounterModuleOptions = {}): Resol
 /** A window length as a bound parameter, or InvalidOptionError. */
 export function windowParam(windowMs: number | undefined): string | null {
   if (windowMs === undefined) return null;
-  if (!Number.isSafeInteger(windowMs) || windowMs <= 0) throw new InvalidOptionError('windowMs', windowMs, 'a positive integer number of milliseconds');
+  assertDurationMs(windowMs, 'windowMs', 1, MAX_DURATION_MS, 'MAX_DURATION_MS, 100 years');
   return String(windowMs);
 }

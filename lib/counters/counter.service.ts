@@ -3,6 +3,7 @@ import type { EntityManager, EntityTarget, ObjectLiteral } from 'typeorm';
 import { ensureTable } from '../common/ensure-table.js';
 import { EntityTable, type EntityValues } from '../common/entity-table.js';
 import { CounterOverflowError, InvalidOptionError } from '../errors.js';
+import { explainConnectionLoss } from '../transaction/connection-errors.js';
 import { sqlState } from '../transaction/sql-state.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
@@ -172,7 +173,7 @@ export class CounterService implements OnModuleInit {
       return (await manager.query(sql, params)) as Row[];
     } catch (error) {
       if (sqlState(error) === NUMERIC_OUT_OF_RANGE) throw new CounterOverflowError(target, error);
-      throw error;
+      throw explainConnectionLoss(error);
     }
   }
 }

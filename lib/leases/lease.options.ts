@@ -1,17 +1,21 @@
+import { assertDurationMs, MAX_DURATION_MS, MAX_TIMER_MS } from '../common/durations.js';
+import { isWellFormed, WELL_FORMED_TEXT } from '../common/text.js';
 import { InvalidOptionError } from '../errors.js';
-import { assertWholeNumber } from '../transaction/transaction.options.js';
 
 /** How long a lease is held. */
 export interface LeaseOptions {
-  /** The lease expires by itself this long after it was taken (or last extended) if its holder dies. Required. */
+  /**
+   * The lease expires by itself this long after it was taken (or last extended) if its holder dies. Required;
+   * at most MAX_DURATION_MS (100 years).
+   */
   atMostForMs: number;
-  /** Even when released early, the lease stays taken until this long after it was taken. Default 0. */
+  /** Even when released early, the lease stays taken until this long after it was taken (at most atMostForMs). Default 0. */
   atLeastForMs?: number;
 }
 
 /** Options of `LeaseService.run()`. */
 export interface LeaseRunOptions extends LeaseOptions {
-  /** While fn runs, extend the lease by `atMostForMs` every this many ms. Default: no renewal. */
+  /** While fn runs, extend the lease by `atMostForMs` every this many ms (at most MAX_TIMER_MS). Default: no renewal. */
   renewEveryMs?: number;
 }
 
@@ -25,14 +29,50 @@ export interface LeaseModuleOptions {
   holderId?: string;
 }
 
+const DURATION_BOUND = 'MAX_DURATION_MS, 100 years';
+const TIMER_BOUND = 'MAX_TIMER_MS, the longest delay a Node timer keeps';
+
+/**
+ * Throws InvalidOptionError unless `text` can be stored as PostgreSQL text exactly: a non-empty string,
+ * well-formed UTF-16 (two names must never become the same text), without NUL (text cannot hold it).
+ * Used for lease names and the holder id.
+ */
+export function validateLeaseText(text: unknown, option: string): void {
+  if (typeof text !== 'string' || text.length === 0) throw new InvalidOptionError(option, text, 'a non-empty string');
+  if (text.includes('\u0000')) throw new InvalidOptionError(option, text, 'a string without the NUL character (PostgreSQL text cannot hold it)');
+  if (!isWellFormed(text)) throw new InvalidOptionError(option, text, `a string that is ${WELL_FORMED_TEXT}`);
+}
+
 /** Throws InvalidOptionError unless the lease name and durations make sense. */
 export function validateLease(name: unknown, options: LeaseRunOptions, where: string): void {
-  if (typeof name !== 'string' || name.length === 0) throw new InvalidOptionError(`${where} name`, name, 'a non-empty string');
-  if (options.atMostForMs === undefined) throw new InvalidOptionError(`${where} "atMostForMs"`, undefined, 'a whole number >= 1');
-  assertWholeNumber(options.atMostForMs, `${where} "atMostForMs"`, 1);
-  assertWholeNumber(options.atLeastForMs, `${where} "atLeastForMs"`, 0);
-  assertWholeNumber(options.renewEveryMs, `${where} "renewEveryMs"`, 1);
+  validateLeaseText(name, `${where} name`);
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionError(`${where} options`, options, 'an object with atMostForMs');
+  if (options.atMostForMs === undefined) throw new InvalidOptionError(`${where} "atMostForMs"`, undefined, `a whole number of milliseconds from 1 to ${MAX_DURATION_MS} (${DURATION_BOUND})`);
+  assertDurationMs(options.atMostForMs, `${where} "atMostForMs"`, 1, MAX_DURATION_MS, DURATION_BOUND);
+  assertDurationMs(options.atLeastForMs, `${where} "atLeastForMs"`, 0, MAX_DURATION_MS, DURATION_BOUND);
+  assertDurationMs(options.renewEveryMs, `${where} "renewEveryMs"`, 1, MAX_TIMER_MS, TIMER_BOUND);
   if ((options.atLeastForMs ?? 0) > options.atMostForMs) {
     throw new InvalidOptionError(`${where} "atLeastForMs"`, options.atLeastForMs, `at most atMostForMs (${options.atMostForMs})`);
+  }
+}
+
+/** Throws InvalidOptionError unless `ms` is a duration extend() can add to the database clock. */
+export function validateExtension(ms: unknown): void {
+  if (ms === undefined) throw new InvalidOptionError('extend ms', ms, `a whole number of milliseconds from 1 to ${MAX_DURATION_MS} (${DURATION_BOUND})`);
+  assertDurationMs(ms, 'extend ms', 1, MAX_DURATION_MS, DURATION_BOUND);
+}
+
+/** Throws InvalidOptionError unless `lease` names a lease and carries a token acquire() could have issued. */
+export function validateLeaseRef(lease: unknown, where: string): void {
+  if (typeof lease !== 'object' || lease === null) throw new InvalidOptionError(`${where} lease`, lease, 'a Lease from acquire() (or { name, token })');
+  const { name, token } = lease as { name?: unknown; token?: unknown };
+  validateLeaseText(name, `${where} lease name`);
+  validateToken(token, where);
+}
+
+/** Throws InvalidOptionError unless `token` is a fencing token acquire() could have issued (a whole number >= 1). */
+export function validateToken(token: unknown, where: string): void {
+  if (typeof token !== 'number' || !Number.isSafeInteger(token) || token < 1) {
+    throw new InvalidOptionError(`${where} token`, token, 'a fencing token from acquire() (a whole number >= 1)');
   }
 }

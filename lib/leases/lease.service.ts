@@ -5,10 +5,19 @@ import { hostname } from 'node:os';
 import { ensureTable } from '../common/ensure-table.js';
 import { qualifiedTableName } from '../common/sql.js';
 import { InvalidOptionError, LeaseLostError } from '../errors.js';
+import { explainConnectionLoss } from '../transaction/connection-errors.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
-import { validateLease, type LeaseOptions, type LeaseRunOptions } from './lease.options.js';
+import {
+  validateExtension,
+  validateLease,
+  validateLeaseRef,
+  validateLeaseText,
+  validateToken,
+  type LeaseOptions,
+  type LeaseRunOptions,
+} from './lease.options.js';
 import { leaseSql } from './lease.sql.js';
 
 /** A lease this process holds. */
@@ -44,7 +53,9 @@ interface LeaseRow {
  * timers fire a little later skip the same tick) and at most `atMostForMs` (so a dead holder's lease
  * expires by itself). Acquire, extend and release are each one statement, judged by the database clock.
  * Lease statements run on their own connection and commit at once: they never join the caller's transaction,
- * whose row locks would otherwise keep other replicas waiting on the lease row.
+ * whose row locks would otherwise keep other replicas waiting on the lease row. The exceptions are the fencing
+ * checks: fence() is part of the caller's own statement, and assertToken() inside a transaction runs in it;
+ * both hold the lease row FOR KEY SHARE until that transaction ends, so a takeover waits for it (see leaseSql).
  *
  * @example
  * const outcome = await leases.run('reindex', async (lease) => reindex(lease), { atMostForMs: 60_000, renewEveryMs: 20_000 });
@@ -63,6 +74,7 @@ export class LeaseService implements OnModuleInit {
   ) {
     this.table = qualifiedTableName(options.leases?.table ?? 'txlock_leases', 'leases.table');
     this.holderId = options.leases?.holderId ?? `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+    validateLeaseText(this.holderId, 'leases.holderId');
   }
 
   async onModuleInit(): Promise<void> {
@@ -71,7 +83,11 @@ export class LeaseService implements OnModuleInit {
     }
   }
 
-  /** Takes the lease `name` if it is free (never taken, or expired); returns null when someone holds it. */
+  /**
+   * Takes the lease `name` if it is free (never taken, or expired); returns null when someone holds it. Taking
+   * over an expired lease waits until the old holder's open fenced transactions (fence(), assertToken() in a
+   * transaction) have ended, so none of them can commit after the new token exists.
+   */
   async acquire(name: string, options: LeaseOptions): Promise<Lease | null> {
     validateLease(name, options, 'lease');
     const rows: LeaseRow[] = await this.query(leaseSql.acquire(this.table), [name, this.holderId, options.atMostForMs]);
@@ -84,7 +100,8 @@ export class LeaseService implements OnModuleInit {
 
   /** Pushes the lease's end to `ms` from now. Throws LeaseLostError when it expired or changed hands. */
   async extend(lease: Lease, ms: number): Promise<Lease> {
-    validateLease(lease.name, { atMostForMs: ms }, 'extend');
+    validateLeaseRef(lease, 'extend');
+    validateExtension(ms);
     const rows = await this.update<Pick<LeaseRow, 'lock_until'>>(leaseSql.extend(this.table), [lease.name, lease.token, ms]);
     if (rows.length === 0) throw new LeaseLostError(lease.name, lease.token);
     lease.lockUntil = rows[0]!.lock_until;
@@ -93,6 +110,7 @@ export class LeaseService implements OnModuleInit {
 
   /** Gives the lease back; it stays taken until lockedAt + atLeastForMs. Releasing a lost lease does nothing. */
   async release(lease: Lease): Promise<void> {
+    validateLeaseRef(lease, 'release');
     await this.update(leaseSql.release(this.table), [lease.name, lease.token, lease.atLeastForMs]);
   }
 
@@ -122,22 +140,35 @@ export class LeaseService implements OnModuleInit {
     }
   }
 
-  /** Throws LeaseLostError unless `token` is still the current, unexpired token of lease `name`. */
+  /**
+   * Throws LeaseLostError unless `token` is still the current, unexpired token of lease `name`. Inside a
+   * transaction the check runs in it and holds the lease row FOR KEY SHARE until it ends, as fence() does: a
+   * takeover waits for the transaction, so "assertToken, then write" cannot commit after a newer token exists.
+   * (PostgreSQL refuses row locks in a READ ONLY transaction.) Outside a transaction it is a standalone read.
+   */
   async assertToken(name: string, token: number): Promise<void> {
-    const [{ current }]: { current: boolean }[] = await this.query(leaseSql.isCurrent(this.table), [name, token]);
+    validateLeaseText(name, 'assertToken name');
+    validateToken(token, 'assertToken');
+    const inTransaction = this.txHost.isActive;
+    const sql = inTransaction ? leaseSql.isCurrentFenced(this.table) : leaseSql.isCurrent(this.table);
+    const [{ current }]: { current: boolean }[] = await this.query(sql, [name, token], inTransaction);
     if (!current) throw new LeaseLostError(name, token);
   }
 
   /**
    * A condition for the WHERE clause of your own write, so the write and the fencing check are one
    * statement: the write does nothing once the lease changed hands. `firstParam` is the placeholder number
-   * the lease's name takes; its token takes the next one.
+   * the lease's name takes; its token takes the next one. The condition also locks the lease row FOR KEY SHARE
+   * until the writer's transaction ends, so a takeover waits for it: a fenced write can never commit after a
+   * newer token was issued. (Keep such transactions short: a paused holder delays the takeover until its
+   * transaction ends; bound it with idle_in_transaction_session_timeout and statement timeouts.)
    *
    * @example
    * const fence = leases.fence(lease, 3);
    * const [, affected] = await manager.query(`UPDATE report SET body = $1 WHERE id = $2 AND ${fence.condition}`, [body, id, ...fence.params]);
    */
   fence(lease: Pick<Lease, 'name' | 'token'>, firstParam: number): { condition: string; params: [string, number] } {
+    validateLeaseRef(lease, 'fence');
     if (!Number.isSafeInteger(firstParam) || firstParam < 1) throw new InvalidOptionError('fence firstParam', firstParam, 'a placeholder number >= 1');
     return { condition: leaseSql.fence(this.table, `$${firstParam}`, `$${firstParam + 1}`), params: [lease.name, lease.token] };
   }
@@ -168,8 +199,14 @@ export class LeaseService implements OnModuleInit {
     };
   }
 
-  private query<T>(sql: string, params: unknown[]): Promise<T> {
-    return this.txHost.dataSource.query(sql, params);
+  // On its own connection, committed at once; in the caller's transaction only when `inTransaction`.
+  // A lost connection surfaces as ConnectionLostError (the driver's error as its cause).
+  private async query<T>(sql: string, params: unknown[], inTransaction = false): Promise<T> {
+    try {
+      return (await (inTransaction ? this.txHost.manager : this.txHost.dataSource.manager).query(sql, params)) as T;
+    } catch (error) {
+      throw explainConnectionLoss(error);
+    }
   }
 
   // TypeORM answers UPDATE ... RETURNING with [rows, affectedCount].

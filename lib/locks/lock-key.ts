@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isWellFormed, WELL_FORMED_TEXT } from '../common/text.js';
 import { InvalidLockKeyError, InvalidOptionError } from '../errors.js';
 
 /** One part of a lock key. Numbers and bigints count as their decimal text: `5`, `5n` and `'5'` are the same part. */
@@ -47,8 +48,13 @@ export function lockKeyText(key: LockKey): string {
   return JSON.stringify(parts.map((part) => partText(part, key)));
 }
 
+// Strings must be well-formed UTF-16, as counter keys, lease names and single-flight keys must: the JSON
+// encoding below would keep '\uD800' and '\uDBFF' apart, but the library refuses such keys everywhere alike.
 function partText(part: unknown, key: unknown): string {
-  if (typeof part === 'string') return part;
+  if (typeof part === 'string') {
+    if (!isWellFormed(part)) throw new InvalidLockKeyError(key, `a string part must be ${WELL_FORMED_TEXT}`);
+    return part;
+  }
   if (typeof part === 'bigint') return part.toString();
   if (typeof part === 'number') {
     if (!Number.isFinite(part)) throw new InvalidLockKeyError(key, `${part} is not a finite number`);

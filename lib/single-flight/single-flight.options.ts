@@ -1,13 +1,17 @@
+import { assertDurationMs, MAX_DURATION_MS, MAX_TIMER_MS } from '../common/durations.js';
+import { isWellFormed, WELL_FORMED_TEXT } from '../common/text.js';
 import { InvalidOptionError } from '../errors.js';
-import { assertWholeNumber } from '../transaction/transaction.options.js';
 
 /** Options of `SingleFlightService.run()`. */
 export interface SingleFlightOptions {
-  /** How long the computed value is kept and shared, in ms. Required. */
+  /** How long the computed value is kept and shared, in ms. Required; at most MAX_DURATION_MS (100 years). */
   ttlMs: number;
   /** Separates families of keys (`'reports'`, `'prices'`), for the stored value and for the lock. Default `''`. */
   namespace?: string;
-  /** The longest one caller waits for someone else's computation (or for the lock), in ms; then LockTimeoutError for that caller only. Default: no limit. */
+  /**
+   * The longest one caller waits for someone else's computation (or for the lock), in ms; then LockTimeoutError
+   * for that caller only. At most MAX_TIMER_MS (a Node timer). Default: no limit.
+   */
   timeoutMs?: number;
 }
 
@@ -24,13 +28,26 @@ export interface SingleFlightModuleOptions {
   autoCreate?: boolean;
 }
 
-/** Throws InvalidOptionError for an empty key or out-of-range durations. */
+const TTL_BOUND = 'MAX_DURATION_MS, 100 years';
+const TIMER_BOUND = 'MAX_TIMER_MS, the longest delay a Node timer keeps';
+
+/**
+ * Throws InvalidOptionError for a key that is not a non-empty string, a namespace that is not a string,
+ * either one not well-formed UTF-16 (refused as counter keys, lock keys and lease names are), or
+ * out-of-range durations. (NUL is fine here: keys are stored JSON-encoded, which escapes it.)
+ */
 export function validateSingleFlight(key: unknown, options: SingleFlightOptions, where: string): void {
-  if (key !== undefined && (typeof key !== 'string' || key.length === 0)) throw new InvalidOptionError(`${where} key`, key, 'a non-empty string');
-  if (options.ttlMs === undefined) throw new InvalidOptionError(`${where} "ttlMs"`, undefined, 'a whole number >= 1');
-  assertWholeNumber(options.ttlMs, `${where} "ttlMs"`, 1);
-  assertWholeNumber(options.timeoutMs, `${where} "timeoutMs"`, 1);
-  if (options.namespace !== undefined && typeof options.namespace !== 'string') {
-    throw new InvalidOptionError(`${where} "namespace"`, options.namespace, 'a string');
+  if (key !== undefined) {
+    if (typeof key !== 'string' || key.length === 0) throw new InvalidOptionError(`${where} key`, key, 'a non-empty string');
+    if (!isWellFormed(key)) throw new InvalidOptionError(`${where} key`, key, `a string that is ${WELL_FORMED_TEXT}`);
+  }
+  if (typeof options !== 'object' || options === null) throw new InvalidOptionError(`${where} options`, options, 'an object with ttlMs');
+  if (options.ttlMs === undefined) throw new InvalidOptionError(`${where} "ttlMs"`, undefined, `a whole number of milliseconds from 1 to ${MAX_DURATION_MS} (${TTL_BOUND})`);
+  assertDurationMs(options.ttlMs, `${where} "ttlMs"`, 1, MAX_DURATION_MS, TTL_BOUND);
+  assertDurationMs(options.timeoutMs, `${where} "timeoutMs"`, 1, MAX_TIMER_MS, TIMER_BOUND);
+  const { namespace } = options;
+  if (namespace !== undefined && typeof namespace !== 'string') throw new InvalidOptionError(`${where} "namespace"`, namespace, 'a string');
+  if (namespace !== undefined && !isWellFormed(namespace)) {
+    throw new InvalidOptionError(`${where} "namespace"`, namespace, `a string that is ${WELL_FORMED_TEXT}`);
   }
 }

@@ -1,3 +1,4 @@
+import { explainConnectionLoss } from '../transaction/connection-errors.js';
 import type { TransactionHost } from '../transaction/transaction.host.js';
 import { singleFlightSql } from './single-flight.sql.js';
 
@@ -12,7 +13,8 @@ const SWEEP_BATCH = 500;
 
 /**
  * The default store: a PostgreSQL table every process shares. Reads and writes join the current
- * transaction, so the re-check and the write happen inside the flight's lock transaction.
+ * transaction, so the re-check and the write happen inside the flight's lock transaction. A lost connection
+ * surfaces as ConnectionLostError (the driver's error as its cause).
  */
 export class PostgresSingleFlightStore implements SingleFlightStore {
   private writes = 0;
@@ -23,14 +25,22 @@ export class PostgresSingleFlightStore implements SingleFlightStore {
   ) {}
 
   async get(key: string): Promise<string | undefined> {
-    const rows: { value: string }[] = await this.txHost.manager.query(singleFlightSql.get(this.table), [key]);
+    const rows = await this.query<{ value: string }>(singleFlightSql.get(this.table), [key]);
     return rows[0]?.value;
   }
 
   async set(key: string, json: string, ttlMs: number): Promise<void> {
-    await this.txHost.manager.query(singleFlightSql.set(this.table), [key, json, ttlMs]);
+    await this.query(singleFlightSql.set(this.table), [key, json, ttlMs]);
     // Reads delete their own expired key; a bounded sweep now and then removes keys nobody reads again.
-    if (++this.writes % SWEEP_EVERY === 0) await this.txHost.manager.query(singleFlightSql.sweep(this.table), [SWEEP_BATCH]);
+    if (++this.writes % SWEEP_EVERY === 0) await this.query(singleFlightSql.sweep(this.table), [SWEEP_BATCH]);
+  }
+
+  private async query<Row>(sql: string, params: unknown[]): Promise<Row[]> {
+    try {
+      return (await this.txHost.manager.query(sql, params)) as Row[];
+    } catch (error) {
+      throw explainConnectionLoss(error);
+    }
   }
 }
 

@@ -7,7 +7,7 @@ import { sqlState } from './sql-state.js';
 const SHUTDOWN = new Set(['57P01', '57P02', '57P03']);
 // What pg and Node say when the socket itself failed (no SQLSTATE: the server never answered).
 const SOCKET_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNABORTED']);
-const SOCKET_MESSAGES = /Connection terminated|connection error|not queryable|Connection ended|socket hang up|read ECONNRESET/i;
+const SOCKET_MESSAGES = /Connection terminated|connection error|not queryable|Connection ended|socket hang up|read ECONNRESET|timeout exceeded when trying to connect/i;
 
 /**
  * True when `error` says the connection to the server is gone, not that a statement failed: the cases where

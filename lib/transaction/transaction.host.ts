@@ -13,6 +13,7 @@ import {
   TxLockConfigurationError,
   UnsupportedDriverError,
 } from '../errors.js';
+import { MAX_TIMER_MS } from '../common/durations.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { requestAbortSignal } from './client-disconnect.interceptor.js';
@@ -21,7 +22,7 @@ import { isRetryable, sqlState } from './sql-state.js';
 import { TransactionConnection } from './transaction-connection.js';
 import { currentScope, transactionStorage, type TransactionHook, type TransactionScope } from './transaction-scope.js';
 import { openingStatements } from './transaction.sql.js';
-import { assertWholeNumber, MAX_TIMEOUT_MS, Propagation, readTransactionOptions, type TransactionOptions } from './transaction.options.js';
+import { assertWholeNumber, Propagation, readTransactionOptions, type TransactionOptions } from './transaction.options.js';
 
 /** How long a transaction waits for a pooled connection when `acquireTimeoutMs` is not set. */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
@@ -47,11 +48,11 @@ export class TransactionHost implements OnModuleInit {
     private readonly moduleRef: ModuleRef,
   ) {
     readTransactionOptions({ isolation: options.isolation, timeoutMs: options.timeoutMs, retries: options.retries }, 'TxLockModule option');
-    // Both become Node timers, which fire after 1 ms when given more than MAX_TIMEOUT_MS.
-    assertWholeNumber(options.acquireTimeoutMs, 'TxLockModule option "acquireTimeoutMs"', 1, MAX_TIMEOUT_MS);
+    // Both become Node timers, which fire after 1 ms when given more than MAX_TIMER_MS.
+    assertWholeNumber(options.acquireTimeoutMs, 'TxLockModule option "acquireTimeoutMs"', 1, MAX_TIMER_MS);
     if (options.retryBackoff !== undefined) {
-      assertWholeNumber(options.retryBackoff.minMs, 'TxLockModule option "retryBackoff.minMs"', 0, MAX_TIMEOUT_MS);
-      assertWholeNumber(options.retryBackoff.maxMs, 'TxLockModule option "retryBackoff.maxMs"', options.retryBackoff.minMs, MAX_TIMEOUT_MS);
+      assertWholeNumber(options.retryBackoff.minMs, 'TxLockModule option "retryBackoff.minMs"', 0, MAX_TIMER_MS);
+      assertWholeNumber(options.retryBackoff.maxMs, 'TxLockModule option "retryBackoff.maxMs"', options.retryBackoff.minMs, MAX_TIMER_MS);
     }
   }
 

@@ -1,3 +1,4 @@
+import { MAX_TIMER_MS } from '../common/durations.js';
 import { InvalidOptionError } from '../errors.js';
 
 /** How a transactional call relates to a transaction that may already be active. */
@@ -71,8 +72,8 @@ export function readTransactionOptions(options: TransactionOptions, where = 'tra
   return { propagation, isolation, readOnly, timeoutMs, retries };
 }
 
-/** PostgreSQL's largest timeout setting, and Node's largest timer (ms). */
-export const MAX_TIMEOUT_MS = 2_147_483_647;
+// PostgreSQL's largest timeout setting is also Node's largest timer.
+const MAX_TIMEOUT_MS = MAX_TIMER_MS;
 
 /** Throws InvalidOptionError unless value is undefined or a safe integer in [min, max]. */
 export function assertWholeNumber(value: unknown, name: string, min: number, max = Number.MAX_SAFE_INTEGER): void {

@@ -1,5 +1,6 @@
 import { InvalidOptionError } from '../errors.js';
-import { MAX_TIMEOUT_MS, type IsolationLevel } from './transaction.options.js';
+import { MAX_TIMER_MS } from '../common/durations.js';
+import type { IsolationLevel } from './transaction.options.js';
 
 // The only text an isolation level can put into SQL: looked up here, never pasted from the option.
 const ISOLATION_SQL: Readonly<Record<IsolationLevel, string>> = {
@@ -22,8 +23,8 @@ export function openingStatements(isolation: IsolationLevel | undefined, readOnl
   if (readOnly === true) begin += ' READ ONLY';
   const statements = [begin];
   if (timeoutMs !== undefined) {
-    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_TIMEOUT_MS) {
-      throw new InvalidOptionError('timeoutMs', timeoutMs, `a whole number from 1 to ${MAX_TIMEOUT_MS}`);
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_TIMER_MS) {
+      throw new InvalidOptionError('timeoutMs', timeoutMs, `a whole number from 1 to ${MAX_TIMER_MS}`);
     }
     statements.push(`SET LOCAL statement_timeout = ${timeoutMs}`);
   }

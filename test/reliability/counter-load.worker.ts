@@ -5,10 +5,11 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { CounterService, TxLockModule } from '../../lib/index.js';
 import { workerMain } from '../support/processes.js';
 
-/** What one loader did: the values its successful increments returned, and how many calls failed. */
+/** What one loader did: the values its successful increments returned, and how many calls failed, by error class. */
 export interface LoadOutcome {
   values: number[];
   failed: number;
+  errors: Record<string, number>;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -26,7 +27,7 @@ workerMain<{ calls: number; callers: number }, LoadOutcome>(async ({ calls, call
   const app = await NestFactory.createApplicationContext(LoaderModule, { logger: false });
   const counters = app.get(CounterService);
   process.stdout.write('ready\n');
-  const outcome: LoadOutcome = { values: [], failed: 0 };
+  const outcome: LoadOutcome = { values: [], failed: 0, errors: {} };
   let next = 0;
   await Promise.all(
     Array.from({ length: callers }, async () => {
@@ -34,8 +35,10 @@ workerMain<{ calls: number; callers: number }, LoadOutcome>(async ({ calls, call
         next++;
         try {
           outcome.values.push(Number(await counters.increment('through-restart')));
-        } catch {
+        } catch (error) {
           outcome.failed++;
+          const name = error instanceof Error ? error.constructor.name : typeof error;
+          outcome.errors[name] = (outcome.errors[name] ?? 0) + 1;
           await sleep(20); // the server is down: do not spin
         }
       }

@@ -55,7 +55,8 @@ interface LeaseRow {
  * Lease statements run on their own connection and commit at once: they never join the caller's transaction,
  * whose row locks would otherwise keep other replicas waiting on the lease row. The exceptions are the fencing
  * checks: fence() is part of the caller's own statement, and assertToken() inside a transaction runs in it;
- * both hold the lease row FOR KEY SHARE until that transaction ends, so a takeover waits for it (see leaseSql).
+ * both hold the lease row FOR KEY SHARE until that transaction ends, and no new token is issued before it has
+ * (see leaseSql).
  *
  * @example
  * const outcome = await leases.run('reindex', async (lease) => reindex(lease), { atMostForMs: 60_000, renewEveryMs: 20_000 });
@@ -84,9 +85,10 @@ export class LeaseService implements OnModuleInit {
   }
 
   /**
-   * Takes the lease `name` if it is free (never taken, or expired); returns null when someone holds it. Taking
-   * over an expired lease waits until the old holder's open fenced transactions (fence(), assertToken() in a
-   * transaction) have ended, so none of them can commit after the new token exists.
+   * Takes the lease `name` if it is free (never taken, or expired); returns null, without waiting, when someone
+   * holds it. An expired lease still covered by an open fenced transaction of its old holder (fence(),
+   * assertToken() in a transaction) counts as held until that transaction ends, so none of them can commit after
+   * the new token exists.
    */
   async acquire(name: string, options: LeaseOptions): Promise<Lease | null> {
     validateLease(name, options, 'lease');

@@ -5,11 +5,12 @@
  * Fencing is enforced by row-lock strength on the lease row (PostgreSQL's four tuple lock modes):
  * - a fenced statement (fence(), assertToken() inside a transaction) takes FOR KEY SHARE on the row, held
  *   until the writer's transaction ends;
- * - a takeover (acquire() of an expired lease) takes FOR UPDATE, which conflicts with FOR KEY SHARE: it waits
- *   until every open fenced transaction under the old token has ended, and its new token is issued after them.
- *   A fenced statement that comes after the takeover (or waits behind it) re-reads the row and matches nothing;
- *   under REPEATABLE READ, one whose snapshot predates the takeover fails with 40001 (FOR UPDATE marks the old
- *   row version as key-updated, so FOR KEY SHARE cannot lock it quietly);
+ * - a takeover (acquire() of an expired lease) takes FOR UPDATE SKIP LOCKED, which conflicts with FOR KEY SHARE:
+ *   while a fenced transaction under the old token is open, the takeover finds the row locked and answers null
+ *   (the lease is still in use), never waiting; once they have all ended it issues the new token. A fenced
+ *   statement that comes after the takeover (or waits behind it) re-reads the row and matches nothing; under
+ *   REPEATABLE READ, one whose snapshot predates the takeover fails with 40001 (FOR UPDATE marks the old row
+ *   version as key-updated, so FOR KEY SHARE cannot lock it quietly);
  * - extend() and release() are plain UPDATEs of non-key columns (FOR NO KEY UPDATE), which do not conflict
  *   with FOR KEY SHARE: the holder can renew while its own fenced transaction is open.
  */
@@ -22,20 +23,25 @@ export const leaseSql = {
     lock_until timestamptz NOT NULL
   )`,
 
-  // One statement: insert a fresh lease, or take over an expired one, bumping the fencing token.
-  // `name = EXCLUDED.name` changes nothing, but naming a key column in SET makes ON CONFLICT lock the row
-  // FOR UPDATE instead of FOR NO KEY UPDATE, so the takeover waits for open fenced transactions (see above).
-  // The NOT EXISTS skips the insert, and so the row lock, while the lease is visibly held: callers that are
-  // going to get null do not queue behind a holder's fenced transaction.
+  // One statement that never waits: take over the expired row (locked FOR UPDATE SKIP LOCKED: a row another
+  // acquirer is taking, or an old holder's open fenced transaction still covers, is skipped), or insert the
+  // first row of this name (a concurrent creator wins, ON CONFLICT DO NOTHING). No row back: someone holds it.
   // $1 name, $2 holder, $3 atMostForMs
-  acquire: (table: string) => `INSERT INTO ${table} AS l (name, holder, token, locked_at, lock_until)
-    SELECT $1::text, $2::text, 1, clock_timestamp(), clock_timestamp() + $3 * interval '1 millisecond'
-    WHERE NOT EXISTS (SELECT 1 FROM ${table} WHERE name = $1::text AND lock_until > clock_timestamp())
-    ON CONFLICT (name) DO UPDATE
-      SET name = EXCLUDED.name, holder = EXCLUDED.holder, token = l.token + 1,
-          locked_at = EXCLUDED.locked_at, lock_until = EXCLUDED.lock_until
-      WHERE l.lock_until <= clock_timestamp()
-    RETURNING name, holder, token::text AS token, locked_at, lock_until`,
+  acquire: (table: string) => `WITH expired AS (
+      SELECT name FROM ${table} WHERE name = $1::text AND lock_until <= clock_timestamp() FOR UPDATE SKIP LOCKED
+    ), taken AS (
+      UPDATE ${table} AS l
+      SET holder = $2::text, token = l.token + 1, locked_at = clock_timestamp(), lock_until = clock_timestamp() + $3 * interval '1 millisecond'
+      FROM expired WHERE l.name = expired.name
+      RETURNING l.name, l.holder, l.token::text AS token, l.locked_at, l.lock_until
+    ), created AS (
+      INSERT INTO ${table} (name, holder, token, locked_at, lock_until)
+      SELECT $1::text, $2::text, 1, clock_timestamp(), clock_timestamp() + $3 * interval '1 millisecond'
+      WHERE NOT EXISTS (SELECT 1 FROM ${table} WHERE name = $1::text)
+      ON CONFLICT (name) DO NOTHING
+      RETURNING name, holder, token::text AS token, locked_at, lock_until
+    )
+    SELECT * FROM taken UNION ALL SELECT * FROM created`,
 
   // $1 name, $2 token, $3 ms from now
   extend: (table: string) => `UPDATE ${table}

@@ -20,7 +20,8 @@ function sqlStateOf(error: unknown): string | undefined {
 
 // The lock strengths this relies on (see lib/leases/lease.sql.ts), checked on the server the suite runs on:
 // a fenced statement holds the lease row FOR KEY SHARE until its transaction ends; a takeover locks it FOR
-// UPDATE, so it waits; extend and release lock it FOR NO KEY UPDATE, so they do not.
+// UPDATE SKIP LOCKED, so it answers null until that transaction has ended (it never waits); extend and release
+// lock it FOR NO KEY UPDATE, so they are not held up by it.
 describe('fenced writes and the next holder', () => {
   const testApp = useTestApp({ txlock: { leases: { autoCreate: true } }, poolSize: 8 });
   let leases: LeaseService;
@@ -101,18 +102,21 @@ describe('fenced writes and the next holder', () => {
       expect(worker.stdout()).toContain('paused');
       await untilExpired('job'); // the holder is still stopped, its fenced write not committed
 
-      // What the report said when the new token was issued, read as soon as acquire() returned.
-      const takeover = leases.acquire('job', { atMostForMs: 60_000 }).then(async (lease) => ({ lease, bodyAtIssue: await body() }));
-      const waited = await waitsOnLock(takeover);
+      // While the stopped holder's fenced transaction is open, the lease is still in use: no new token.
+      const whilePaused = leases.acquire('job', { atMostForMs: 60_000 });
+      const waited = await waitsOnLock(whilePaused);
+      const tokenWhilePaused = (await whilePaused)?.token ?? null;
       worker.child.kill('SIGCONT');
       const holder = (await worker.result) as PauseOutput;
-      const { lease: next, bodyAtIssue } = await takeover;
+      const next = await leases.acquire('job', { atMostForMs: 60_000 });
+      const bodyAtIssue = await body(); // what the report said when token 2 was issued
 
       const fence = leases.fence(next!, 2);
       const [, affected] = await dataSource.query(`UPDATE report SET body = $1 WHERE id = 1 AND ${fence.condition}`, [`B (token ${next!.token})`, ...fence.params]);
-      expect({ waited, bodyAtIssue, holder, nextToken: next?.token, affected, final: await body() }).toEqual({
-        waited: true, // the takeover waited for the stopped holder's transaction...
-        bodyAtIssue: 'A (token 1)', // ...which had committed when token 2 was issued
+      expect({ waited, tokenWhilePaused, bodyAtIssue, holder, nextToken: next?.token, affected, final: await body() }).toEqual({
+        waited: false, // acquire() never waits on the stopped holder...
+        tokenWhilePaused: null, // ...it answers null while the holder's fenced transaction is open...
+        bodyAtIssue: 'A (token 1)', // ...so that transaction had committed when token 2 was issued
         holder: { token: 1, affected: 1, committed: true },
         nextToken: 2,
         affected: 1,
@@ -137,7 +141,7 @@ describe('fenced writes and the next holder', () => {
     expect(await body(2)).toBe(`token ${lease.token}`);
   });
 
-  it('while a fenced transaction is open, a held lease answers null at once, and an expired one is taken over only after it ends', async () => {
+  it('while a fenced transaction is open, acquire() answers null at once, held or expired, and takes over once it ends', async () => {
     const lease = (await leases.acquire('takeover', { atMostForMs: 60_000 }))!;
     const finish = await openFencedWrite(lease, 3);
     let takeover: Promise<Lease | null> | undefined;
@@ -149,11 +153,13 @@ describe('fenced writes and the next holder', () => {
       // extend() writes a new row version; the fenced transaction's lock must carry over to it.
       await leases.extend(lease, 200);
       await untilExpired('takeover');
-      takeover = leases.acquire('takeover', { atMostForMs: 60_000 });
-      expect(await waitsOnLock(takeover)).toBe(true);
+      const expired = leases.acquire('takeover', { atMostForMs: 60_000 });
+      expect(await waitsOnLock(expired)).toBe(false);
+      expect(await expired).toBeNull();
     } finally {
       await finish();
     }
+    takeover = leases.acquire('takeover', { atMostForMs: 60_000 });
     expect((await takeover)?.token).toBe(lease.token + 1);
   });
 

@@ -4,11 +4,12 @@
 export { TxLockModule } from './txlock.module.js';
 export { TXLOCK_MODULE_OPTIONS } from './txlock.module-definition.js';
 export type { TxLockModuleOptions } from './txlock-options.interface.js';
+export { getTxLockToken, InjectTxLock, type TxLockService } from './txlock-tokens.js';
 
 // Transactions
 export { TransactionHost } from './transaction/transaction.host.js';
 export type { TransactionHook } from './transaction/transaction-scope.js';
-export { Transactional } from './transaction/transactional.decorator.js';
+export { Transactional, type TransactionalOptions } from './transaction/transactional.decorator.js';
 export { InjectTxRepository, getTxRepositoryToken } from './transaction/tx-repository.js';
 export { IsolationLevel, Propagation, type TransactionOptions } from './transaction/transaction.options.js';
 
@@ -16,7 +17,7 @@ export { IsolationLevel, Propagation, type TransactionOptions } from './transact
 export { LockService } from './locks/lock.service.js';
 export type { AdvisoryLockHolder } from './locks/lock-holders.js';
 export { AdvisoryLock, type AdvisoryLockOptions } from './locks/advisory-lock.decorator.js';
-export { TableLock } from './locks/table-lock.decorator.js';
+export { TableLock, type TableLockDecoratorOptions } from './locks/table-lock.decorator.js';
 export { TxLockExceptionFilter, type LockedResponseBody } from './locks/lock-exception.filter.js';
 export { advisoryLockKey, DEFAULT_LOCK_NAMESPACE, RESERVED_LOCK_NAMESPACE, type LockKey, type LockKeyPart } from './locks/lock-key.js';
 export type { LockRunResult } from './locks/lock-request.js';
@@ -42,7 +43,7 @@ export type { EntityValues } from './common/entity-table.js';
 
 // Leases
 export { LeaseService, type Lease, type LeaseHolder, type LeaseRunResult } from './leases/lease.service.js';
-export { ScheduledLock } from './leases/scheduled-lock.decorator.js';
+export { ScheduledLock, type ScheduledLockOptions } from './leases/scheduled-lock.decorator.js';
 export { LeaseEntity } from './leases/lease.entity.js';
 export type { LeaseOptions, LeaseRunOptions, LeaseModuleOptions } from './leases/lease.options.js';
 

@@ -7,10 +7,19 @@ import type { SingleFlightModuleOptions } from './single-flight/single-flight.op
 /** Options of `TxLockModule.forRoot()` / `forRootAsync()`. */
 export interface TxLockModuleOptions {
   /**
-   * The TypeORM DataSource to use. Default: the one registered under the `DataSource` token,
-   * which is what `TypeOrmModule.forRoot()` of @nestjs/typeorm provides. It must be a PostgreSQL DataSource.
+   * The TypeORM DataSource to serve: the DataSource itself, or the name it was registered under with
+   * `TypeOrmModule.forRoot({ name })`. Default: the default one (`TypeOrmModule.forRoot()` without a name).
+   * It must be a PostgreSQL DataSource. Register TxLockModule once per DataSource; a named registration's
+   * services are injected with `@InjectTxLock(Service, name)` (see getTxLockToken()).
    */
-  dataSource?: DataSource;
+  dataSource?: DataSource | string;
+  /**
+   * Inside a transaction of this library, every TypeORM call made through the DataSource itself joins it:
+   * `@InjectRepository()` repositories, `dataSource.getRepository()`, `dataSource.manager`, `dataSource.query()`,
+   * query builders, custom repositories. Default `true`. With `false`, only `@InjectTxRepository()` repositories
+   * and `TransactionHost` (its `manager`, `getRepository()`) reach the transaction.
+   */
+  joinDataSource?: boolean;
   /** Isolation level for transactions that do not name one. Default: the server's (READ COMMITTED). */
   isolation?: IsolationLevel;
   /** `statement_timeout` (ms) for transactions that do not set `timeoutMs`. Default: none. */

@@ -14,3 +14,10 @@ export const {
   .setClassMethodName('forRoot')
   .setExtras({ isGlobal: true }, (definition, extras) => ({ ...definition, global: extras.isGlobal }))
   .build();
+
+/**
+ * The name of the DataSource a TxLockModule registration serves (`'default'` unless `forRoot({ dataSource:
+ * '<name>' })` or `forRootAsync({ dataSource: '<name>' })` names another); it names that registration's tokens.
+ * @internal
+ */
+export const TXLOCK_DATA_SOURCE_NAME = Symbol('nestjs-txlock:data-source-name');

@@ -1,4 +1,5 @@
 import type { DataSource } from 'typeorm';
+import { createOwnQueryRunner } from '../transaction/data-source-routing.js';
 import { sqlState } from '../transaction/sql-state.js';
 import { advisoryKey } from './sql.js';
 
@@ -12,7 +13,7 @@ const ALREADY_EXISTS = new Set(['42P07', '23505']);
  * advisory lock named after the table, and a concurrent "already exists" is tolerated.
  */
 export async function ensureTable(dataSource: DataSource, table: string, ddl: string[]): Promise<void> {
-  const runner = dataSource.createQueryRunner('master');
+  const runner = createOwnQueryRunner(dataSource);
   try {
     await runner.query('BEGIN');
     await runner.query('SELECT pg_advisory_xact_lock($1)', [advisoryKey(`nestjs-txlock:create-table:${table}`)]);

@@ -1,5 +1,6 @@
 import { Inject } from '@nestjs/common';
-import { TxLockConfigurationError } from '../errors.js';
+import { InvalidOptionError, TxLockConfigurationError } from '../errors.js';
+import { getTxLockToken } from '../txlock-tokens.js';
 
 type AnyMethod = (this: object, ...args: unknown[]) => unknown;
 
@@ -36,20 +37,30 @@ export function wrapMethod(
 }
 
 /**
- * Makes Nest inject `token` into a hidden property of every instance of the decorated class, so a method
- * decorator can reach a service without a global registry. Returns the getter the wrapper uses.
+ * Makes Nest inject `service` (of the TxLockModule registration of the DataSource `dataSource`, default the
+ * default one) into a hidden property of every instance of the decorated class, so a method decorator can reach
+ * it without a global registry. Returns the getter the wrapper uses.
  */
-export function injectInto<T>(target: object, token: abstract new (...args: never[]) => T, decorator: string): (instance: object) => T {
-  const property = Symbol.for(`nestjs-txlock:${token.name}`);
+export function injectInto<T>(target: object, service: abstract new (...args: never[]) => T, decorator: string, dataSource?: string): (instance: object) => T {
+  const token = getTxLockToken(service, dataSource);
+  const property = Symbol.for(`nestjs-txlock:${typeof token === 'string' ? token : service.name}`);
   Inject(token)(target, property);
   return (instance) => {
-    const service = (instance as Record<symbol, T | undefined>)[property];
-    if (!service) {
+    const injected = (instance as Record<symbol, T | undefined>)[property];
+    if (!injected) {
       throw new TxLockConfigurationError(
-        `@${decorator}() on ${instance.constructor.name} needs ${token.name}, which Nest injects: make the class a provider ` +
-          `or controller of an app that imports TxLockModule, and create it through Nest (not with "new").`,
+        `@${decorator}() on ${instance.constructor.name} needs ${typeof token === 'string' ? token : service.name}, which Nest injects: make ` +
+          `the class a provider or controller of an app that imports TxLockModule${dataSource ? `.forRoot({ dataSource: '${dataSource}' })` : ''}, and create it through Nest (not with "new").`,
       );
     }
-    return service;
+    return injected;
   };
+}
+
+/** The DataSource name a decorator was given, checked when it is applied: undefined or a non-empty string. */
+export function validateDataSourceName(dataSource: unknown, decorator: string): string | undefined {
+  if (dataSource !== undefined && (typeof dataSource !== 'string' || dataSource.length === 0)) {
+    throw new InvalidOptionError(`${decorator} "dataSource"`, dataSource, 'the name of a DataSource registered with TxLockModule.forRoot({ dataSource })');
+  }
+  return dataSource;
 }

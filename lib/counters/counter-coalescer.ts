@@ -1,7 +1,8 @@
 import { AsyncResource } from 'node:async_hooks';
 import { CounterOverflowError } from '../errors.js';
+import { randomShardRow } from './counter-shards.js';
 
-/** Sends one add of `delta` to `key` and returns the counter's new value. */
+/** Sends one add of `delta` to the row `key` and returns the row's new value. */
 export type AddStatement = (key: string, delta: bigint, windowMs: string | null) => Promise<bigint>;
 
 interface Waiter {
@@ -13,6 +14,7 @@ interface Waiter {
 interface Batch {
   key: string;
   windowMs: string | null;
+  shards: number;
   waiting: Waiter[];
 }
 
@@ -29,6 +31,9 @@ interface Batch {
  * statement overflows (which changes nothing), its callers are replayed one statement each in arrival order,
  * so only the callers that overflow on their own get CounterOverflowError.
  *
+ * A key spread over several rows (`shards`) keeps one queue: each statement goes to one of its rows, chosen
+ * at random, and hands out that row's values.
+ *
  * The drain loop runs in an AsyncResource made when the service was built, not in the first caller's
  * async context, so a hot key never keeps one request's AsyncLocalStorage state (CLS, our transaction
  * scope) alive.
@@ -39,11 +44,11 @@ export class CounterCoalescer {
 
   constructor(private readonly send: AddStatement) {}
 
-  add(key: string, delta: bigint, windowMs: string | null): Promise<bigint> {
-    // Keys never contain NUL (validated), so this cannot confuse two (key, window) pairs.
-    const id = `${windowMs ?? ''}\u0000${key}`;
+  add(key: string, delta: bigint, windowMs: string | null, shards = 1): Promise<bigint> {
+    // Keys never contain NUL (validated), so this cannot confuse two (key, window, shards) triples.
+    const id = `${windowMs ?? ''}\u0000${shards}\u0000${key}`;
     const existing = this.batches.get(id);
-    const batch = existing ?? { key, windowMs, waiting: [] };
+    const batch = existing ?? { key, windowMs, shards, waiting: [] };
     const result = new Promise<bigint>((resolve, reject) => batch.waiting.push({ delta, resolve, reject }));
     if (!existing) {
       this.batches.set(id, batch);
@@ -61,7 +66,7 @@ export class CounterCoalescer {
   private async apply(batch: Batch, group: Waiter[]): Promise<void> {
     const total = group.reduce((sum, waiter) => sum + waiter.delta, 0n);
     try {
-      let value = (await this.send(batch.key, total, batch.windowMs)) - total;
+      let value = (await this.send(randomShardRow(batch.key, batch.shards), total, batch.windowMs)) - total;
       for (const waiter of group) waiter.resolve((value += waiter.delta));
     } catch (error) {
       if (error instanceof CounterOverflowError && group.length > 1) {

@@ -1,5 +1,6 @@
 import { isWellFormed, WELL_FORMED_TEXT } from '../common/text.js';
 import { InvalidAmountError, InvalidCounterKeyError } from '../errors.js';
+import { SHARD_SEPARATOR } from './counter-shards.js';
 
 /**
  * A value read from a bigint column: a `number` when it is a safe integer (|v| <= 2^53 - 1), otherwise a
@@ -42,13 +43,15 @@ export function toInteger(value: unknown, argument: string, options: { nonNegati
 /**
  * The key itself, or InvalidCounterKeyError when it is not a non-empty string of at most MAX_COUNTER_KEY_LENGTH
  * characters, well-formed UTF-16 (no lone surrogate: `'\uD800'` and `'\uDBFF'` would both be stored as U+FFFD,
- * one counter), without NUL. getMany() relies on it too: a key must come back from PostgreSQL exactly as sent.
+ * one counter), without NUL, and without U+001F (SHARD_SEPARATOR: then no key can name another key's shard).
+ * getMany() relies on it too: a key must come back from PostgreSQL exactly as sent.
  */
 export function toCounterKey(key: unknown): string {
   if (typeof key !== 'string') throw new InvalidCounterKeyError(key, 'a counter key must be a string');
   if (key.length === 0) throw new InvalidCounterKeyError(key, 'a counter key must not be empty');
   if (key.length > MAX_COUNTER_KEY_LENGTH) throw new InvalidCounterKeyError(key, `a counter key must be at most ${MAX_COUNTER_KEY_LENGTH} characters`);
   if (key.includes('\u0000')) throw new InvalidCounterKeyError(key, 'PostgreSQL text cannot hold the NUL character');
+  if (key.includes(SHARD_SEPARATOR)) throw new InvalidCounterKeyError(key, 'U+001F (the unit separator) is reserved for the rows of sharded counters');
   if (!isWellFormed(key)) throw new InvalidCounterKeyError(key, `a counter key must be ${WELL_FORMED_TEXT}`);
   return key;
 }

@@ -31,6 +31,23 @@ export interface CounterWindowOptions {
   windowMs?: number;
 }
 
+/**
+ * Options of `increment` and `decrement`: a window, or a key spread over several rows. Not both: each shard
+ * row would start and end its own window, so the total would mix counts of different windows.
+ */
+export interface CounterIncrementOptions extends CounterWindowOptions {
+  /**
+   * Spread the key over this many rows (1 to MAX_COUNTER_SHARDS) for a key that is hot across many replicas:
+   * each statement changes one row chosen at random, so replicas rarely wait for one row lock. `get(key)`
+   * still returns the exact total (it sums the rows), and `set`, `reset`, `delete` and `getMany` act on all
+   * of them. The trade-off: the value an increment returns is its row's new value, so the values returned
+   * are no longer one gap-free sequence (each row counts on its own; no value repeats within a row). Calls
+   * in one process still share statements (one queue per key, each statement to one row). Bounds cannot be
+   * sharded (`tryIncrement` would need every row: the hot row again), nor can windows. Default 1: one row.
+   */
+  shards?: number;
+}
+
 /** Options of `tryIncrement` / `tryDecrement`: the bounds the value must stay within after the change. */
 export interface CounterBoundOptions extends CounterWindowOptions {
   /** The value may not go above this. */

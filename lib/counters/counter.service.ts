@@ -10,6 +10,7 @@ import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { columnIncrementStatement } from './column-increment.js';
 import { CounterCoalescer } from './counter-coalescer.js';
+import { allShardRows, keyOfRow, randomShardRow, shardCount } from './counter-shards.js';
 import { counterValue, toCounterKey, toInteger, type CounterValue, type Integer } from './counter-value.js';
 import {
   resolveCounterOptions,
@@ -17,7 +18,7 @@ import {
   type BoundedResult,
   type ColumnBoundOptions,
   type CounterBoundOptions,
-  type CounterWindowOptions,
+  type CounterIncrementOptions,
   type ResolvedCounterOptions,
 } from './counter.options.js';
 import { CounterSql, type BoundedRow, type CounterRow } from './counter.sql.js';
@@ -33,6 +34,7 @@ const NUMERIC_OUT_OF_RANGE = '22003';
  *
  * @example
  * const likes = await counters.increment(`post:${id}:likes`);
+ * await counters.increment('page-views', 1, { shards: 8 }); // hot on every replica: spread over 8 rows
  * const { applied } = await counters.tryIncrement(`quota:${userId}`, 1, { max: 100, windowMs: 60_000 });
  * const [stock] = await counters.incrementColumn(Product, { id }, 'stock', -1, { min: 0 });
  */
@@ -62,19 +64,22 @@ export class CounterService implements OnModuleInit {
   /**
    * Adds `by` (default 1, not negative) to `key` and returns the new value, creating the counter at `by`.
    * With `windowMs`, a call after the window ended starts a fresh count (fixed window, database clock).
+   * With `shards`, the key is spread over that many rows and the value returned is the new value of the row
+   * this call changed (see CounterIncrementOptions); `get(key)` returns the total.
    */
-  async increment(key: string, by: Integer = 1, options: CounterWindowOptions = {}): Promise<CounterValue> {
+  async increment(key: string, by: Integer = 1, options: CounterIncrementOptions = {}): Promise<CounterValue> {
     return this.add(key, toInteger(by, 'by', { nonNegative: true }), options);
   }
 
   /** Subtracts `by` (default 1, not negative) from `key` and returns the new value (it may go below zero; see tryDecrement). */
-  async decrement(key: string, by: Integer = 1, options: CounterWindowOptions = {}): Promise<CounterValue> {
+  async decrement(key: string, by: Integer = 1, options: CounterIncrementOptions = {}): Promise<CounterValue> {
     return this.add(key, -toInteger(by, 'by', { nonNegative: true }), options);
   }
 
   /**
    * Adds `by` only if the value stays at most `max` (a quota): under any concurrency, never more than
-   * `max` is granted. Check and consume are one statement.
+   * `max` is granted. Check and consume are one statement. Not for sharded keys: `shards` is refused, and on
+   * a key other calls increment with `shards` the bound would only see the row `key` itself.
    */
   async tryIncrement(key: string, by: Integer, options: CounterBoundOptions & { max: Integer }): Promise<BoundedResult> {
     return this.tryAdd(key, toInteger(by, 'by', { nonNegative: true }), options);
@@ -85,23 +90,28 @@ export class CounterService implements OnModuleInit {
     return this.tryAdd(key, -toInteger(by, 'by', { nonNegative: true }), options);
   }
 
-  /** The value of `key`: 0 when it does not exist or its window has ended. */
+  /** The value of `key` (the total of its shards for a sharded key): 0 when it does not exist or its window has ended. */
   async get(key: string): Promise<CounterValue> {
-    const rows = await this.query<{ value: string }>(this.sql.get, [toCounterKey(key)], key);
+    const rows = await this.query<{ value: string | null }>(this.sql.get, [allShardRows(toCounterKey(key))], key);
     return counterValue(rows[0]?.value ?? 0);
   }
 
-  /** The values of `keys` in one statement, in the order given (0 for missing or ended counters). */
+  /** The values of `keys` in one statement, in the order given (0 for missing or ended counters; totals for sharded keys). */
   async getMany(keys: readonly string[]): Promise<Map<string, CounterValue>> {
     const valid = keys.map(toCounterKey);
-    const rows = await this.query<{ key: string; value: string }>(this.sql.getMany, [valid], 'counters');
-    const found = new Map(rows.map((row) => [row.key, counterValue(row.value)]));
-    return new Map(valid.map((key) => [key, found.get(key) ?? 0]));
+    const rows = await this.query<{ key: string; value: string }>(this.sql.getMany, [valid.flatMap(allShardRows)], 'counters');
+    const totals = new Map<string, bigint>();
+    for (const row of rows) {
+      const key = keyOfRow(row.key);
+      totals.set(key, (totals.get(key) ?? 0n) + BigInt(row.value));
+    }
+    return new Map(valid.map((key) => [key, counterValue(totals.get(key) ?? 0n)]));
   }
 
-  /** Sets `key` to `value` (creating it), removing any window. */
+  /** Sets `key` to `value` (creating it), removing any window; a sharded key becomes one row again. */
   async set(key: string, value: Integer): Promise<void> {
-    await this.query(this.sql.set, [toCounterKey(key), toInteger(value, 'value').toString()], key);
+    const [row, ...shards] = allShardRows(toCounterKey(key));
+    await this.query(this.sql.set, [row, toInteger(value, 'value').toString(), shards], key);
   }
 
   /** Sets `key` back to 0, removing any window. */
@@ -109,9 +119,9 @@ export class CounterService implements OnModuleInit {
     return this.set(key, 0);
   }
 
-  /** Deletes `key`; true when it existed. */
+  /** Deletes `key` (and its shards); true when it existed. */
   async delete(key: string): Promise<boolean> {
-    const rows = await this.query<{ n: number }>(this.sql.delete, [toCounterKey(key)], key);
+    const rows = await this.query<{ n: number }>(this.sql.delete, [allShardRows(toCounterKey(key))], key);
     return rows[0]!.n > 0;
   }
 
@@ -142,20 +152,28 @@ export class CounterService implements OnModuleInit {
     return rows.map((row) => counterValue(row.value));
   }
 
-  private async add(key: string, delta: bigint, options: CounterWindowOptions): Promise<CounterValue> {
+  private async add(key: string, delta: bigint, options: CounterIncrementOptions): Promise<CounterValue> {
     const validKey = toCounterKey(key);
     const windowMs = windowParam(options.windowMs);
-    if (this.options.coalesce && !this.txHost.isActive) return counterValue(await this.coalescer.add(validKey, delta, windowMs));
-    return counterValue((await this.addNow(validKey, delta, windowMs, this.txHost.manager)).value);
+    const shards = shardCount(options.shards);
+    if (shards > 1 && windowMs !== null) {
+      throw new InvalidOptionError('shards', options.shards, 'no shards with windowMs: each shard would start and end its own window');
+    }
+    if (this.options.coalesce && !this.txHost.isActive) return counterValue(await this.coalescer.add(validKey, delta, windowMs, shards));
+    return counterValue((await this.addNow(randomShardRow(validKey, shards), delta, windowMs, this.txHost.manager)).value);
   }
 
-  private async addNow(key: string, delta: bigint, windowMs: string | null, manager: EntityManager): Promise<CounterRow> {
-    const rows = await this.query<CounterRow>(this.sql.add, [key, delta.toString(), windowMs], key, manager);
+  // `row` is the key itself, or one of its shards (then errors still name the key).
+  private async addNow(row: string, delta: bigint, windowMs: string | null, manager: EntityManager): Promise<CounterRow> {
+    const rows = await this.query<CounterRow>(this.sql.add, [row, delta.toString(), windowMs], keyOfRow(row), manager);
     return rows[0]!;
   }
 
   private async tryAdd(key: string, delta: bigint, options: CounterBoundOptions): Promise<BoundedResult> {
     const validKey = toCounterKey(key);
+    // A bound on a sharded total needs every shard locked at once: the one hot row sharding avoids.
+    const { shards } = options as CounterIncrementOptions;
+    if (shards !== undefined) throw new InvalidOptionError('shards', shards, 'no shards with bounds (min, max): use an unsharded key for quotas and stock');
     const windowMs = windowParam(options.windowMs);
     const min = options.min === undefined ? undefined : toInteger(options.min, 'min');
     const max = options.max === undefined ? undefined : toInteger(options.max, 'max');

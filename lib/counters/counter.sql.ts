@@ -1,6 +1,8 @@
 /**
  * Every statement on the counters table, in one place. `table` is already validated and quoted.
  * Parameters: $1 key, $2 delta or value (bigint as text), $3 window ms (or NULL), $4 min, $5 max (or NULL).
+ * A sharded key's count is spread over several rows (counter-shards.ts): the whole-key statements take the
+ * array of every row that can hold part of it, and `add` takes the one row it changes as $1.
  *
  * Time is always the database's `statement_timestamp()`, never the app clock. A statement that waited for
  * the row lock judges the window by its own start time, so it can only count into the window it saw
@@ -32,9 +34,13 @@ export class CounterSql {
   readonly addWithinBoundsOrCreate: string;
   /** Like addWithinBoundsOrCreate for a delta that is out of bounds by itself: never creates the row. */
   readonly addWithinBounds: string;
+  /** Sets the row $1 to $2 and deletes the rows $3 (the key's shards). */
   readonly set: string;
+  /** The live total of the rows $1 (a key and its shards), NULL when there is none. */
   readonly get: string;
+  /** The live rows among $1. */
   readonly getMany: string;
+  /** Deletes the rows $1; `n` is how many existed. */
   readonly delete: string;
   readonly deleteExpired: string;
   readonly createTable: string;
@@ -49,11 +55,12 @@ export class CounterSql {
       `UPDATE ${table} AS c SET "value" = ${NEW_VALUE}, expires_at = ${NEXT_EXPIRES}
        WHERE c."key" = $1 AND ${WITHIN_BOUNDS} RETURNING c."value", c.expires_at`,
     );
-    this.set = `INSERT INTO ${table} AS c ("key", "value", expires_at) VALUES ($1, $2::bigint, NULL)
+    this.set = `WITH shards AS (DELETE FROM ${table} WHERE "key" = ANY($3::text[]))
+      INSERT INTO ${table} AS c ("key", "value", expires_at) VALUES ($1, $2::bigint, NULL)
       ON CONFLICT ("key") DO UPDATE SET "value" = EXCLUDED."value", expires_at = NULL`;
-    this.get = `SELECT "value"::text AS "value" FROM ${table} WHERE "key" = $1 AND ${LIVE}`;
+    this.get = `SELECT sum("value")::text AS "value" FROM ${table} WHERE "key" = ANY($1::text[]) AND ${LIVE}`;
     this.getMany = `SELECT "key", "value"::text AS "value" FROM ${table} WHERE "key" = ANY($1::text[]) AND ${LIVE}`;
-    this.delete = `WITH gone AS (DELETE FROM ${table} WHERE "key" = $1 RETURNING 1) SELECT count(*)::int AS n FROM gone`;
+    this.delete = `WITH gone AS (DELETE FROM ${table} WHERE "key" = ANY($1::text[]) RETURNING 1) SELECT count(*)::int AS n FROM gone`;
     this.deleteExpired = `WITH gone AS (DELETE FROM ${table} WHERE expires_at <= statement_timestamp() RETURNING 1) SELECT count(*)::int AS n FROM gone`;
     this.createTable = `CREATE TABLE IF NOT EXISTS ${table} ("key" text PRIMARY KEY, "value" bigint NOT NULL DEFAULT 0, expires_at timestamptz)`;
   }

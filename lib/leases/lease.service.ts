@@ -205,7 +205,8 @@ export class LeaseService implements OnModuleInit {
   // A lost connection surfaces as ConnectionLostError (the driver's error as its cause).
   private async query<T>(sql: string, params: unknown[], inTransaction = false): Promise<T> {
     try {
-      return (await (inTransaction ? this.txHost.manager : this.txHost.dataSource.manager).query(sql, params)) as T;
+      if (inTransaction) return (await this.txHost.manager.query(sql, params)) as T;
+      return (await this.txHost.outsideTransaction(() => this.txHost.dataSource.manager.query(sql, params))) as T;
     } catch (error) {
       throw explainConnectionLoss(error);
     }

@@ -1,9 +1,15 @@
 import { Logger } from '@nestjs/common';
-import { injectInto, wrapMethod } from '../common/wrap-method.js';
+import { injectInto, validateDataSourceName, wrapMethod } from '../common/wrap-method.js';
 import { validateLease, type LeaseOptions } from './lease.options.js';
 import { LeaseService } from './lease.service.js';
 
 const logger = new Logger('TxLock');
+
+/** Options of `@ScheduledLock()`. */
+export interface ScheduledLockOptions extends LeaseOptions {
+  /** The name of the DataSource (its TxLockModule registration) whose lease table to use. Default: the default one. */
+  dataSource?: string;
+}
 
 /**
  * Runs a scheduled method (`@Cron`, `@Interval` of @nestjs/schedule) at most once per lease window across
@@ -16,10 +22,11 @@ const logger = new Logger('TxLock');
  * @ScheduledLock('nightly-stats', { atMostForMs: 10 * 60_000, atLeastForMs: 60_000 })
  * async nightlyStats() { ... }
  */
-export function ScheduledLock(name: string, options: LeaseOptions): MethodDecorator {
+export function ScheduledLock(name: string, options: ScheduledLockOptions): MethodDecorator {
   validateLease(name, options, '@ScheduledLock()');
+  const dataSource = validateDataSourceName(options.dataSource, '@ScheduledLock()');
   return (target, key, descriptor) => {
-    const leases = injectInto(target, LeaseService, 'ScheduledLock');
+    const leases = injectInto(target, LeaseService, 'ScheduledLock', dataSource);
     wrapMethod('ScheduledLock', target, key, descriptor, (original, methodName) =>
       async function scheduledLock(this: object, ...args: unknown[]) {
         const outcome = await leases(this).run(name, () => original.apply(this, args), options);

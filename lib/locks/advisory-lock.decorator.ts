@@ -1,5 +1,5 @@
 import { Logger, UseFilters } from '@nestjs/common';
-import { injectInto, wrapMethod } from '../common/wrap-method.js';
+import { injectInto, validateDataSourceName, wrapMethod } from '../common/wrap-method.js';
 import { InvalidOptionError } from '../errors.js';
 import { TxLockExceptionFilter } from './lock-exception.filter.js';
 import { defaultMethodKey, lockKeyText, type LockKey } from './lock-key.js';
@@ -27,6 +27,8 @@ export interface AdvisoryLockOptions extends AdvisoryLockCallOptions {
    * `timeoutMs` does not wait at all.
    */
   onLocked?: 'throw' | 'skip';
+  /** The name of the DataSource (its TxLockModule registration) to lock on. Default: the default one. */
+  dataSource?: string;
 }
 
 /**
@@ -45,14 +47,15 @@ export interface AdvisoryLockOptions extends AdvisoryLockCallOptions {
  * async rebuildReports() { ... }
  */
 export function AdvisoryLock(options: AdvisoryLockOptions = {}): MethodDecorator {
-  const { key, keys, onLocked = 'throw', ...callOptions } = options;
+  const { key, keys, onLocked = 'throw', dataSource, ...callOptions } = options;
+  validateDataSourceName(dataSource, '@AdvisoryLock()');
   validateAdvisoryOptions(callOptions, '@AdvisoryLock()');
   if (onLocked !== 'throw' && onLocked !== 'skip') throw new InvalidOptionError('@AdvisoryLock() "onLocked"', onLocked, ['throw', 'skip']);
   if (key !== undefined && keys !== undefined) throw new InvalidOptionError('@AdvisoryLock() "keys"', 'keys', 'unset when "key" is given');
   if (keys !== undefined && typeof keys !== 'function') throw new InvalidOptionError('@AdvisoryLock() "keys"', keys, 'a function of the arguments');
   if (key !== undefined && typeof key !== 'function') lockKeyText(key); // a bad constant fails now, not on the first call
   return (target, propertyKey, descriptor) => {
-    const locks = injectInto(target, LockService, 'AdvisoryLock');
+    const locks = injectInto(target, LockService, 'AdvisoryLock', dataSource);
     wrapMethod('AdvisoryLock', target, propertyKey, descriptor, (original, methodName) =>
       async function advisoryLock(this: object, ...args: unknown[]) {
         const lockKeys = keys ? keys.apply(this, args) : [typeof key === 'function' ? key.apply(this, args) : (key ?? defaultMethodKey(methodName, args))];

@@ -1,9 +1,15 @@
 import { UseFilters } from '@nestjs/common';
-import { injectInto, wrapMethod } from '../common/wrap-method.js';
+import { injectInto, validateDataSourceName, wrapMethod } from '../common/wrap-method.js';
 import { TxLockExceptionFilter } from './lock-exception.filter.js';
 import type { TableLockMode, TableLockOptions } from './lock.options.js';
 import { LockService } from './lock.service.js';
 import { validateTableLock, type TableTarget } from './table-targets.js';
+
+/** Options of `@TableLock()`. */
+export interface TableLockDecoratorOptions extends TableLockOptions {
+  /** The name of the DataSource (its TxLockModule registration) whose tables to lock. Default: the default one. */
+  dataSource?: string;
+}
 
 /**
  * Runs the method in a transaction (opened, or joined as `options.propagation` says) that first takes
@@ -18,10 +24,11 @@ import { validateTableLock, type TableTarget } from './table-targets.js';
  * @TableLock('SHARE ROW EXCLUSIVE', [Session], { timeoutMs: 5_000 })
  * async sessionFor(userId: number) { ... }
  */
-export function TableLock(mode: TableLockMode, targets: TableTarget | readonly TableTarget[], options: TableLockOptions = {}): MethodDecorator {
+export function TableLock(mode: TableLockMode, targets: TableTarget | readonly TableTarget[], options: TableLockDecoratorOptions = {}): MethodDecorator {
   const list = validateTableLock(mode, targets, options, '@TableLock()');
+  const dataSource = validateDataSourceName(options.dataSource, '@TableLock()');
   return (target, propertyKey, descriptor) => {
-    const locks = injectInto(target, LockService, 'TableLock');
+    const locks = injectInto(target, LockService, 'TableLock', dataSource);
     wrapMethod('TableLock', target, propertyKey, descriptor, (original) =>
       async function tableLock(this: object, ...args: unknown[]) {
         return locks(this).withTableLock(list, mode, () => original.apply(this, args), options);

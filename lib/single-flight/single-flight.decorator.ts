@@ -1,4 +1,4 @@
-import { injectInto, wrapMethod } from '../common/wrap-method.js';
+import { injectInto, validateDataSourceName, wrapMethod } from '../common/wrap-method.js';
 import { defaultMethodKey, lockKeyText, type LockKey } from '../locks/lock-key.js';
 import { validateSingleFlight, type SingleFlightOptions } from './single-flight.options.js';
 import { SingleFlightService } from './single-flight.service.js';
@@ -10,6 +10,8 @@ export interface SingleFlightDecoratorOptions extends SingleFlightOptions {
    * arguments, as for @AdvisoryLock(), so calls with equal arguments share one computation.
    */
   key?: LockKey | ((...args: any[]) => LockKey);
+  /** The name of the DataSource (its TxLockModule registration) that stores and locks. Default: the default one. */
+  dataSource?: string;
 }
 
 /**
@@ -25,9 +27,10 @@ export interface SingleFlightDecoratorOptions extends SingleFlightOptions {
 export function SingleFlight(options: SingleFlightDecoratorOptions): MethodDecorator {
   validateSingleFlight(typeof options.key === 'string' ? options.key : undefined, options, '@SingleFlight()');
   if (options.key !== undefined && typeof options.key !== 'function') lockKeyText(options.key); // a bad constant key fails now
-  const { key, ...runOptions } = options;
+  const { key, dataSource, ...runOptions } = options;
+  validateDataSourceName(dataSource, '@SingleFlight()');
   return (target, methodKey, descriptor) => {
-    const flights = injectInto(target, SingleFlightService, 'SingleFlight');
+    const flights = injectInto(target, SingleFlightService, 'SingleFlight', dataSource);
     wrapMethod('SingleFlight', target, methodKey, descriptor, (original, methodName) =>
       async function singleFlight(this: object, ...args: unknown[]) {
         const parts = typeof key === 'function' ? key(...args) : (key ?? defaultMethodKey(methodName, args));

@@ -2,6 +2,7 @@ import type { DataSource, QueryRunner } from 'typeorm';
 import type { PoolClient } from 'pg';
 import { PoolExhaustedError } from '../errors.js';
 import { explainConnectionLoss } from './connection-errors.js';
+import { createOwnQueryRunner } from './data-source-routing.js';
 
 /**
  * The parts of TypeORM's PostgresQueryRunner we rely on beyond its public interface, in one place.
@@ -30,7 +31,7 @@ export async function acquireConnection(
   timeoutMs: number,
   holding: boolean,
 ): Promise<{ queryRunner: PostgresQueryRunnerInternals; client: PoolClient }> {
-  const queryRunner = dataSource.createQueryRunner('master') as PostgresQueryRunnerInternals;
+  const queryRunner = createOwnQueryRunner(dataSource) as PostgresQueryRunnerInternals;
   const connecting = queryRunner.connect();
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

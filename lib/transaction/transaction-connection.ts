@@ -1,13 +1,15 @@
 import { Logger } from '@nestjs/common';
-import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import type { DataSource, QueryRunner } from 'typeorm';
 import type { PoolClient, QueryResult } from 'pg';
 import { CommitOutcomeUnknownError, ConnectionLostError, RollbackOnlyError } from '../errors.js';
 import { asQueryFailed, isConnectionLoss } from './connection-errors.js';
+import { transactionCallback } from './data-source-routing.js';
 import { acquireConnection, type PostgresQueryRunnerInternals } from './pool-connection.js';
 import { ScopeQueue } from './scope-queue.js';
 import { currentScope, TransactionScope, type ScopeKind } from './transaction-scope.js';
 
 const logger = new Logger('TxLock');
+const releaseNothing = async (): Promise<void> => undefined;
 // A ROLLBACK the library did not send (TypeORM's own savepoints, raw SQL): it may have released advisory locks.
 const FOREIGN_ROLLBACK = /^\s*ROLLBACK\b/i;
 
@@ -33,6 +35,7 @@ export class TransactionConnection {
   private savepoints = 0;
   private lost: unknown;
   private broken: unknown;
+  private joined?: QueryRunner;
 
   private constructor(
     readonly queryRunner: PostgresQueryRunnerInternals,
@@ -76,13 +79,25 @@ export class TransactionConnection {
    * Makes `manager.transaction()` on this transaction's EntityManager call `nested` (a NESTED savepoint of
    * ours, with its rules) instead of TypeORM's own savepoint, which knows nothing of concurrent siblings.
    */
-  routeManagerTransactions(nested: <T>(scope: TransactionScope, fn: () => Promise<T>) => Promise<T>): void {
+  routeManagerTransactions(nested: (scope: TransactionScope, fn: () => Promise<unknown>) => Promise<unknown>): void {
     const manager = this.queryRunner.manager;
     const transaction = (...args: unknown[]) => {
-      const fn = args[args.length - 1] as (manager: EntityManager) => Promise<unknown>;
+      const fn = transactionCallback(args);
       return nested(this.scopeOfCaller(), () => fn(manager));
     };
     Object.defineProperty(manager, 'transaction', { value: transaction, configurable: true, writable: true });
+  }
+
+  /**
+   * This transaction's query runner as TypeORM code that created a runner of its own sees it (see
+   * routeIntoTransactions): everything goes to the real one, but `release()` does nothing, since the
+   * transaction releases its connection itself when it ends.
+   */
+  get joinedRunner(): QueryRunner {
+    this.joined ??= new Proxy(this.queryRunner, {
+      get: (target, property, receiver) => (property === 'release' ? releaseNothing : Reflect.get(target, property, receiver)),
+    });
+    return this.joined;
   }
 
   /**
@@ -232,7 +247,7 @@ export class TransactionConnection {
   // The scope a TypeORM call made now belongs to: the caller's when it runs on this connection, else the
   // transaction itself (a manager kept from inside it and used from elsewhere).
   private scopeOfCaller(): TransactionScope {
-    const scope = currentScope();
+    const scope = currentScope(this.dataSource);
     return scope && scope.connection === this ? scope : this.root;
   }
 

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { DataSource } from 'typeorm';
 import { TransactionEndedError } from '../errors.js';
 import type { TransactionConnection } from './transaction-connection.js';
 
@@ -20,7 +21,6 @@ export type ScopeOutcome = 'committed' | 'rolled back' | 'released' | 'abandoned
  * pinned connection of a session-scope lock call. Carried by AsyncLocalStorage, so concurrent requests never
  * see each other's scope, and every statement knows the frame it was issued in: the connection runs it only
  * while that frame is the innermost open one, and refuses it once the frame (or an enclosing one) has ended.
- * A `null` store means "explicitly outside any transaction" (NOT_SUPPORTED).
  */
 export class TransactionScope {
   /** Why this scope may no longer commit (a joined call threw), if it may not. */
@@ -113,10 +113,37 @@ export class TransactionScope {
   }
 }
 
-/** The one AsyncLocalStorage that carries the current TransactionScope. */
-export const transactionStorage = new AsyncLocalStorage<TransactionScope | null>();
+/**
+ * What an async context runs in, per DataSource: the scope of its current transaction there, or `null` for
+ * "explicitly outside any transaction" (NOT_SUPPORTED, hooks, the library's own statements). Each DataSource
+ * has its own entry, so a transaction on one never hides or captures another's.
+ */
+export type ScopeMap = ReadonlyMap<DataSource, TransactionScope | null>;
 
-/** The scope the caller runs in, or undefined outside any transaction. */
-export function currentScope(): TransactionScope | undefined {
-  return transactionStorage.getStore() ?? undefined;
+/** The one AsyncLocalStorage that carries the current scopes. */
+export const transactionStorage = new AsyncLocalStorage<ScopeMap>();
+
+const NO_SCOPES: ScopeMap = new Map();
+
+/** The scope the caller runs in on `dataSource`, or undefined outside any transaction there. */
+export function currentScope(dataSource: DataSource): TransactionScope | undefined {
+  return transactionStorage.getStore()?.get(dataSource) ?? undefined;
+}
+
+/** True when the caller runs in an open transaction of any DataSource (it holds a connection). */
+export function holdsConnection(): boolean {
+  for (const scope of transactionStorage.getStore()?.values() ?? []) if (scope && !scope.refusal()) return true;
+  return false;
+}
+
+/** Runs `fn` with `scope` as the current scope of `dataSource` (null: outside any transaction there), the others unchanged. */
+export function runInScope<T>(dataSource: DataSource, scope: TransactionScope | null, fn: () => T): T {
+  const scopes = new Map(transactionStorage.getStore() ?? NO_SCOPES);
+  scopes.set(dataSource, scope);
+  return transactionStorage.run(scopes, fn);
+}
+
+/** Runs `fn` outside every transaction of every DataSource (after-commit hooks). */
+export function runOutsideTransactions<T>(fn: () => T): T {
+  return transactionStorage.run(NO_SCOPES, fn);
 }

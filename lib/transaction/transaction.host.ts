@@ -1,6 +1,6 @@
-import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { DataSource, type EntityManager, type EntityTarget, type ObjectLiteral, type QueryRunner, type Repository } from 'typeorm';
+import type { DataSource, EntityManager, EntityTarget, ObjectLiteral, QueryRunner, Repository } from 'typeorm';
 import {
   ClientDisconnectedError,
   CommitOutcomeUnknownError,
@@ -11,22 +11,26 @@ import {
   TransactionRequiredError,
   TransactionTimeoutError,
   TxLockConfigurationError,
-  UnsupportedDriverError,
 } from '../errors.js';
 import { MAX_TIMER_MS } from '../common/durations.js';
-import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
+import { TXLOCK_DATA_SOURCE_NAME, TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { requestAbortSignal } from './client-disconnect.interceptor.js';
 import { longLivedResult, type LongLivedResult } from './result-lifetime.js';
 import { isRetryable, sqlState } from './sql-state.js';
+import { routeIntoTransactions } from './data-source-routing.js';
+import { DEFAULT_DATA_SOURCE_NAME, resolveDataSource } from './resolve-data-source.js';
 import { TransactionConnection } from './transaction-connection.js';
-import { currentScope, transactionStorage, type TransactionHook, type TransactionScope } from './transaction-scope.js';
+import { currentScope, holdsConnection, runInScope, runOutsideTransactions, type TransactionHook, type TransactionScope } from './transaction-scope.js';
 import { openingStatements } from './transaction.sql.js';
 import { assertWholeNumber, Propagation, readTransactionOptions, type TransactionOptions } from './transaction.options.js';
 
 /** How long a transaction waits for a pooled connection when `acquireTimeoutMs` is not set. */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
 const DEFAULT_BACKOFF = { minMs: 5, maxMs: 250 };
+
+// The live registration of each DataSource: a second one for the same DataSource is a configuration error.
+const registrations = new WeakMap<DataSource, TransactionHost>();
 
 /**
  * The current transaction, and the one way to start one without a decorator. `@Transactional()` calls
@@ -39,13 +43,15 @@ const DEFAULT_BACKOFF = { minMs: 5, maxMs: 250 };
  * });
  */
 @Injectable()
-export class TransactionHost implements OnModuleInit {
+export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger('TxLock');
   private resolvedDataSource?: DataSource;
+  private unroute?: () => void;
 
   constructor(
     @Inject(TXLOCK_MODULE_OPTIONS) private readonly options: TxLockModuleOptions,
     private readonly moduleRef: ModuleRef,
+    @Optional() @Inject(TXLOCK_DATA_SOURCE_NAME) private readonly dataSourceName: string = DEFAULT_DATA_SOURCE_NAME,
   ) {
     readTransactionOptions({ isolation: options.isolation, timeoutMs: options.timeoutMs, retries: options.retries }, 'TxLockModule option');
     // Both become Node timers, which fire after 1 ms when given more than MAX_TIMER_MS.
@@ -56,14 +62,35 @@ export class TransactionHost implements OnModuleInit {
     }
   }
 
-  /** Fails the bootstrap early when there is no usable PostgreSQL DataSource. */
+  /**
+   * Fails the bootstrap early when there is no usable PostgreSQL DataSource, or when another registration of
+   * TxLockModule already serves it; then makes the DataSource's own calls join its transactions (unless
+   * `joinDataSource: false`).
+   */
   onModuleInit(): void {
-    void this.dataSource;
+    const dataSource = this.dataSource;
+    const other = registrations.get(dataSource);
+    if (other && other !== this) {
+      throw new TxLockConfigurationError(
+        `TxLockModule is registered twice for the same DataSource (${describeDataSource(dataSource)}). Register it once per ` +
+          `DataSource: TxLockModule.forRoot() for the default one, TxLockModule.forRoot({ dataSource: '<name>' }) for each named one.`,
+      );
+    }
+    registrations.set(dataSource, this);
+    if (this.options.joinDataSource !== false) {
+      this.unroute = routeIntoTransactions(dataSource, (scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)));
+    }
+  }
+
+  /** Puts the DataSource back as it was (the app is closing). */
+  onModuleDestroy(): void {
+    this.unroute?.();
+    if (this.resolvedDataSource && registrations.get(this.resolvedDataSource) === this) registrations.delete(this.resolvedDataSource);
   }
 
   /** The PostgreSQL DataSource this module works on. */
   get dataSource(): DataSource {
-    this.resolvedDataSource ??= this.resolveDataSource();
+    this.resolvedDataSource ??= resolveDataSource(this.moduleRef, this.options.dataSource, this.dataSourceName);
     return this.resolvedDataSource;
   }
 
@@ -137,10 +164,10 @@ export class TransactionHost implements OnModuleInit {
       case Propagation.REQUIRES_NEW:
         return this.begin(options, fn);
       case Propagation.NOT_SUPPORTED:
-        return scope ? transactionStorage.run(null, fn) : fn();
+        return scope ? this.outsideTransaction(fn) : fn();
       case Propagation.NEVER:
         if (scope && !scope.refusal()) throw new TransactionNotAllowedError(describe(fn));
-        return scope ? transactionStorage.run(null, fn) : fn();
+        return scope ? this.outsideTransaction(fn) : fn();
     }
     if (scope) throwIfEnded(scope);
     switch (propagation) {
@@ -157,13 +184,21 @@ export class TransactionHost implements OnModuleInit {
   }
 
   /**
-   * The scope of the caller, if it belongs to this host's DataSource (another app's scope is not ours).
+   * The caller's scope on this host's DataSource (its transaction there, even if that has ended), if any.
    * For the library's own services (locks, counters); not part of the public API.
    * @internal
    */
   scope(): TransactionScope | undefined {
-    const scope = currentScope();
-    return scope && scope.connection.dataSource === this.dataSource ? scope : undefined;
+    return currentScope(this.dataSource);
+  }
+
+  /**
+   * Runs `fn` outside any transaction of this DataSource, whatever the caller is in: for the library's own
+   * statements that must commit on their own (leases). Not part of the public API.
+   * @internal
+   */
+  outsideTransaction<T>(fn: () => T): T {
+    return runInScope(this.dataSource, null, fn);
   }
 
   /** Begins a transaction on its own connection, retrying the whole of `fn` after serialization failures. */
@@ -206,10 +241,10 @@ export class TransactionHost implements OnModuleInit {
     fn: () => T | Promise<T>,
     handout: (value: unknown) => void,
   ): Promise<T> {
-    const caller = currentScope();
-    const holding = caller !== undefined && caller.refusal() === undefined;
-    const connection = await TransactionConnection.open(this.dataSource, this.options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS, 'transaction', holding);
-    connection.routeManagerTransactions((scope, body) => transactionStorage.run(scope, () => this.run({ propagation: Propagation.NESTED }, body)));
+    const dataSource = this.dataSource;
+    const acquireTimeoutMs = this.options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS;
+    const connection = await TransactionConnection.open(dataSource, acquireTimeoutMs, 'transaction', holdsConnection());
+    connection.routeManagerTransactions((scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)));
     const scope = connection.root;
     let longLived: LongLivedResult | undefined;
     let result: T;
@@ -221,7 +256,7 @@ export class TransactionHost implements OnModuleInit {
       connection.begin(openingStatements(options.isolation ?? this.options.isolation, options.readOnly, options.timeoutMs ?? this.options.timeoutMs));
       await connection.queryRunner.broadcaster.broadcast('BeforeTransactionStart');
       await connection.queryRunner.broadcaster.broadcast('AfterTransactionStart');
-      result = await transactionStorage.run(scope, async () => {
+      result = await runInScope(dataSource, scope, async () => {
         const value = await fn();
         longLived = longLivedResult(value, disconnected);
         if (!longLived) return value;
@@ -278,7 +313,7 @@ export class TransactionHost implements OnModuleInit {
     const scope = await connection.savepoint(parent);
     let result: T;
     try {
-      result = await transactionStorage.run(scope, fn);
+      result = await runInScope(this.dataSource, scope, fn);
       if (scope.rollbackOnly !== undefined) {
         throw new RollbackOnlyError('a call that joined its savepoint threw', { cause: scope.rollbackOnly });
       }
@@ -308,37 +343,22 @@ export class TransactionHost implements OnModuleInit {
   private async runHooks(hooks: TransactionHook[], kind: string): Promise<void> {
     for (const hook of hooks) {
       try {
-        await transactionStorage.run(null, hook);
+        await runOutsideTransactions(hook);
       } catch (error) {
         this.logger.error(`${kind} hook failed: ${error instanceof Error ? error.stack : String(error)}`);
       }
     }
-  }
-
-  private resolveDataSource(): DataSource {
-    let dataSource: DataSource | undefined = this.options.dataSource;
-    if (!dataSource) {
-      try {
-        dataSource = this.moduleRef.get(DataSource, { strict: false }) as DataSource;
-      } catch {
-        throw new TxLockConfigurationError(
-          'TxLockModule found no TypeORM DataSource. Import TypeOrmModule.forRoot() (@nestjs/typeorm) in the app, ' +
-            'or pass one: TxLockModule.forRootAsync({ inject: [DataSource], useFactory: (dataSource) => ({ dataSource }) }).',
-        );
-      }
-    }
-    if (!dataSource) throw new TxLockConfigurationError('TxLockModule was given no DataSource.');
-    if (dataSource.options.type !== 'postgres') throw new UnsupportedDriverError(dataSource.options.type);
-    if (!dataSource.isInitialized) {
-      throw new TxLockConfigurationError('The DataSource given to TxLockModule is not initialized: call dataSource.initialize() first.');
-    }
-    return dataSource;
   }
 }
 
 function throwIfEnded(scope: TransactionScope): void {
   const refusal = scope.refusal();
   if (refusal) throw refusal;
+}
+
+function describeDataSource(dataSource: DataSource): string {
+  const { database, host } = dataSource.options as { database?: string; host?: string };
+  return [host, database].filter(Boolean).join('/') || 'no host or database in its options';
 }
 
 function describe(fn: () => unknown): string {

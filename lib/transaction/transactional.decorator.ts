@@ -1,6 +1,12 @@
-import { injectInto, wrapMethod } from '../common/wrap-method.js';
+import { injectInto, validateDataSourceName, wrapMethod } from '../common/wrap-method.js';
 import { TransactionHost } from './transaction.host.js';
 import { readTransactionOptions, type TransactionOptions } from './transaction.options.js';
+
+/** Options of `@Transactional()`: the transaction's, and which DataSource it runs on. */
+export interface TransactionalOptions extends TransactionOptions {
+  /** The name of the DataSource (its TxLockModule registration) the transaction runs on. Default: the default one. */
+  dataSource?: string;
+}
 
 /**
  * Runs the method in a transaction (see TransactionOptions for propagation, isolation, readOnly,
@@ -8,14 +14,21 @@ import { readTransactionOptions, type TransactionOptions } from './transaction.o
  * consumers, scripts). The method then always returns a Promise; a returned Observable or stream keeps
  * the transaction open until it completes. Invalid options throw when the decorator is applied.
  *
+ * `dataSource` picks the DataSource (the name of its TxLockModule registration); a transaction on one
+ * DataSource never captures statements of another.
+ *
  * @example
  * @Transactional({ isolation: 'SERIALIZABLE', retries: 3 })
  * async transfer(from: number, to: number, amount: number) { ... }
+ *
+ * @Transactional({ dataSource: 'analytics' })
+ * async record(event: Event) { ... }
  */
-export function Transactional(options: TransactionOptions = {}): MethodDecorator {
+export function Transactional(options: TransactionalOptions = {}): MethodDecorator {
   readTransactionOptions(options, '@Transactional()'); // fails now; each call checks again (options may change)
+  const dataSource = validateDataSourceName(options.dataSource, '@Transactional()');
   return (target, key, descriptor) => {
-    const host = injectInto(target, TransactionHost, 'Transactional');
+    const host = injectInto(target, TransactionHost, 'Transactional', dataSource);
     wrapMethod('Transactional', target, key, descriptor, (original, methodName) =>
       function transactional(this: object, ...args: unknown[]) {
         // Named after the method so propagation errors can say which method was called.

@@ -1,30 +1,36 @@
 import { Inject, type Provider } from '@nestjs/common';
 import { Repository, type EntityTarget, type ObjectLiteral } from 'typeorm';
+import { getTxLockToken } from '../txlock-tokens.js';
+import { DEFAULT_DATA_SOURCE_NAME } from './resolve-data-source.js';
 import { TransactionHost } from './transaction.host.js';
 
-/** The injection token of the transaction-aware repository of `entity` (public so tests can override it). */
-export function getTxRepositoryToken(entity: EntityTarget<ObjectLiteral>): string {
+/**
+ * The injection token of the transaction-aware repository of `entity` on the DataSource `dataSource` (public so
+ * tests can override it).
+ */
+export function getTxRepositoryToken(entity: EntityTarget<ObjectLiteral>, dataSource: string = DEFAULT_DATA_SOURCE_NAME): string {
   const name =
     typeof entity === 'function' ? entity.name : typeof entity === 'string' ? entity : 'options' in entity ? entity.options.name : entity.name;
-  return `TxLockRepository(${name})`;
+  return dataSource === DEFAULT_DATA_SOURCE_NAME ? `TxLockRepository(${name})` : `TxLockRepository(${dataSource}.${name})`;
 }
 
 /**
- * Injects a repository of `entity` that always joins the caller's current transaction (and works as a
- * plain repository outside one). Register the entity with `TxLockModule.forFeature([entity])`.
- * A repository from `@InjectRepository()` is bound to no transaction and would run outside ours.
+ * Injects a repository of `entity` (on the DataSource `dataSource`, default the default one) that always joins
+ * the caller's current transaction, and works as a plain repository outside one. Register the entity with
+ * `TxLockModule.forFeature([entity], dataSource?)`. With `joinDataSource` on (the default), `@InjectRepository()`
+ * repositories join the transaction as well; this is the explicit way, and the way with `joinDataSource: false`.
  *
  * @example
  * constructor(@InjectTxRepository(Post) private readonly posts: Repository<Post>) {}
  */
-export const InjectTxRepository = (entity: EntityTarget<ObjectLiteral>): PropertyDecorator & ParameterDecorator =>
-  Inject(getTxRepositoryToken(entity));
+export const InjectTxRepository = (entity: EntityTarget<ObjectLiteral>, dataSource?: string): PropertyDecorator & ParameterDecorator =>
+  Inject(getTxRepositoryToken(entity, dataSource));
 
-/** Providers of transaction-aware repositories, one per entity. */
-export function createTxRepositoryProviders(entities: EntityTarget<ObjectLiteral>[]): Provider[] {
+/** Providers of transaction-aware repositories, one per entity, on the DataSource `dataSource`. */
+export function createTxRepositoryProviders(entities: EntityTarget<ObjectLiteral>[], dataSource: string): Provider[] {
   return entities.map((entity) => ({
-    provide: getTxRepositoryToken(entity),
-    inject: [TransactionHost],
+    provide: getTxRepositoryToken(entity, dataSource),
+    inject: [getTxLockToken(TransactionHost, dataSource)],
     useFactory: (host: TransactionHost) => transactionAwareRepository(host, entity),
   }));
 }

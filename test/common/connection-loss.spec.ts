@@ -90,7 +90,8 @@ describe('a connection lost under a library statement outside a transaction', ()
   it('LeaseService: acquire() and extend() in flight, and every call while the server is unreachable', async () => {
     const leases = app.get(LeaseService);
     await direct.query(`INSERT INTO txlock_leases VALUES ('expired', 'someone', 1, now(), now() - interval '1 second')`);
-    await lockRows(`SELECT 1 FROM txlock_leases WHERE name = $1 FOR UPDATE`, ['expired']);
+    // acquire() never waits on a row lock (SKIP LOCKED): hold it up with a table lock instead.
+    await lockRows(`LOCK TABLE txlock_leases IN ACCESS EXCLUSIVE MODE`, []);
     const acquire = failure(() => leases.acquire('expired', { atMostForMs: 60_000 }));
     await cutWhileWaiting();
     expect(await acquire).toEqual(connectionLost);

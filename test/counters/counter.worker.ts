@@ -15,6 +15,8 @@ export interface CounterWorkerInput {
   /** ours: CounterService.increment; naive: SELECT the value, then UPDATE it to value + 1 (a cache's incr). */
   mode: 'ours' | 'naive';
   coalesce: boolean;
+  /** ours only: spread the key over this many rows (increment's `shards`). */
+  shards?: number;
 }
 
 /** Each process returns the value every one of its increments returned. */
@@ -40,7 +42,7 @@ workerMain<CounterWorkerInput, number[]>(async (input, { url }) => {
   await Promise.all(
     Array.from({ length: input.callers }, async () => {
       for (let i = 0; i < input.perCaller; i++) {
-        values.push(input.mode === 'ours' ? Number(await counters.increment(input.key)) : await naive());
+        values.push(input.mode === 'ours' ? Number(await counters.increment(input.key, 1, { shards: input.shards })) : await naive());
       }
     }),
   );

@@ -3,7 +3,7 @@ import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { SingleFlightService, TxLockModule } from '../../lib/index.js';
+import { SingleFlightService, TransactionHost, TxLockModule } from '../../lib/index.js';
 import { workerMain } from '../support/processes.js';
 import { waitAtStartLine } from '../support/start-line.js';
 
@@ -32,9 +32,11 @@ workerMain<FlightInput, string[]>(async (input, { url }) => {
   try {
     const flights = app.get(SingleFlightService);
     const dataSource = app.get(DataSource);
+    const tx = app.get(TransactionHost);
     const compute = async () => {
-      // Counted on its own connection, so the count survives whatever happens to the flight's transaction.
-      await dataSource.query('INSERT INTO computations (key, pid) VALUES ($1, $2)', [input.key, process.pid]);
+      // Counted outside the flight's transaction (which the DataSource's own calls would join), so the count
+      // survives whatever happens to it.
+      await tx.run({ propagation: 'NOT_SUPPORTED' }, () => dataSource.query('INSERT INTO computations (key, pid) VALUES ($1, $2)', [input.key, process.pid]));
       if (input.hang) {
         process.stdout.write('computing\n');
         await sleep(60_000);

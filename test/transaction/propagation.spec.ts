@@ -157,14 +157,13 @@ describe('propagation', () => {
     expect(await names()).toEqual(['via-run']);
   });
 
-  it('@InjectTxRepository joins the transaction, while a plain @InjectRepository repository does not', async () => {
+  it('@InjectTxRepository and a plain @InjectRepository repository both join the transaction (joinDataSource, the default)', async () => {
     await expect(
       outer.around(async () => {
-        await outer.plainItems.insert({ name: 'escaped' });
+        await outer.plainItems.insert({ name: 'joined-plain' });
       }, true),
     ).rejects.toBeInstanceOf(Boom);
-    // The plain repository committed on its own connection: exactly the trap InjectTxRepository avoids.
-    expect(await names()).toEqual(['escaped']);
+    expect(await names()).toEqual([]); // joinDataSource: false is covered in data-source-joining.spec.ts
     expect(outer.items).toBeInstanceOf(Repository);
   });
 });

@@ -242,7 +242,7 @@ describe('@Transactional on provider methods', () => {
         attempts++;
         await tx.manager.query('SELECT value FROM tx_item WHERE id = $1', [id]);
         // Another connection changes the row after our snapshot: our update can never serialise.
-        await dataSource.query('UPDATE tx_item SET value = value + 1 WHERE id = $1', [id]);
+        await tx.run({ propagation: 'NOT_SUPPORTED' }, () => dataSource.query('UPDATE tx_item SET value = value + 1 WHERE id = $1', [id]));
         await tx.manager.query('UPDATE tx_item SET value = value + 10 WHERE id = $1', [id]);
       })
       .catch((e: unknown) => e);

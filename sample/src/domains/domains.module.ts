@@ -1,6 +1,5 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { TxLockModule } from 'nestjs-txlock';
 import { Domain } from './domain.entity.js';
 import { DomainsController } from './domains.controller.js';
 import { DomainsService } from './domains.service.js';
@@ -8,7 +7,7 @@ import { UnsafeDomainsService } from './unsafe-domains.service.js';
 
 /** Domains import: bulk get-or-create, and the table-lock variant. */
 @Module({
-  imports: [TypeOrmModule.forFeature([Domain]), TxLockModule.forFeature([Domain])],
+  imports: [TypeOrmModule.forFeature([Domain])],
   controllers: [DomainsController],
   providers: [DomainsService, UnsafeDomainsService],
 })

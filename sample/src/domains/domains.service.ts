@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import { AtomicService, InjectTxRepository, TableLock } from 'nestjs-txlock';
+import { InjectRepository } from '@nestjs/typeorm';
+import { AtomicService, TableLock } from 'nestjs-txlock';
 import type { Repository } from 'typeorm';
 import { Domain } from './domain.entity.js';
 import { insertMissing, type ImportResult } from './insert-missing.js';
@@ -8,7 +9,7 @@ import { insertMissing, type ImportResult } from './insert-missing.js';
 @Injectable()
 export class DomainsService {
   constructor(
-    @InjectTxRepository(Domain) private readonly domains: Repository<Domain>,
+    @InjectRepository(Domain) private readonly domains: Repository<Domain>,
     private readonly atomic: AtomicService,
   ) {}
 

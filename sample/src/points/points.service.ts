@@ -1,5 +1,6 @@
 import { Injectable, NotFoundException } from '@nestjs/common';
-import { AdvisoryLock, CounterService, InjectTxRepository, Transactional, type LockKey } from 'nestjs-txlock';
+import { InjectRepository } from '@nestjs/typeorm';
+import { AdvisoryLock, CounterService, Transactional, type LockKey } from 'nestjs-txlock';
 import type { Repository } from 'typeorm';
 import { calculatePoints } from './calculate-points.js';
 import { User } from './user.entity.js';
@@ -14,7 +15,7 @@ export const POINTS_LOCK_TIMEOUT_MS = 2_000;
 @Injectable()
 export class PointsService {
   constructor(
-    @InjectTxRepository(User) private readonly users: Repository<User>,
+    @InjectRepository(User) private readonly users: Repository<User>,
     private readonly counters: CounterService,
   ) {}
 

@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import { AtomicService, CounterService, InjectTxRepository, Transactional } from 'nestjs-txlock';
+import { InjectRepository } from '@nestjs/typeorm';
+import { AtomicService, CounterService, Transactional } from 'nestjs-txlock';
 import type { Repository } from 'typeorm';
 import { Like } from './like.entity.js';
 import { Post } from './post.entity.js';
@@ -21,7 +22,7 @@ export class LikesService {
     private readonly posts: PostsService,
     private readonly atomic: AtomicService,
     private readonly counters: CounterService,
-    @InjectTxRepository(Like) private readonly likes: Repository<Like>,
+    @InjectRepository(Like) private readonly likes: Repository<Like>,
   ) {}
 
   /** Idempotent: only the request that created the like row moves the counter. */

@@ -1,6 +1,5 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { TxLockModule } from 'nestjs-txlock';
 import { Like } from './like.entity.js';
 import { LikesService } from './likes.service.js';
 import { Post } from './post.entity.js';
@@ -10,8 +9,8 @@ import { UnsafeLikesService } from './unsafe-likes.service.js';
 
 /** Posts and likes: idempotent likes and an exact likes_count. */
 @Module({
-  // TypeOrmModule.forFeature for the naive twin's plain repositories; TxLockModule.forFeature for ours.
-  imports: [TypeOrmModule.forFeature([Post, Like]), TxLockModule.forFeature([Post, Like])],
+  // Plain @InjectRepository repositories for both twins: inside our transactions they join them.
+  imports: [TypeOrmModule.forFeature([Post, Like])],
   controllers: [PostsController],
   providers: [PostsService, LikesService, UnsafeLikesService],
 })

@@ -1,5 +1,5 @@
 import { Injectable, NotFoundException } from '@nestjs/common';
-import { InjectTxRepository } from 'nestjs-txlock';
+import { InjectRepository } from '@nestjs/typeorm';
 import type { Repository } from 'typeorm';
 import { Like } from './like.entity.js';
 import { Post } from './post.entity.js';
@@ -16,8 +16,8 @@ export interface PostView {
 @Injectable()
 export class PostsService {
   constructor(
-    @InjectTxRepository(Post) private readonly posts: Repository<Post>,
-    @InjectTxRepository(Like) private readonly likes: Repository<Like>,
+    @InjectRepository(Post) private readonly posts: Repository<Post>,
+    @InjectRepository(Like) private readonly likes: Repository<Like>,
   ) {}
 
   create(title: string): Promise<Post> {

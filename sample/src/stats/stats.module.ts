@@ -1,6 +1,5 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { TxLockModule } from 'nestjs-txlock';
 import { StatsComputation } from './stats-computation.entity.js';
 import { StatsRun } from './stats-run.entity.js';
 import { StatsController } from './stats.controller.js';
@@ -8,8 +7,7 @@ import { StatsService } from './stats.service.js';
 
 /** The nightly stats job (@Cron on every replica, run by one of them per tick) and the single-flight summary. */
 @Module({
-  // TypeOrmModule.forFeature registers the entity (autoLoadEntities); TxLockModule.forFeature injects it.
-  imports: [TypeOrmModule.forFeature([StatsRun, StatsComputation]), TxLockModule.forFeature([StatsRun, StatsComputation])],
+  imports: [TypeOrmModule.forFeature([StatsRun, StatsComputation])],
   controllers: [StatsController],
   providers: [StatsService],
 })

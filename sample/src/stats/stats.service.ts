@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
 import { Cron, CronExpression } from '@nestjs/schedule';
-import { AdvisoryLock, InjectTxRepository, ScheduledLock, SingleFlight, TransactionHost } from 'nestjs-txlock';
+import { AdvisoryLock, ScheduledLock, SingleFlight, TransactionHost } from 'nestjs-txlock';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Repository } from 'typeorm';
 import { today } from '../common/today.js';
@@ -17,8 +18,8 @@ const SUMMARY_WORK_MS = 300;
 @Injectable()
 export class StatsService {
   constructor(
-    @InjectTxRepository(StatsRun) private readonly statsRuns: Repository<StatsRun>,
-    @InjectTxRepository(StatsComputation) private readonly computations: Repository<StatsComputation>,
+    @InjectRepository(StatsRun) private readonly statsRuns: Repository<StatsRun>,
+    @InjectRepository(StatsComputation) private readonly computations: Repository<StatsComputation>,
     private readonly tx: TransactionHost,
     @Inject(SAMPLE_OPTIONS) private readonly options: SampleOptions,
   ) {}

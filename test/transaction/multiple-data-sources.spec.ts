@@ -1,0 +1,198 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { Injectable, type INestApplication } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { getDataSourceToken, InjectRepository, TypeOrmModule } from '@nestjs/typeorm';
+import { Column, DataSource, Entity, PrimaryGeneratedColumn, Repository } from 'typeorm';
+import {
+  AdvisoryLock,
+  CounterService,
+  getTxLockToken,
+  InjectTxLock,
+  LockService,
+  Transactional,
+  TransactionHost,
+  TxLockConfigurationError,
+  TxLockModule,
+} from '../../lib/index.js';
+import { createTestDatabase, expectAllReleased, type TestDatabase } from '../support/database.js';
+
+@Entity('main_order')
+class Order {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'text' })
+  label!: string;
+}
+
+@Entity('analytics_event')
+class AnalyticsEvent {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'text' })
+  label!: string;
+}
+
+class Boom extends Error {}
+
+/** Code of the app's two databases, written as users write it. */
+@Injectable()
+class Shop {
+  constructor(
+    @InjectRepository(Order) readonly orders: Repository<Order>,
+    @InjectRepository(AnalyticsEvent, 'analytics') readonly events: Repository<AnalyticsEvent>,
+    readonly tx: TransactionHost,
+    @InjectTxLock(TransactionHost, 'analytics') readonly analyticsTx: TransactionHost,
+  ) {}
+
+  @Transactional({ dataSource: 'analytics' })
+  async record(label: string, fail = false): Promise<void> {
+    await this.events.insert({ label });
+    if (fail) throw new Boom(label);
+  }
+
+  /** An order, with an analytics transaction nested inside the main one; either may fail alone. */
+  @Transactional()
+  async order(label: string, failOuter: boolean, failInner: boolean): Promise<{ mainActiveInside: boolean; analyticsActiveOutside: boolean }> {
+    await this.orders.insert({ label });
+    let mainActiveInside = false;
+    await this.analyticsTx
+      .run(async () => {
+        mainActiveInside = this.tx.isActive;
+        await this.orders.insert({ label: `${label}-from-inside-analytics` }); // still the main transaction's
+        await this.events.insert({ label });
+        if (failInner) throw new Boom('analytics');
+      })
+      .catch((error: unknown) => {
+        if (!(error instanceof Boom)) throw error;
+      });
+    const analyticsActiveOutside = this.analyticsTx.isActive;
+    if (failOuter) throw new Boom('main');
+    return { mainActiveInside, analyticsActiveOutside };
+  }
+
+  @AdvisoryLock({ key: 'analytics-job', dataSource: 'analytics' })
+  async analyticsJob(): Promise<number> {
+    const [{ n }] = await this.events.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()`);
+    return n as number;
+  }
+}
+
+async function appOver(main: TestDatabase, analytics: TestDatabase, txlockOnAnalytics: boolean): Promise<INestApplication> {
+  const moduleRef = await Test.createTestingModule({
+    imports: [
+      TypeOrmModule.forRoot({ type: 'postgres', url: main.url, entities: [Order], synchronize: true, extra: { max: 6 } }),
+      TypeOrmModule.forRoot({ name: 'analytics', type: 'postgres', url: analytics.url, entities: [AnalyticsEvent], synchronize: true, extra: { max: 6 } }),
+      TypeOrmModule.forFeature([Order]),
+      TypeOrmModule.forFeature([AnalyticsEvent], 'analytics'),
+      TxLockModule.forRoot({ counters: { autoCreate: true } }),
+      ...(txlockOnAnalytics ? [TxLockModule.forRoot({ dataSource: 'analytics', counters: { autoCreate: true } })] : []),
+    ],
+    providers: txlockOnAnalytics ? [Shop] : [],
+  }).compile();
+  const app = moduleRef.createNestApplication({ logger: ['error', 'warn'] });
+  await app.init();
+  return app;
+}
+
+// Two TypeORM DataSources in one app (a second database on the same server). A transaction on one never
+// captures the other's statements; each commits or rolls back on its own (this is not a distributed transaction).
+describe('several DataSources in one app', () => {
+  let main: TestDatabase;
+  let analytics: TestDatabase;
+
+  beforeAll(async () => {
+    main = await createTestDatabase();
+    analytics = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await main?.drop();
+    await analytics?.drop();
+  });
+
+  describe('with the module on both', () => {
+    let app: INestApplication;
+    let shop: Shop;
+    let mainDs: DataSource;
+    let analyticsDs: DataSource;
+    const labels = async (ds: DataSource, table: string) =>
+      ((await ds.query(`SELECT label FROM ${table} ORDER BY id`)) as { label: string }[]).map((r) => r.label);
+
+    beforeAll(async () => {
+      app = await appOver(main, analytics, true);
+      shop = app.get(Shop);
+      mainDs = app.get(DataSource);
+      analyticsDs = app.get<DataSource>(getDataSourceToken('analytics'));
+    });
+    afterAll(() => app?.close());
+    beforeEach(async () => {
+      await mainDs.query('TRUNCATE main_order');
+      await analyticsDs.query('TRUNCATE analytics_event');
+    });
+
+    it('@Transactional({ dataSource }) runs on that DataSource and rolls back there', async () => {
+      await shop.record('kept');
+      await expect(shop.record('dropped', true)).rejects.toBeInstanceOf(Boom);
+      expect(await labels(analyticsDs, 'analytics_event')).toEqual(['kept']);
+    });
+
+    it('nested across DataSources, each commits or rolls back on its own, and each context stays its own', async () => {
+      expect(await shop.order('both', false, false)).toEqual({ mainActiveInside: true, analyticsActiveOutside: false });
+      await expect(shop.order('main-fails', true, false)).rejects.toBeInstanceOf(Boom);
+      await shop.order('analytics-fails', false, true);
+      expect(await labels(mainDs, 'main_order')).toEqual(['both', 'both-from-inside-analytics', 'analytics-fails', 'analytics-fails-from-inside-analytics']);
+      expect(await labels(analyticsDs, 'analytics_event')).toEqual(['both', 'main-fails']); // committed before main failed
+      await expectAllReleased(mainDs);
+      await expectAllReleased(analyticsDs);
+    });
+
+    it("each registration's services work on their own DataSource: counters, locks", async () => {
+      const mainCounters = app.get(CounterService);
+      const analyticsCounters = app.get<CounterService>(getTxLockToken(CounterService, 'analytics'));
+      await mainCounters.increment('visits', 2);
+      await analyticsCounters.increment('visits', 5);
+      expect([await mainCounters.get('visits'), await analyticsCounters.get('visits')]).toEqual([2, 5]);
+      const [{ value }] = await analyticsDs.query(`SELECT value::int FROM txlock_counters WHERE key = 'visits'`);
+      expect(value).toBe(5);
+      expect(app.get(getTxLockToken(LockService, 'analytics'))).not.toBe(app.get(LockService));
+      expect(await shop.analyticsJob()).toBe(1); // @AdvisoryLock({ dataSource }) locked on the analytics backend
+    });
+  });
+
+  describe('with the module on the main DataSource only', () => {
+    let app: INestApplication;
+
+    beforeAll(async () => {
+      app = await appOver(main, analytics, false);
+    });
+    afterAll(() => app?.close());
+
+    it('leaves the other DataSource alone: its calls inside a main transaction commit on their own', async () => {
+      const tx = app.get(TransactionHost);
+      const analyticsDs = app.get<DataSource>(getDataSourceToken('analytics'));
+      await analyticsDs.query('TRUNCATE analytics_event');
+      await expect(
+        tx.run(async () => {
+          await analyticsDs.getRepository(AnalyticsEvent).insert({ label: 'independent' });
+          throw new Boom('main rolls back');
+        }),
+      ).rejects.toBeInstanceOf(Boom);
+      expect(await analyticsDs.query('SELECT label FROM analytics_event')).toEqual([{ label: 'independent' }]);
+    });
+  });
+
+  it('registering the module twice for the same DataSource fails at bootstrap, naming the fix', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({ type: 'postgres', url: main.url, entities: [Order], extra: { max: 2 } }),
+        TxLockModule.forRoot(),
+        TxLockModule.forRoot({ dataSource: 'default' }),
+      ],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await expect(app.init()).rejects.toThrow(TxLockConfigurationError);
+    await expect(app.init()).rejects.toThrow(/registered twice for the same DataSource/);
+    await app.close();
+  });
+});

@@ -8,6 +8,7 @@ export default {
     '^(\\.{1,2}/.*)\\.js$': '$1',
     // The sample imports the package by name, as users do; in tests that name means the sources.
     '^nestjs-txlock$': '<rootDir>/lib/index.ts',
+    '^nestjs-txlock/testing$': '<rootDir>/lib/testing/index.ts',
   },
   transform: { '^.+\\.ts$': ['ts-jest', { useESM: true }] },
   globalSetup: '<rootDir>/test/support/global-setup.ts',

@@ -103,8 +103,8 @@ export class RollbackOnlyError extends TxLockError {
  */
 export class TransactionEndedError extends TxLockError {
   constructor(
-    /** What had ended. */
-    readonly ended: 'transaction' | 'savepoint' | 'session lock',
+    /** What had ended (`test transaction`: the one nestjs-txlock/testing wraps a test in). */
+    readonly ended: 'transaction' | 'savepoint' | 'session lock' | 'test transaction',
     /**
      * How it had ended, when known: `abandoned` when its enclosing transaction (or savepoint) ended while this
      * NESTED call was still running, which rolled the savepoint back; `ending` when its end was under way.
@@ -117,7 +117,8 @@ export class TransactionEndedError extends TxLockError {
         : outcome === 'abandoned'
           ? 'was rolled back because the transaction around it ended while this call was still running'
           : `had already ${outcome}`;
-    const what = ended === 'savepoint' ? 'NESTED savepoint' : ended === 'session lock' ? 'session-scope lock call' : 'transaction';
+    const what =
+      ended === 'savepoint' ? 'NESTED savepoint' : ended === 'session lock' ? 'session-scope lock call' : ended === 'test transaction' ? "test's transaction (a test that ended)" : 'transaction';
     super(
       `This call belongs to a ${what} that ${state}, so it was refused and nothing was sent: it was started inside ` +
         `the ${what} but not awaited there (fire-and-forget work, an un-awaited promise, a timer or an event listener). ` +
@@ -159,6 +160,21 @@ export class ConnectionLostError extends TxLockError {
         `and can be retried as a whole (set "retries"); a statement sent outside a transaction may or may not have ` +
         `been applied. Check that the server is up and reachable.`,
       { cause },
+    );
+  }
+}
+
+/**
+ * nestjs-txlock/testing: some of a test's work was still running when its transaction was rolled back (an
+ * app transaction still open, or statements still in flight): almost always a missing `await` in the test.
+ * That work was rolled back with the rest; it fails with TransactionEndedError if it goes on.
+ */
+export class UnfinishedTestWorkError extends TxLockError {
+  constructor(readonly stillRunning: number) {
+    super(
+      `${stillRunning} piece(s) of this test's database work were still running when the test ended and its transaction ` +
+        `was rolled back: await every call (and every supertest request) before the test returns. The work was rolled ` +
+        `back and cannot reach the next test; if it goes on it fails with TransactionEndedError.`,
     );
   }
 }

@@ -184,7 +184,7 @@ export class LeaseService implements OnModuleInit {
   private renew(lease: Lease, everyMs: number, forMs: number): { stop(): Promise<void> } {
     let inFlight: Promise<unknown> = Promise.resolve();
     // Scheduled from the context made at bootstrap, so the timer pins no request or transaction state.
-    const timer = this.detached.runInAsyncScope(() =>
+    const timer = this.txHost.detached(this.detached, () =>
       setInterval(() => {
         inFlight = this.extend(lease, forMs).catch((error: unknown) => {
           clearInterval(timer);

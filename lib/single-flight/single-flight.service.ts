@@ -70,7 +70,7 @@ export class SingleFlightService implements OnModuleInit {
   // A flight is shared, so it runs in no caller's async context: not in the first caller's transaction, and
   // not tied to its request (a client that disconnects must not fail everyone's computation).
   private fly(id: string, compute: () => unknown, ttlMs: number): Promise<unknown> {
-    return this.detached.runInAsyncScope(async () => {
+    return this.txHost.detached(this.detached, async () => {
       const stored = await this.requireStore().get(id);
       if (stored !== undefined) return JSON.parse(stored);
       return this.locks.withLibraryLock(['single-flight', id], async () => {

@@ -5,6 +5,7 @@ import { Observable } from 'rxjs';
 import { ClientDisconnectedError } from '../errors.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
+import { runInCurrentTests, underTest } from './transaction-scope.js';
 
 /** The abort signal of the HTTP request being handled, if any: aborted when its client goes away. */
 export const requestAbortSignal = new AsyncLocalStorage<AbortSignal>();
@@ -19,6 +20,13 @@ export class ClientDisconnectInterceptor implements NestInterceptor {
   constructor(@Inject(TXLOCK_MODULE_OPTIONS) private readonly options: TxLockModuleOptions) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const handled = this.abortOnDisconnect(context, next);
+    if (!underTest()) return handled;
+    // Under nestjs-txlock/testing, a request belongs to the test that was running when it started.
+    return new Observable((subscriber) => runInCurrentTests(() => handled.subscribe(subscriber)));
+  }
+
+  private abortOnDisconnect(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (context.getType() !== 'http' || this.options.rollbackOnDisconnect === false) return next.handle();
     const response = context.switchToHttp().getResponse<ServerResponse>();
     if (typeof response?.once !== 'function') return next.handle();

@@ -51,6 +51,11 @@ export class ScopeQueue {
     });
   }
 
+  /** How many pieces of work are queued or running. */
+  get pending(): number {
+    return this.waiting.length + (this.running ? 1 : 0);
+  }
+
   /** Refuses all waiting and future work with `error()` (the connection can no longer be used). */
   fail(error: () => unknown): void {
     this.refuseAll ??= error;

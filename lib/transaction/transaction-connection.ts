@@ -230,6 +230,13 @@ export class TransactionConnection {
     }
   }
 
+  /** Work not finished on this connection: savepoints still open inside the root, plus statements queued or running. */
+  get pendingWork(): number {
+    let open = 0;
+    for (let scope = this.queue.top; scope !== this.root; scope = scope.parent!) open++;
+    return open + this.queue.pending;
+  }
+
   /** True once the connection itself broke: nothing more can be sent on it. */
   get isLost(): boolean {
     return this.lost !== undefined;
@@ -252,12 +259,20 @@ export class TransactionConnection {
   }
 
   private typeormStatement<T>(sql: string, task: () => Promise<T>): Promise<T> {
-    return this.queue.submit(this.scopeOfCaller(), async () => {
+    const scope = this.scopeOfCaller();
+    return this.queue.submit(scope, async () => {
       if (this.pending) await this.send([]);
       if (FOREIGN_ROLLBACK.test(sql)) this.foreignRollbacks++;
+      // Under a test transaction, a statement outside the app's transactions gets a savepoint of its own: as in
+      // autocommit, its failure undoes only itself instead of aborting the test's transaction.
+      const own = scope.kind === 'test' ? this.savepointName() : undefined;
+      if (own) await this.send([`SAVEPOINT ${own}`]);
       try {
-        return await task();
+        const result = await task();
+        if (own) await this.send([`RELEASE SAVEPOINT ${own}`]);
+        return result;
       } catch (error) {
+        if (own) await this.send([`ROLLBACK TO SAVEPOINT ${own}`, `RELEASE SAVEPOINT ${own}`]).catch((rollbackError: unknown) => this.markBroken(rollbackError));
         throw this.explain(error);
       }
     });

@@ -6,8 +6,11 @@ import type { TransactionConnection } from './transaction-connection.js';
 /** A callback run after the outermost transaction commits or rolls back. */
 export type TransactionHook = () => unknown;
 
-/** What a scope stands for on its connection. */
-export type ScopeKind = 'transaction' | 'savepoint' | 'session lock';
+/**
+ * What a scope stands for on its connection. `test`: the transaction nestjs-txlock/testing wraps a test in,
+ * which the app's own transactions become savepoints of.
+ */
+export type ScopeKind = 'transaction' | 'savepoint' | 'session lock' | 'test';
 
 /**
  * How a scope ended. `abandoned`: a NESTED savepoint rolled back because the scope around it ended while its
@@ -109,7 +112,7 @@ export class TransactionScope {
   }
 
   private endedError(): TransactionEndedError {
-    return new TransactionEndedError(this.kind, this.state === 'ending' ? 'ending' : (this.outcome ?? 'ended'));
+    return new TransactionEndedError(this.kind === 'test' ? 'test transaction' : this.kind, this.state === 'ending' ? 'ending' : (this.outcome ?? 'ended'));
   }
 }
 
@@ -125,9 +128,44 @@ export const transactionStorage = new AsyncLocalStorage<ScopeMap>();
 
 const NO_SCOPES: ScopeMap = new Map();
 
-/** The scope the caller runs in on `dataSource`, or undefined outside any transaction there. */
+// The test transaction of each DataSource under test (nestjs-txlock/testing): what code outside any transaction
+// of the app runs in, whatever async context it comes from (an HTTP request through supertest has none).
+const testScopes = new Map<DataSource, TransactionScope>();
+
+/**
+ * The scope the caller runs in on `dataSource`: its transaction there, or (outside any, or explicitly outside
+ * one) the test transaction when the DataSource is under test; undefined otherwise.
+ */
 export function currentScope(dataSource: DataSource): TransactionScope | undefined {
-  return transactionStorage.getStore()?.get(dataSource) ?? undefined;
+  return transactionStorage.getStore()?.get(dataSource) ?? testScopes.get(dataSource);
+}
+
+/** True while some DataSource is under a test transaction. */
+export function underTest(): boolean {
+  return testScopes.size > 0;
+}
+
+/** The test transaction `dataSource` is under, if any. */
+export function testScopeOf(dataSource: DataSource): TransactionScope | undefined {
+  return testScopes.get(dataSource);
+}
+
+/** Puts `dataSource` under the test transaction `scope`, or (undefined) takes it out again. */
+export function setTestScope(dataSource: DataSource, scope: TransactionScope | undefined): void {
+  if (scope) testScopes.set(dataSource, scope);
+  else testScopes.delete(dataSource);
+}
+
+/**
+ * Runs `fn` (an HTTP handler) bound to the test transactions current when it starts, so that a request still
+ * running after its test ended finds that test's transaction ended (TransactionEndedError) instead of
+ * writing into the next test's.
+ */
+export function runInCurrentTests<T>(fn: () => T): T {
+  if (testScopes.size === 0) return fn();
+  const scopes = new Map(transactionStorage.getStore() ?? NO_SCOPES);
+  for (const [dataSource, scope] of testScopes) if (!scopes.get(dataSource)) scopes.set(dataSource, scope);
+  return transactionStorage.run(scopes, fn);
 }
 
 /** True when the caller runs in an open transaction of any DataSource (it holds a connection). */

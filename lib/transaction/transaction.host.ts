@@ -1,5 +1,6 @@
 import { Inject, Injectable, Logger, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
+import type { AsyncResource } from 'node:async_hooks';
 import type { DataSource, EntityManager, EntityTarget, ObjectLiteral, QueryRunner, Repository } from 'typeorm';
 import {
   ClientDisconnectedError,
@@ -21,7 +22,7 @@ import { isRetryable, sqlState } from './sql-state.js';
 import { routeIntoTransactions } from './data-source-routing.js';
 import { DEFAULT_DATA_SOURCE_NAME, resolveDataSource } from './resolve-data-source.js';
 import { TransactionConnection } from './transaction-connection.js';
-import { currentScope, holdsConnection, runInScope, runOutsideTransactions, type TransactionHook, type TransactionScope } from './transaction-scope.js';
+import { currentScope, holdsConnection, runInScope, runOutsideTransactions, setTestScope, testScopeOf, type TransactionHook, type TransactionScope } from './transaction-scope.js';
 import { openingStatements } from './transaction.sql.js';
 import { assertWholeNumber, Propagation, readTransactionOptions, type TransactionOptions } from './transaction.options.js';
 
@@ -189,20 +190,63 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
    * @internal
    */
   scope(): TransactionScope | undefined {
-    return currentScope(this.dataSource);
+    const scope = currentScope(this.dataSource);
+    return scope?.kind === 'test' ? undefined : scope;
   }
 
   /**
    * Runs `fn` outside any transaction of this DataSource, whatever the caller is in: for the library's own
-   * statements that must commit on their own (leases). Not part of the public API.
+   * statements that must commit on their own (leases). Under a test transaction, where everything must be
+   * rolled back with the test, in the caller's scope instead. Not part of the public API.
    * @internal
    */
   outsideTransaction<T>(fn: () => T): T {
-    return runInScope(this.dataSource, null, fn);
+    return testScopeOf(this.dataSource) ? fn() : runInScope(this.dataSource, null, fn);
+  }
+
+  /**
+   * Runs `fn` in `resource`'s async context (made at bootstrap, so work shared by many callers pins none of
+   * their contexts); under a test transaction, in the caller's instead, since there every statement must wait
+   * for the scope its caller is in. Not part of the public API.
+   * @internal
+   */
+  detached<T>(resource: AsyncResource, fn: () => T): T {
+    return testScopeOf(this.dataSource) ? fn() : resource.runInAsyncScope(fn);
+  }
+
+  /**
+   * Puts this DataSource under a test transaction (nestjs-txlock/testing): until endTestTransaction(), code
+   * outside the app's own transactions runs in it, and those transactions become savepoints of it.
+   * @internal
+   */
+  async beginTestTransaction(): Promise<TransactionScope> {
+    const dataSource = this.dataSource;
+    if (testScopeOf(dataSource)) throw new TxLockConfigurationError('A test transaction is already open on this DataSource: end it (rollback()) before beginning another.');
+    const connection = await TransactionConnection.open(dataSource, this.options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS, 'test', false);
+    connection.routeManagerTransactions((scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)));
+    connection.begin(['BEGIN']);
+    setTestScope(dataSource, connection.root);
+    return connection.root;
+  }
+
+  /**
+   * Rolls the test transaction back and takes the DataSource out of test mode. Returns how much of the test's
+   * work was still running (open transactions or statements in flight: a missing await), which was rolled back too.
+   * @internal
+   */
+  async endTestTransaction(): Promise<{ stillRunning: number }> {
+    const root = testScopeOf(this.dataSource);
+    if (!root) return { stillRunning: 0 };
+    setTestScope(this.dataSource, undefined);
+    const stillRunning = root.connection.pendingWork;
+    await this.rollbackAndClose(root.connection, 'end of test');
+    return { stillRunning };
   }
 
   /** Begins a transaction on its own connection, retrying the whole of `fn` after serialization failures. */
   private begin<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T> {
+    // Under a test transaction, a transaction of the app is a savepoint of the scope it starts in.
+    if (testScopeOf(this.dataSource)) return this.nested(currentScope(this.dataSource)!, fn, true);
     const retries = options.retries ?? this.options.retries ?? 0;
     // Without retries or a timeout to explain, one attempt is the whole story: no loop around it.
     if (retries === 0 && (options.timeoutMs ?? this.options.timeoutMs) === undefined) return this.attempt(options, fn).result;
@@ -308,7 +352,12 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
     }
   }
 
-  private async nested<T>(parent: TransactionScope, fn: () => T | Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` in a savepoint of `parent`. `standsForTransaction`: the savepoint stands for a transaction of the
+   * app under a test transaction, so its afterCommit hooks run when it is released instead of waiting for the
+   * test transaction, which never commits.
+   */
+  private async nested<T>(parent: TransactionScope, fn: () => T | Promise<T>, standsForTransaction = false): Promise<T> {
     const connection = parent.connection;
     const scope = await connection.savepoint(parent);
     let result: T;
@@ -324,7 +373,8 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
       await this.runHooks(scope.afterRollback, 'afterRollback');
       throw error;
     }
-    scope.mergeInto(parent);
+    if (!standsForTransaction) scope.mergeInto(parent);
+    else if (scope.afterCommit.length > 0) await this.runHooks(scope.afterCommit, 'afterCommit');
     return result;
   }
 

@@ -3,7 +3,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { startEmbeddedPostgres } from './embedded-postgres.js';
+import { startEmbeddedPostgres } from 'nestjs-txlock/testing';
 
 /** The database `npm start` or `npm run demo` runs on, and how to let go of it. */
 export interface DevDatabase {

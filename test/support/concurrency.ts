@@ -1,13 +1,10 @@
-/** The outcome of one of many concurrent callers. */
-export type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown };
+import { race, type Outcome } from '../../lib/testing/race.js';
 
-/**
- * Starts `count` callers at once (all are called before any is awaited) and waits for all of them.
- * Give the DataSource/pool at least `count` connections when each caller must hold its own.
- */
+export type { Outcome };
+
+/** Starts `count` callers at once (behind the testing kit's start barrier) and waits for all of them. */
 export async function concurrently<T>(count: number, caller: (index: number) => Promise<T>): Promise<Outcome<T>[]> {
-  const started = Array.from({ length: count }, (_, i) => caller(i));
-  return Promise.all(started.map((p) => p.then((value): Outcome<T> => ({ ok: true, value }), (error: unknown): Outcome<T> => ({ ok: false, error }))));
+  return (await race(count, caller)).outcomes;
 }
 
 /** The values of the callers that succeeded; throws the first error if any failed. */

@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import pg from 'pg';
+import type pg from 'pg';
 import { DataSource, type DataSourceOptions, type MixedList, type EntitySchema, type EntitySubscriberInterface } from 'typeorm';
+import { createTestDatabase as createKitTestDatabase, type TestDatabase } from '../../lib/testing/test-postgres.js';
 
 /** The server chosen by global-setup (DATABASE_URL, or the embedded PostgreSQL). */
 export function adminUrl(): string {
@@ -9,33 +9,11 @@ export function adminUrl(): string {
   return url;
 }
 
-/** A database of its own for one test file, so files run in parallel without seeing each other's rows. */
-export interface TestDatabase {
-  name: string;
-  url: string;
-  drop(): Promise<void>;
-}
+export type { TestDatabase };
 
-export async function createTestDatabase(): Promise<TestDatabase> {
-  const name = `txlock_test_${randomBytes(5).toString('hex')}`;
-  await admin(`CREATE DATABASE "${name}"`);
-  const url = new URL(adminUrl());
-  url.pathname = `/${name}`;
-  return {
-    name,
-    url: url.toString(),
-    drop: () => admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`),
-  };
-}
-
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl() });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
+/** A database of its own for one test file, so files run in parallel without seeing each other's rows (the testing kit's). */
+export function createTestDatabase(): Promise<TestDatabase> {
+  return createKitTestDatabase(adminUrl());
 }
 
 /** Options of openDataSource(). */

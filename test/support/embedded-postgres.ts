@@ -1,2 +1,2 @@
-// Moved to sample/support so `npm start` and `npm run demo` share it with the tests.
-export * from '../../sample/support/embedded-postgres.js';
+// Moved to the package's testing kit; the suite, `npm start` and `npm run demo` use the exported one.
+export * from '../../lib/testing/embedded-postgres.js';

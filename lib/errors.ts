@@ -370,6 +370,27 @@ export class AdvisoryIsolationError extends TxLockError {
   }
 }
 
+/**
+ * A table the library needs (counters, leases, single flight) does not exist in the database. Thrown at bootstrap
+ * for the features the app's classes use, else at the first call; the message gives both fixes.
+ */
+export class MissingTableError extends TxLockError {
+  constructor(
+    readonly table: string,
+    readonly service: string,
+    readonly option: string,
+    cause?: unknown,
+  ) {
+    super(
+      `The table ${table} that ${service} uses does not exist in this database. Either let nestjs-txlock create its ` +
+        `tables at bootstrap: TxLockModule.forRoot({ autoCreate: true }) (or only this one: { ${option}: { autoCreate: true } }); ` +
+        `or create them with a migration: add TxLockTablesMigration (exported by nestjs-txlock) to your DataSource's ` +
+        `migrations, or its entities (TxLockCounter, LeaseEntity, SingleFlightEntity) to its entities if you use synchronize.`,
+      { cause },
+    );
+  }
+}
+
 /** A lease is no longer held under this token: it expired and another holder may have taken it. */
 export class LeaseLostError extends TxLockError {
   constructor(

@@ -53,6 +53,9 @@ export { SingleFlight, type SingleFlightDecoratorOptions } from './single-flight
 export { SingleFlightEntity } from './single-flight/single-flight.entity.js';
 export type { SingleFlightOptions, SingleFlightModuleOptions } from './single-flight/single-flight.options.js';
 
+// The library's tables
+export { TxLockTablesMigration } from './tables/tables.migration.js';
+
 // Limits and errors
 export { MAX_DURATION_MS, MAX_TIMER_MS } from './common/durations.js';
 export * from './errors.js';

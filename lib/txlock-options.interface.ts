@@ -20,6 +20,13 @@ export interface TxLockModuleOptions {
    * and `TransactionHost` (its `manager`, `getRepository()`) reach the transaction.
    */
   joinDataSource?: boolean;
+  /**
+   * Create every table the library uses (counters, leases, single flight) at bootstrap when it is missing, under
+   * an advisory lock so replicas booting together do not race. Default `false`: create them with the exported
+   * migration (TxLockTablesMigration) or entities. `counters.autoCreate`, `leases.autoCreate` and
+   * `singleFlight.autoCreate` override it per table.
+   */
+  autoCreate?: boolean;
   /** Isolation level for transactions that do not name one. Default: the server's (READ COMMITTED). */
   isolation?: IsolationLevel;
   /** `statement_timeout` (ms) for transactions that do not set `timeoutMs`. Default: none. */

@@ -1,12 +1,13 @@
 import { Module, type DynamicModule, type Provider, type Type } from '@nestjs/common';
 import { PARAMTYPES_METADATA, SELF_DECLARED_DEPS_METADATA } from '@nestjs/common/constants.js';
-import { APP_INTERCEPTOR } from '@nestjs/core';
+import { APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
 import type { EntityTarget, ObjectLiteral } from 'typeorm';
 import { AtomicService } from './atomic/atomic.service.js';
 import { CounterService } from './counters/counter.service.js';
 import { LeaseService } from './leases/lease.service.js';
 import { LockService } from './locks/lock.service.js';
 import { SingleFlightService } from './single-flight/single-flight.service.js';
+import { LibraryTablesCheck } from './tables/library-tables.check.js';
 import { ClientDisconnectInterceptor } from './transaction/client-disconnect.interceptor.js';
 import { DEFAULT_DATA_SOURCE_NAME } from './transaction/resolve-data-source.js';
 import { TransactionHost } from './transaction/transaction.host.js';
@@ -63,10 +64,12 @@ function withServices(definition: DynamicModule, name: string): DynamicModule {
   const services: Provider[] = isDefault ? SERVICES : SERVICES.map((service) => ({ provide: getTxLockToken(service, name), useClass: forDataSource(service, name) }));
   return {
     ...definition,
+    imports: [...(definition.imports ?? []), DiscoveryModule],
     providers: [
       ...(definition.providers ?? []),
       { provide: TXLOCK_DATA_SOURCE_NAME, useValue: name },
       { provide: APP_INTERCEPTOR, useClass: ClientDisconnectInterceptor },
+      isDefault ? LibraryTablesCheck : forDataSource(LibraryTablesCheck, name),
       ...services,
     ],
     exports: [...(definition.exports ?? []), ...SERVICES.map((service) => getTxLockToken(service, name))],

@@ -43,7 +43,9 @@ export function wrapMethod(
  */
 export function injectInto<T>(target: object, service: abstract new (...args: never[]) => T, decorator: string, dataSource?: string): (instance: object) => T {
   const token = getTxLockToken(service, dataSource);
-  const property = Symbol.for(`nestjs-txlock:${typeof token === 'string' ? token : service.name}`);
+  // Nest names this property when the service cannot be injected (TxLockModule not imported): it says the fix.
+  const registration = dataSource ? `TxLockModule.forRoot({ dataSource: '${dataSource}' })` : 'TxLockModule.forRoot() or forRootAsync()';
+  const property = Symbol.for(`nestjs-txlock needs ${service.name}: import ${registration} in the app`);
   Inject(token)(target, property);
   return (instance) => {
     const injected = (instance as Record<symbol, T | undefined>)[property];

@@ -3,6 +3,7 @@ import type { EntityManager, EntityTarget, ObjectLiteral } from 'typeorm';
 import { ensureTable } from '../common/ensure-table.js';
 import { EntityTable, type EntityValues } from '../common/entity-table.js';
 import { CounterOverflowError, InvalidOptionError } from '../errors.js';
+import { explainMissingTable, type LibraryTable } from '../tables/library-table.js';
 import { explainConnectionLoss } from '../transaction/connection-errors.js';
 import { sqlState } from '../transaction/sql-state.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
@@ -48,7 +49,7 @@ export class CounterService implements OnModuleInit {
     @Inject(TXLOCK_MODULE_OPTIONS) moduleOptions: TxLockModuleOptions,
     private readonly txHost: TransactionHost,
   ) {
-    this.options = resolveCounterOptions(moduleOptions.counters);
+    this.options = resolveCounterOptions({ ...moduleOptions.counters, autoCreate: moduleOptions.counters?.autoCreate ?? moduleOptions.autoCreate });
     this.sql = new CounterSql(this.options.table);
     // Coalesced statements run outside any transaction by construction: on the DataSource's own manager.
     this.coalescer = new CounterCoalescer(async (key, delta, windowMs) =>
@@ -56,7 +57,7 @@ export class CounterService implements OnModuleInit {
     );
   }
 
-  /** Creates the counters table at bootstrap when `counters.autoCreate` is on (safe for replicas booting together). */
+  /** Creates the counters table at bootstrap when `counters.autoCreate` (or `autoCreate`) is on (safe for replicas booting together). */
   async onModuleInit(): Promise<void> {
     if (this.options.autoCreate) await ensureTable(this.txHost.dataSource, this.sql.table, [this.sql.createTable]);
   }
@@ -186,12 +187,21 @@ export class CounterService implements OnModuleInit {
     return { applied: row?.applied ?? false, value: counterValue(row?.value ?? 0), resetsAt: row?.expires_at ?? null };
   }
 
+  /**
+   * The table this service keeps its data in, for the bootstrap check of the library's tables. Not part of the
+   * public API.
+   * @internal
+   */
+  libraryTable(): LibraryTable {
+    return { table: this.sql.table, service: 'CounterService', option: 'counters' };
+  }
+
   private async query<Row>(sql: string, params: unknown[], target: string, manager = this.txHost.manager): Promise<Row[]> {
     try {
       return (await manager.query(sql, params)) as Row[];
     } catch (error) {
       if (sqlState(error) === NUMERIC_OUT_OF_RANGE) throw new CounterOverflowError(target, error);
-      throw explainConnectionLoss(error);
+      throw explainConnectionLoss(explainMissingTable(error, this.libraryTable()));
     }
   }
 }

@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { ensureTable } from '../common/ensure-table.js';
 import { qualifiedTableName } from '../common/sql.js';
 import { InvalidOptionError, LeaseLostError } from '../errors.js';
+import { explainMissingTable, type LibraryTable } from '../tables/library-table.js';
 import { explainConnectionLoss } from '../transaction/connection-errors.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
@@ -79,7 +80,7 @@ export class LeaseService implements OnModuleInit {
   }
 
   async onModuleInit(): Promise<void> {
-    if (this.options.leases?.autoCreate) {
+    if (this.options.leases?.autoCreate ?? this.options.autoCreate) {
       await ensureTable(this.txHost.dataSource, this.table, [leaseSql.createTable(this.table)]);
     }
   }
@@ -203,12 +204,21 @@ export class LeaseService implements OnModuleInit {
 
   // On its own connection, committed at once; in the caller's transaction only when `inTransaction`.
   // A lost connection surfaces as ConnectionLostError (the driver's error as its cause).
+  /**
+   * The table this service keeps its data in, for the bootstrap check of the library's tables. Not part of the
+   * public API.
+   * @internal
+   */
+  libraryTable(): LibraryTable {
+    return { table: this.table, service: 'LeaseService', option: 'leases' };
+  }
+
   private async query<T>(sql: string, params: unknown[], inTransaction = false): Promise<T> {
     try {
       if (inTransaction) return (await this.txHost.manager.query(sql, params)) as T;
       return (await this.txHost.outsideTransaction(() => this.txHost.dataSource.manager.query(sql, params))) as T;
     } catch (error) {
-      throw explainConnectionLoss(error);
+      throw explainConnectionLoss(explainMissingTable(error, this.libraryTable()));
     }
   }
 

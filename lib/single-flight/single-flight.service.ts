@@ -5,6 +5,7 @@ import { ensureTable } from '../common/ensure-table.js';
 import { qualifiedTableName } from '../common/sql.js';
 import { LockTimeoutError, TxLockConfigurationError, ValueNotSerializableError } from '../errors.js';
 import { LockService } from '../locks/lock.service.js';
+import type { LibraryTable } from '../tables/library-table.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
@@ -45,7 +46,7 @@ export class SingleFlightService implements OnModuleInit {
 
   async onModuleInit(): Promise<void> {
     this.store = this.createStore();
-    if (this.options.singleFlight?.autoCreate && this.store instanceof PostgresSingleFlightStore) {
+    if ((this.options.singleFlight?.autoCreate ?? this.options.autoCreate) && this.store instanceof PostgresSingleFlightStore) {
       await ensureTable(this.txHost.dataSource, this.table, [singleFlightSql.createTable(this.table)]);
     }
   }
@@ -81,6 +82,15 @@ export class SingleFlightService implements OnModuleInit {
         return JSON.parse(json);
       });
     });
+  }
+
+  /**
+   * The table the postgres store keeps values in (none with the cache-manager store), for the bootstrap check of
+   * the library's tables. Not part of the public API.
+   * @internal
+   */
+  libraryTable(): LibraryTable | undefined {
+    return this.requireStore() instanceof PostgresSingleFlightStore ? { table: this.table, service: 'SingleFlightService', option: 'singleFlight' } : undefined;
   }
 
   private createStore(): SingleFlightStore {

@@ -1,3 +1,4 @@
+import { explainMissingTable } from '../tables/library-table.js';
 import { explainConnectionLoss } from '../transaction/connection-errors.js';
 import type { TransactionHost } from '../transaction/transaction.host.js';
 import { singleFlightSql } from './single-flight.sql.js';
@@ -39,7 +40,7 @@ export class PostgresSingleFlightStore implements SingleFlightStore {
     try {
       return (await this.txHost.manager.query(sql, params)) as Row[];
     } catch (error) {
-      throw explainConnectionLoss(error);
+      throw explainConnectionLoss(explainMissingTable(error, { table: this.table, service: 'SingleFlightService', option: 'singleFlight' }));
     }
   }
 }

@@ -15,6 +15,7 @@ import {
 } from '../errors.js';
 import { MAX_TIMER_MS } from '../common/durations.js';
 import { TXLOCK_DATA_SOURCE_NAME, TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
+import { validateModuleOptions } from '../txlock-options.validation.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { requestAbortSignal } from './client-disconnect.interceptor.js';
 import { longLivedResult, type LongLivedResult } from './result-lifetime.js';
@@ -54,6 +55,7 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
     private readonly moduleRef: ModuleRef,
     @Optional() @Inject(TXLOCK_DATA_SOURCE_NAME) private readonly dataSourceName: string = DEFAULT_DATA_SOURCE_NAME,
   ) {
+    validateModuleOptions(options);
     readTransactionOptions({ isolation: options.isolation, timeoutMs: options.timeoutMs, retries: options.retries }, 'TxLockModule option');
     // Both become Node timers, which fire after 1 ms when given more than MAX_TIMER_MS.
     assertWholeNumber(options.acquireTimeoutMs, 'TxLockModule option "acquireTimeoutMs"', 1, MAX_TIMER_MS);

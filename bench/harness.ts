@@ -1,111 +1,161 @@
 import type { RoundTripLog } from '../test/support/round-trips.js';
+import { withCpuProfile, type FrameStat } from './profile.js';
 
 /** How long and how hard each variant is measured. */
 export interface BenchSettings {
+  /** Untimed run of each variant before its first round. */
   warmupMs: number;
+  /** Untimed run of a variant just before each of its rounds (rounds of a group take turns, so pools and JIT re-warm). */
+  settleMs: number;
   roundMs: number;
   rounds: number;
+  /** Scenario 6: operations run for the leak check. */
+  memory: { increments: number; transactions: number };
 }
 
-export const FULL: BenchSettings = { warmupMs: 400, roundMs: 1_500, rounds: 3 };
-export const QUICK: BenchSettings = { warmupMs: 50, roundMs: 150, rounds: 1 };
+export const FULL: BenchSettings = { warmupMs: 500, settleMs: 100, roundMs: 1_000, rounds: 5, memory: { increments: 1_000_000, transactions: 100_000 } };
+export const QUICK: BenchSettings = { warmupMs: 30, settleMs: 0, roundMs: 100, rounds: 2, memory: { increments: 10_000, transactions: 1_000 } };
 
-/** One measured variant of a scenario. */
+/** What one timed round of one variant did. */
+export interface RoundStats {
+  /** Operations completed (for a variant with units, the units: increments a batched statement carried). */
+  ops: number;
+  wallMs: number;
+  /** Node CPU time (user + system) of the process(es) running the callers, in µs. */
+  cpuUs: number;
+  roundTrips: number;
+  /** Latency of each operation (possibly a sample of them), ms. */
+  latenciesMs: number[];
+}
+
+/** Where a round's CPU profile goes, when the bench runs with --profile. */
+export interface RoundOptions {
+  profileFile?: string;
+}
+
+/** One measured thing: a scenario's variant at some number of concurrent callers. */
+export interface Variant {
+  scenario: string;
+  variant: string;
+  callers: number;
+  /** True when the callers run in worker processes (their CPU is not this process's). */
+  remote?: boolean;
+  /** Runs the callers for `ms` and reports what they did. */
+  round(ms: number, options?: RoundOptions): Promise<RoundStats & { profile?: FrameStat[] }>;
+  /** Before the warm-up and before each round (with its settle run): reset state the checks rely on. */
+  beforeRound?(): Promise<void>;
+  /** After the warm-up (`timed` false) and after each timed round: checks, derived settings. */
+  afterRound?(stats: RoundStats, timed: boolean): Promise<void> | void;
+  /** What the checks found, shown in the table's note column. */
+  note?(): string | undefined;
+}
+
+/** One row of the results: a variant's rounds summarised. */
 export interface BenchResult {
   scenario: string;
   variant: string;
   concurrency: number;
+  /** The median round's throughput. */
   opsPerSec: number;
+  minOpsPerSec?: number;
+  maxOpsPerSec?: number;
+  /** Every round's throughput, in the order run. Rounds of a group interleave, so round i of two variants ran at nearly the same time. */
+  rounds?: number[];
   p50Ms: number;
   p99Ms: number;
   roundTripsPerOp: number;
-  /** The variant's ops/s divided by the baseline's; 1 for the baseline itself. */
+  /** Node CPU time per operation (process.cpuUsage), µs. */
+  cpuUsPerOp?: number;
+  /** Node CPU time over wall time: 100 is one core kept busy (a single Node process cannot go much past it). */
+  cpuPercent?: number;
+  /** CPU time of the database server's processes per operation, µs, when the server runs on this machine. */
+  dbCpuUsPerOp?: number;
+  /** Share of the machine's CPU that other processes used during the rounds, %. */
+  othersPercent?: number;
+  /** The median of the per-round ratios to the baseline's rounds, and their range. 1 for the baseline itself. */
   ratio?: number;
+  ratioMin?: number;
+  ratioMax?: number;
   baseline?: string;
   note?: string;
 }
 
-/**
- * Runs `op` from `concurrency` callers in a loop: a warm-up, then `rounds` timed rounds. Reports the median
- * round's throughput, latency percentiles over all rounds, and round trips per operation counted on the
- * pg clients (`log`).
- */
-export async function measure(
-  settings: BenchSettings,
-  log: RoundTripLog,
-  concurrency: number,
-  op: (caller: number) => Promise<unknown>,
-): Promise<Pick<BenchResult, 'opsPerSec' | 'p50Ms' | 'p99Ms' | 'roundTripsPerOp'>> {
-  await runFor(settings.warmupMs, concurrency, op, []);
-  const throughputs: number[] = [];
-  const latencies: number[] = [];
-  let ops = 0;
-  log.reset();
-  for (let round = 0; round < settings.rounds; round++) {
-    const started = performance.now();
-    const done = await runFor(settings.roundMs, concurrency, op, latencies);
-    ops += done;
-    throughputs.push(done / ((performance.now() - started) / 1000));
-  }
-  const roundTrips = log.count;
-  latencies.sort((a, b) => a - b);
+/** Options of localVariant(). */
+export interface LocalVariantOptions {
+  scenario: string;
+  variant: string;
+  callers: number;
+  op: (caller: number) => Promise<unknown>;
+  /** Counts round trips; without one, each operation is one round trip. */
+  log?: RoundTripLog;
+  /** Units one operation stands for (the ceiling's batched statement carries many increments). Default 1. */
+  units?: () => number;
+  beforeRound?: Variant['beforeRound'];
+  afterRound?: Variant['afterRound'];
+  note?: Variant['note'];
+}
+
+/** A variant whose callers run in this process. */
+export function localVariant(options: LocalVariantOptions): Variant {
+  const { op, log, units } = options;
   return {
-    opsPerSec: median(throughputs),
-    p50Ms: percentile(latencies, 0.5),
-    p99Ms: percentile(latencies, 0.99),
-    roundTripsPerOp: roundTrips / ops,
+    scenario: options.scenario,
+    variant: options.variant,
+    callers: options.callers,
+    beforeRound: options.beforeRound,
+    afterRound: options.afterRound,
+    note: options.note,
+    async round(ms, roundOptions = {}) {
+      const run = async () => {
+        log?.reset();
+        const stats = await runCallers(ms, options.callers, op);
+        const perOp = units?.() ?? 1;
+        return { ...stats, ops: stats.ops * perOp, roundTrips: log ? log.count : stats.ops };
+      };
+      if (!roundOptions.profileFile) return run();
+      const { result, profile } = await withCpuProfile(roundOptions.profileFile, run);
+      return { ...result, profile };
+    },
   };
 }
 
-async function runFor(ms: number, concurrency: number, op: (caller: number) => Promise<unknown>, latencies: number[]): Promise<number> {
-  const deadline = performance.now() + ms;
-  let done = 0;
+/** Runs `op` from `callers` concurrent loops until `ms` have passed; counts operations, latency and Node CPU. */
+export async function runCallers(ms: number, callers: number, op: (caller: number) => Promise<unknown>): Promise<RoundStats> {
+  const latenciesMs: number[] = [];
+  const cpu = process.cpuUsage();
+  const started = performance.now();
+  const deadline = started + ms;
+  let ops = 0;
   await Promise.all(
-    Array.from({ length: concurrency }, async (_, caller) => {
+    Array.from({ length: callers }, async (_, caller) => {
       while (performance.now() < deadline) {
         const start = performance.now();
         await op(caller);
-        latencies.push(performance.now() - start);
-        done++;
+        latenciesMs.push(performance.now() - start);
+        ops++;
       }
     }),
   );
-  return done;
+  const wallMs = performance.now() - started;
+  const used = process.cpuUsage(cpu);
+  return { ops, wallMs, cpuUs: used.user + used.system, roundTrips: 0, latenciesMs };
 }
 
-function median(values: number[]): number {
+/** The value at quantile `q` of ascending `sorted` values (0 when empty). */
+export function percentile(sorted: readonly number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))] ?? 0;
+}
+
+/** The median of `values` (the mean of the middle two of an even count; 0 when empty). */
+export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0;
-}
-
-/** Fills in `ratio` against the variant named `baseline` of the same scenario and concurrency. */
-export function withRatios(results: BenchResult[], baselineOf: (result: BenchResult) => string | undefined): BenchResult[] {
-  return results.map((result) => {
-    const baseline = baselineOf(result);
-    const base = results.find((r) => r.scenario === result.scenario && r.concurrency === result.concurrency && r.variant === baseline);
-    return base ? { ...result, baseline, ratio: result.opsPerSec / base.opsPerSec } : result;
-  });
-}
-
-/** The results as a fixed-width table. */
-export function formatTable(results: BenchResult[]): string {
-  const header = ['scenario', 'variant', 'callers', 'ops/s', 'p50 ms', 'p99 ms', 'RT/op', 'ratio', 'note'];
-  const rows = results.map((r) => [
-    r.scenario,
-    r.variant,
-    String(r.concurrency),
-    r.opsPerSec.toFixed(0),
-    r.p50Ms.toFixed(2),
-    r.p99Ms.toFixed(2),
-    r.roundTripsPerOp.toFixed(2),
-    r.ratio === undefined ? '' : `${r.ratio.toFixed(2)}x ${r.baseline === r.variant ? '(baseline)' : `vs ${r.baseline}`}`,
-    r.note ?? '',
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+/** At most `max` evenly spaced values of `values`: enough for percentiles, small enough to send between processes. */
+export function sample(values: number[], max: number): number[] {
+  if (values.length <= max) return values;
+  const step = values.length / max;
+  return Array.from({ length: max }, (_, i) => values[Math.floor(i * step)]!);
 }

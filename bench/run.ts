@@ -1,24 +1,66 @@
 import 'reflect-metadata';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../sample/support/embedded-postgres.js';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/testing/embedded-postgres.js';
 import { createTestDatabase } from '../test/support/database.js';
-import { FULL, QUICK, formatTable, withRatios, type BenchResult } from './harness.js';
-import { RAW_LOCKED, advisoryLockScenario } from './scenarios/advisory-lock.js';
-import { RAW_UPSERT, counterScenario } from './scenarios/counters.js';
-import { NAIVE_GET_OR_CREATE, getOrCreateScenario } from './scenarios/get-or-create.js';
-import { HAND_WRITTEN, transactionScenario } from './scenarios/transactions.js';
+import type { BenchContext, Scenario } from './context.js';
+import { FULL, QUICK } from './harness.js';
+import { MachineCpu } from './machine-cpu.js';
+import { formatComparison, formatMemory, formatResults, formatTargets, type ResultsFile } from './report.js';
+import { BenchRunner } from './runner.js';
+import { advisoryLockScenario } from './scenarios/advisory-lock.js';
+import { counterScenario } from './scenarios/counters.js';
+import { crossProcessScenario } from './scenarios/cross-process.js';
+import { getOrCreateScenario } from './scenarios/get-or-create.js';
+import { memoryScenario } from './scenarios/memory.js';
+import { transactionScenario } from './scenarios/transactions.js';
+import { evaluateTargets } from './targets.js';
 
-/**
- * `npm run bench [-- --quick]`: every scenario against its baselines, measured side by side in this one run,
- * on an embedded PostgreSQL (or DATABASE_URL). Prints a table and writes bench/results/latest.json.
- */
-async function main(): Promise<void> {
-  const quick = process.argv.includes('--quick');
-  // --only=1,3 runs those scenarios (numbered as in the table).
-  const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length).split(',');
-  const settings = quick ? QUICK : FULL;
+const USAGE = `npm run bench -- [options]
+  --quick             smoke run: every scenario, briefly (figures not meaningful)
+  --only=1,3          only these scenarios (1 transactions, 2 advisory lock, 3 hot-key counter,
+                      4 getOrCreate, 5 hot key across processes, 6 memory)
+  --variant=a,b       only variants whose name contains a or b (case-insensitive); baselines still run
+  --callers=1,64      only groups with these many callers
+  --profile           V8 CPU profile of the timed rounds of the selected variants: top functions printed,
+                      .cpuprofile files in .build/profiles/ (use with --only and --variant)
+  --out=file.json     also write the results there (always: bench/results/latest.json)
+  --compare old.json  after the run, compare with an earlier results file
+  --compare a.json b.json   compare two results files, without running anything
+DATABASE_URL=postgres://... runs on that server (a database is created and dropped on it), else on an
+embedded PostgreSQL 18 started for the run (fsync=off, synchronous_commit=off).`;
+
+const SCENARIOS: Scenario[] = [transactionScenario, advisoryLockScenario, counterScenario, getOrCreateScenario, crossProcessScenario, memoryScenario];
+
+async function main(): Promise<number> {
+  const { values: args, positionals } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      variant: { type: 'string' },
+      callers: { type: 'string' },
+      profile: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      compare: { type: 'string' },
+      help: { type: 'boolean', default: false },
+    },
+    allowPositionals: true,
+  });
+  if (args.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (args.compare && positionals[0]) {
+    console.log(formatComparison(await readResults(args.compare), await readResults(positionals[0])));
+    return 0;
+  }
+  const list = (value: string | undefined) => value?.split(',').map((s) => s.trim()).filter(Boolean);
+  const only = list(args.only);
+  const settings = args.quick ? QUICK : FULL;
+
   let server: EmbeddedServer | undefined;
   let adminUrl = process.env.DATABASE_URL;
   if (!adminUrl) {
@@ -27,28 +69,73 @@ async function main(): Promise<void> {
   }
   process.env.TXLOCK_TEST_ADMIN_URL = adminUrl;
   const database = await createTestDatabase();
+  const cpu = await MachineCpu.open(database.url);
   try {
-    const results: BenchResult[] = [];
-    const scenarios = [transactionScenario, advisoryLockScenario, counterScenario, getOrCreateScenario];
-    for (const [index, scenario] of scenarios.entries()) {
-      if (!only || only.includes(String(index + 1))) results.push(...(await scenario(database.url, settings)));
+    const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+    const serverText = await describeServer(database.url, server ? 'embedded' : 'DATABASE_URL');
+    const runner = new BenchRunner({ settings, variants: list(args.variant), callers: list(args.callers)?.map(Number), profile: args.profile, cpu });
+    runner.progress(`nestjs-txlock bench${args.quick ? ' --quick' : ''}: ${machine}; ${serverText}`);
+    runner.progress(`each variant: ${settings.warmupMs} ms warm-up, then ${settings.rounds} rounds of ${settings.roundMs} ms taking turns with its group`);
+    const context: BenchContext = { url: database.url, settings, runner, memory: [] };
+    for (const [index, scenario] of SCENARIOS.entries()) {
+      if (!only || only.includes(String(index + 1))) await scenario(context);
     }
-    const baselines: Record<string, string> = { '1': HAND_WRITTEN, '2': RAW_LOCKED, '3': RAW_UPSERT, '4': NAIVE_GET_OR_CREATE };
-    const table = withRatios(results, (r) => baselines[r.scenario.charAt(0)]);
-    const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${server ? 'embedded PostgreSQL 18' : 'DATABASE_URL server'}`;
-    console.log(`\nnestjs-txlock bench${quick ? ' (--quick: smoke run, figures not meaningful)' : ''} — ${machine}\n`);
-    console.log(formatTable(table));
-    const resultsDir = join(process.cwd(), 'bench', 'results');
-    await mkdir(resultsDir, { recursive: true });
-    await writeFile(join(resultsDir, 'latest.json'), `${JSON.stringify({ date: new Date().toISOString(), quick, machine, results: table }, null, 2)}\n`);
+
+    const { results } = runner;
+    const targets = evaluateTargets(results, context.memory);
+    const others = results.map((r) => r.othersPercent).filter((p): p is number => p !== undefined);
+    const othersPercent = others.length ? others.reduce((a, b) => a + b, 0) / others.length : undefined;
+    console.log(`\nnestjs-txlock bench${args.quick ? ' (--quick: smoke run, figures not meaningful)' : ''} — ${machine}; ${serverText}\n`);
+    console.log(formatResults(results));
+    if (context.memory.length) console.log(`\nMemory (forced GC after each tenth of the run):\n\n${formatMemory(context.memory)}`);
+    if (targets.length) console.log(`\nTargets (issue 16):\n\n${formatTargets(targets)}`);
+    if (othersPercent !== undefined) {
+      console.log(`\nOther processes on this machine used ${othersPercent.toFixed(0)}% of its CPU on average during the timed rounds${othersPercent > 10 ? ' (a shared machine: expect noise)' : ''}.`);
+    }
+
+    const file: ResultsFile = { date: new Date().toISOString(), quick: args.quick, machine, server: serverText, results, targets, memory: context.memory, othersPercent };
+    const text = `${JSON.stringify(file, null, 2)}\n`;
+    const latest = join(process.cwd(), 'bench', 'results', 'latest.json');
+    for (const path of [latest, ...(args.out ? [resolve(args.out)] : [])]) {
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(path, text);
+    }
+    if (args.compare) console.log(`\nCompared with ${args.compare}:\n\n${formatComparison(await readResults(args.compare), file)}`);
+
+    // A smoke run checks that everything runs and stays exact, never its speed: only a wrong count fails it.
+    const wrong = results.filter((r) => /LOST|NOT EXACT/.test(r.note ?? '') && !r.variant.startsWith('naive'));
+    const wrongMemory = context.memory.filter((m) => m.note?.includes('COUNT WRONG'));
+    for (const row of wrongMemory.length ? [...wrong, ...wrongMemory] : wrong) console.error(`NOT EXACT: ${row.variant}: ${row.note}`);
+    return wrong.length || wrongMemory.length ? 1 : 0;
   } finally {
+    await cpu.close();
     await database.drop();
     await server?.stop();
   }
 }
 
+async function readResults(path: string): Promise<ResultsFile> {
+  return JSON.parse(await readFile(path, 'utf8')) as ResultsFile;
+}
+
+// The settings that decide what a commit costs: the embedded server runs without fsync.
+async function describeServer(url: string, kind: string): Promise<string> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<Record<string, string>>(
+      `SELECT current_setting('server_version') AS version, current_setting('fsync') AS fsync,
+              current_setting('synchronous_commit') AS synchronous_commit, current_setting('full_page_writes') AS full_page_writes`,
+    );
+    const s = rows[0]!;
+    return `PostgreSQL ${s.version!.split(' ')[0]} (${kind}, fsync=${s.fsync}, synchronous_commit=${s.synchronous_commit}, full_page_writes=${s.full_page_writes})`;
+  } finally {
+    await client.end();
+  }
+}
+
 main().then(
-  () => process.exit(0),
+  (code) => process.exit(code),
   (error: unknown) => {
     console.error(error);
     process.exit(1);

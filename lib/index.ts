@@ -28,9 +28,11 @@ export type { TableTarget } from './locks/table-targets.js';
 export { CounterService } from './counters/counter.service.js';
 export { TxLockCounter } from './counters/counter.entity.js';
 export { MAX_COUNTER_KEY_LENGTH, type CounterValue, type Integer } from './counters/counter-value.js';
+export { MAX_COUNTER_SHARDS } from './counters/counter-shards.js';
 export type {
   BoundedResult,
   ColumnBoundOptions,
+  CounterIncrementOptions,
   CounterBoundOptions,
   CounterModuleOptions,
   CounterWindowOptions,

@@ -5,7 +5,8 @@ import pg from 'pg';
 import { DataSource } from 'typeorm';
 import { AdvisoryLock, Transactional, TransactionHost, TxLockModule, advisoryLockKey } from '../../lib/index.js';
 import { RoundTripLog } from '../../test/support/round-trips.js';
-import { measure, type BenchResult, type BenchSettings } from '../harness.js';
+import type { BenchContext } from '../context.js';
+import { localVariant } from '../harness.js';
 
 const SCENARIO = '2. advisory lock + transaction';
 const CALLERS = 8;
@@ -27,7 +28,7 @@ class LockedWork {
 }
 
 /** Scenario 2: a per-row advisory lock around one write, with the decorators and by hand on raw pg. */
-export async function advisoryLockScenario(url: string, settings: BenchSettings): Promise<BenchResult[]> {
+export async function advisoryLockScenario({ url, runner }: BenchContext): Promise<void> {
   @Module({
     imports: [TypeOrmModule.forRoot({ type: 'postgres', url, extra: { max: CALLERS } }), TxLockModule.forRoot({})],
     providers: [LockedWork],
@@ -57,15 +58,13 @@ export async function advisoryLockScenario(url: string, settings: BenchSettings)
         client.release();
       }
     };
-    return [
-      { scenario: SCENARIO, variant: RAW_LOCKED, concurrency: CALLERS, ...(await measure(settings, RoundTripLog.attach(rawPool), CALLERS, raw)) },
-      {
-        scenario: SCENARIO,
-        variant: '@AdvisoryLock + @Transactional',
-        concurrency: CALLERS,
-        ...(await measure(settings, RoundTripLog.attach(dataSource), CALLERS, () => locked.update(id()))),
-      },
-    ];
+    await runner.group(
+      [
+        localVariant({ scenario: SCENARIO, variant: RAW_LOCKED, callers: CALLERS, log: RoundTripLog.attach(rawPool), op: raw }),
+        localVariant({ scenario: SCENARIO, variant: '@AdvisoryLock + @Transactional', callers: CALLERS, log: RoundTripLog.attach(dataSource), op: () => locked.update(id()) }),
+      ],
+      RAW_LOCKED,
+    );
   } finally {
     await rawPool.end();
     await app.close();

@@ -4,14 +4,17 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { Column, DataSource, Entity, PrimaryGeneratedColumn } from 'typeorm';
 import { AtomicService, TxLockModule } from '../../lib/index.js';
 import { RoundTripLog } from '../../test/support/round-trips.js';
-import { measure, type BenchResult, type BenchSettings } from '../harness.js';
+import type { BenchContext } from '../context.js';
+import { localVariant } from '../harness.js';
 
-const SCENARIO_EXISTS = '4. getOrCreate, row exists';
+export const SCENARIO_EXISTS = '4. getOrCreate, row exists';
 const SCENARIO_NEW = '4. getOrCreate, new row';
 const CALLERS = 8;
 
 /** The naive baseline, for both cases. */
 export const NAIVE_GET_OR_CREATE = 'naive findOne + save';
+/** Ours. */
+export const ATOMIC = 'AtomicService.getOrCreate';
 
 @Entity('bench_session')
 class BenchSession {
@@ -26,7 +29,7 @@ class BenchSession {
 }
 
 /** Scenario 4: getOrCreate of an existing row (target: one round trip) and of a new one, vs the naive path. */
-export async function getOrCreateScenario(url: string, settings: BenchSettings): Promise<BenchResult[]> {
+export async function getOrCreateScenario({ url, runner }: BenchContext): Promise<void> {
   @Module({
     imports: [
       TypeOrmModule.forRoot({ type: 'postgres', url, entities: [BenchSession], synchronize: true, extra: { max: CALLERS } }),
@@ -46,17 +49,15 @@ export async function getOrCreateScenario(url: string, settings: BenchSettings):
     const newKey = (variant: string) => `${variant}-${++fresh}`;
     const naive = async (key: string) => (await sessions.findOneBy({ key })) ?? (await sessions.save(sessions.create({ key })));
 
-    const variants: [string, string, () => Promise<unknown>][] = [
-      [SCENARIO_EXISTS, NAIVE_GET_OR_CREATE, () => naive(existing())],
-      [SCENARIO_EXISTS, 'AtomicService.getOrCreate', () => atomic.getOrCreate(BenchSession, { key: existing() })],
-      [SCENARIO_NEW, NAIVE_GET_OR_CREATE, () => naive(newKey('naive'))],
-      [SCENARIO_NEW, 'AtomicService.getOrCreate', () => atomic.getOrCreate(BenchSession, { key: newKey('atomic') })],
-    ];
-    const results: BenchResult[] = [];
-    for (const [scenario, variant, op] of variants) {
-      results.push({ scenario, variant, concurrency: CALLERS, ...(await measure(settings, log, CALLERS, op)) });
-    }
-    return results;
+    const variant = (scenario: string, name: string, op: () => Promise<unknown>) => localVariant({ scenario, variant: name, callers: CALLERS, log, op });
+    await runner.group(
+      [variant(SCENARIO_EXISTS, NAIVE_GET_OR_CREATE, () => naive(existing())), variant(SCENARIO_EXISTS, ATOMIC, () => atomic.getOrCreate(BenchSession, { key: existing() }))],
+      NAIVE_GET_OR_CREATE,
+    );
+    await runner.group(
+      [variant(SCENARIO_NEW, NAIVE_GET_OR_CREATE, () => naive(newKey('naive'))), variant(SCENARIO_NEW, ATOMIC, () => atomic.getOrCreate(BenchSession, { key: newKey('atomic') }))],
+      NAIVE_GET_OR_CREATE,
+    );
   } finally {
     await app.close();
   }

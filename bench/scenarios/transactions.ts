@@ -6,17 +6,37 @@ import { ClsPluginTransactional, Transactional as ClsTransactional, TransactionH
 import { TransactionalAdapterTypeOrm } from '@nestjs-cls/transactional-adapter-typeorm';
 import pg from 'pg';
 import { DataSource } from 'typeorm';
-import { Transactional, TransactionHost, TxLockModule } from '../../lib/index.js';
+import { AdvisoryLock, Transactional, TransactionHost, TxLockModule } from '../../lib/index.js';
 import { RoundTripLog } from '../../test/support/round-trips.js';
-import { measure, type BenchResult, type BenchSettings } from '../harness.js';
-
-const SCENARIO = '1. transaction, 3 statements';
-const CALLERS = 8;
-const ROWS = 1_000;
-const STATEMENTS = ['SELECT n FROM bench_row WHERE id = $1', 'SELECT n + 1 AS next FROM bench_row WHERE id = $1', 'SELECT count(*) FROM bench_row WHERE id = $1'];
+import type { BenchContext } from '../context.js';
+import { localVariant, type Variant } from '../harness.js';
+import { BenchWorker, remoteVariant } from '../remote.js';
+import { CALLERS, TRANSACTION_KINDS, createRows, randomRow, runStatements, type TransactionKind } from './transaction-work.js';
 
 /** The baseline every transaction variant is compared with. */
 export const HAND_WRITTEN = 'TypeORM query runner, hand-written';
+/** The lower bound of any transaction library: pg's own client. */
+export const RAW_TRANSACTION = 'raw pg BEGIN/COMMIT';
+/** Our variant in each group. */
+export const OURS: Record<TransactionKind, string> = {
+  plain: '@Transactional()',
+  strict: '@Transactional(isolation, readOnly)',
+  locked: '@AdvisoryLock + @Transactional',
+};
+export const CLS_PEER = 'peer: @nestjs-cls/transactional';
+export const TYPEORM_TRANSACTIONAL_PEER = 'peer: typeorm-transactional';
+
+// How each peer expresses each option; shown in the table, since this is where the libraries differ.
+const PEER_NOTES: Record<TransactionKind, string | undefined> = {
+  plain: undefined,
+  strict: 'isolationLevel option; no read-only option, so it sends SET TRANSACTION READ ONLY',
+  locked: 'no lock option, so it sends SELECT pg_advisory_xact_lock($1)',
+};
+const HAND_WRITTEN_NOTES: Record<TransactionKind, string | undefined> = {
+  plain: undefined,
+  strict: "startTransaction('SERIALIZABLE') (BEGIN, then SET TRANSACTION ISOLATION LEVEL), then SET TRANSACTION READ ONLY",
+  locked: 'startTransaction(), then SELECT pg_advisory_xact_lock($1)',
+};
 
 @Injectable()
 class OurTransactions {
@@ -24,12 +44,18 @@ class OurTransactions {
 
   @Transactional()
   async plain(id: number): Promise<void> {
-    for (const sql of STATEMENTS) await this.tx.manager.query(sql, [id]);
+    await runStatements((sql, params) => this.tx.manager.query(sql, params), id);
   }
 
-  @Transactional({ isolation: 'REPEATABLE READ', readOnly: true })
-  async withOptions(id: number): Promise<void> {
-    for (const sql of STATEMENTS) await this.tx.manager.query(sql, [id]);
+  @Transactional({ isolation: 'SERIALIZABLE', readOnly: true })
+  async strict(id: number): Promise<void> {
+    await runStatements((sql, params) => this.tx.manager.query(sql, params), id);
+  }
+
+  @AdvisoryLock({ key: (id: number) => ['bench-row', id] })
+  @Transactional()
+  async locked(id: number): Promise<void> {
+    await runStatements((sql, params) => this.tx.manager.query(sql, params), id);
   }
 }
 
@@ -39,12 +65,26 @@ class ClsTransactions {
 
   @ClsTransactional()
   async plain(id: number): Promise<void> {
-    for (const sql of STATEMENTS) await this.tx.tx.query(sql, [id]);
+    await runStatements((sql, params) => this.tx.tx.query(sql, params), id);
+  }
+
+  @ClsTransactional<TransactionalAdapterTypeOrm>({ isolationLevel: 'SERIALIZABLE' })
+  async strict(id: number): Promise<void> {
+    await runStatements((sql, params) => this.tx.tx.query(sql, params), id, 'strict');
+  }
+
+  @ClsTransactional()
+  async locked(id: number): Promise<void> {
+    await runStatements((sql, params) => this.tx.tx.query(sql, params), id, 'locked');
   }
 }
 
-/** Scenario 1 (and 5, the peers): the same three statements in a transaction, written each way. */
-export async function transactionScenario(url: string, settings: BenchSettings): Promise<BenchResult[]> {
+/**
+ * Scenario 1: the same three statements in a transaction, written each way, three times over: plain, with
+ * isolation SERIALIZABLE + read only, and with an advisory lock taken in the transaction. The peers lack some
+ * of these options and send the statement themselves, as their users do; that is where the libraries differ.
+ */
+export async function transactionScenario({ url, runner }: BenchContext): Promise<void> {
   @Module({
     imports: [
       TypeOrmModule.forRoot({ type: 'postgres', url, extra: { max: CALLERS } }),
@@ -56,100 +96,80 @@ export async function transactionScenario(url: string, settings: BenchSettings):
     ],
     providers: [OurTransactions, ClsTransactions],
   })
-  class BenchModule {}
+  class TransactionBenchModule {}
 
-  const app = await NestFactory.createApplicationContext(BenchModule, { logger: ['error'] });
+  const app = await NestFactory.createApplicationContext(TransactionBenchModule, { logger: ['error'] });
   const dataSource = app.get(DataSource);
   const rawPool = new pg.Pool({ connectionString: url, max: CALLERS });
+  let peerWorker: BenchWorker | undefined;
   try {
-    await dataSource.query('CREATE TABLE IF NOT EXISTS bench_row (id int PRIMARY KEY, n int NOT NULL)');
-    await dataSource.query('INSERT INTO bench_row SELECT g, 0 FROM generate_series(1, $1) g ON CONFLICT DO NOTHING', [ROWS]);
+    await createRows((sql, params) => dataSource.query(sql, params));
     const typeormLog = RoundTripLog.attach(dataSource);
     const rawLog = RoundTripLog.attach(rawPool);
-    const id = () => 1 + Math.floor(Math.random() * ROWS);
     const ours = app.get(OurTransactions);
     const cls = app.get(ClsTransactions);
-
     // Every variant is measured with AsyncLocalStorage already active, as it is in any app that uses it
     // (ours, nestjs-cls): its promise hooks slow every promise in the process once the first run() happened,
     // so measuring the hand-written baseline before that would flatter it.
-    await ours.plain(id());
-    await cls.plain(id());
+    await ours.plain(randomRow());
+    await cls.plain(randomRow());
+    const peerError = runner.wantsVariant(TYPEORM_TRANSACTIONAL_PEER)
+      ? await BenchWorker.start('typeorm-transactional.worker', url, null).then(
+          (worker) => void (peerWorker = worker),
+          (error: Error) => `does not run here: ${error.message.split('\n')[0]}`,
+        )
+      : undefined;
 
-    const variants: [string, RoundTripLog, () => Promise<unknown>][] = [
-      [
-        'raw pg BEGIN/COMMIT',
-        rawLog,
-        async () => {
-          const client = await rawPool.connect();
-          try {
-            await client.query('BEGIN');
-            for (const sql of STATEMENTS) await client.query(sql, [id()]);
-            await client.query('COMMIT');
-          } finally {
-            client.release();
-          }
-        },
-      ],
-      [HAND_WRITTEN, typeormLog, () => handWritten(dataSource, id())],
-      ['TypeORM query runner + isolation + read only', typeormLog, () => handWritten(dataSource, id(), true)],
-      ['@Transactional()', typeormLog, () => ours.plain(id())],
-      ['@Transactional(isolation, readOnly)', typeormLog, () => ours.withOptions(id())],
-      ['peer: @nestjs-cls/transactional', typeormLog, () => cls.plain(id())],
-    ];
-    const results: BenchResult[] = [];
-    for (const [variant, log, op] of variants) {
-      results.push({ scenario: SCENARIO, variant, concurrency: CALLERS, ...(await measure(settings, log, CALLERS, op)) });
+    for (const kind of Object.keys(TRANSACTION_KINDS) as TransactionKind[]) {
+      const scenario = TRANSACTION_KINDS[kind];
+      const local = (variant: string, log: RoundTripLog, op: () => Promise<unknown>, note?: string) =>
+        localVariant({ scenario, variant, callers: CALLERS, log, op, note: () => note });
+      const variants: Variant[] = [
+        local(RAW_TRANSACTION, rawLog, () => rawTransaction(rawPool, randomRow(), kind)),
+        local(HAND_WRITTEN, typeormLog, () => handWritten(dataSource, randomRow(), kind), HAND_WRITTEN_NOTES[kind]),
+        local(OURS[kind], typeormLog, () => ours[kind](randomRow())),
+        local(CLS_PEER, typeormLog, () => cls[kind](randomRow()), PEER_NOTES[kind]),
+      ];
+      if (peerWorker) {
+        const note = PEER_NOTES[kind];
+        variants.push(remoteVariant({ scenario, variant: TYPEORM_TRANSACTIONAL_PEER, workers: [peerWorker], op: kind, callersEach: CALLERS, note: () => note }));
+      }
+      await runner.group(variants, HAND_WRITTEN);
+      if (peerError) runner.unavailable(scenario, TYPEORM_TRANSACTIONAL_PEER, CALLERS, peerError);
     }
-    results.push(await typeormTransactionalPeer(url, settings, id));
-    return results;
   } finally {
+    await peerWorker?.close();
     await rawPool.end();
     await app.close();
   }
 }
 
-async function handWritten(dataSource: DataSource, id: number, withOptions = false): Promise<void> {
+// The fewest round trips: BEGIN carries the options, the lock is one statement.
+async function rawTransaction(pool: pg.Pool, id: number, kind: TransactionKind): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query(kind === 'strict' ? 'BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY' : 'BEGIN');
+    await runStatements((sql, params) => client.query(sql, params), id, kind === 'locked' ? 'locked' : undefined);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+async function handWritten(dataSource: DataSource, id: number, kind: TransactionKind): Promise<void> {
   const runner = dataSource.createQueryRunner();
   await runner.connect();
   try {
-    await runner.startTransaction(withOptions ? 'REPEATABLE READ' : undefined);
-    if (withOptions) await runner.query('SET TRANSACTION READ ONLY');
-    for (const sql of STATEMENTS) await runner.query(sql, [id]);
+    await runner.startTransaction(kind === 'strict' ? 'SERIALIZABLE' : undefined);
+    await runStatements((sql, params) => runner.query(sql, params), id, kind);
     await runner.commitTransaction();
   } catch (error) {
     if (runner.isTransactionActive) await runner.rollbackTransaction();
     throw error;
   } finally {
     await runner.release();
-  }
-}
-
-// typeorm-transactional patches TypeORM globally, so it gets its own DataSource, measured last. When it
-// cannot run on TypeORM 1.x, the row says why instead of disappearing.
-async function typeormTransactionalPeer(url: string, settings: BenchSettings, id: () => number): Promise<BenchResult> {
-  const variant = 'peer: typeorm-transactional';
-  let dataSource: DataSource | undefined;
-  try {
-    const peer = await import('typeorm-transactional');
-    peer.initializeTransactionalContext({ storageDriver: peer.StorageDriver.ASYNC_LOCAL_STORAGE });
-    dataSource = peer.addTransactionalDataSource(new DataSource({ type: 'postgres', url, extra: { max: CALLERS } }));
-    await dataSource.initialize();
-    const manager = () => dataSource!.manager;
-    const run = peer.runInTransaction;
-    const op = () =>
-      run(async () => {
-        for (const sql of STATEMENTS) await manager().query(sql, [id()]);
-      });
-    // Prove it really wraps the statements in one transaction before timing it.
-    const txids = await run(async () => [await manager().query('SELECT txid_current() AS t'), await manager().query('SELECT txid_current() AS t')]);
-    if (txids[0][0].t !== txids[1][0].t) throw new Error('statements did not share one transaction');
-    const log = RoundTripLog.attach(dataSource);
-    return { scenario: SCENARIO, variant, concurrency: CALLERS, ...(await measure(settings, log, CALLERS, op)) };
-  } catch (error) {
-    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
-    return { scenario: SCENARIO, variant, concurrency: CALLERS, opsPerSec: 0, p50Ms: 0, p99Ms: 0, roundTripsPerOp: 0, note: `does not run on TypeORM 1.x: ${reason}` };
-  } finally {
-    await dataSource?.destroy().catch(() => undefined);
   }
 }

@@ -526,3 +526,57 @@ export class ValueNotSerializableError extends TxLockError {
     );
   }
 }
+
+/**
+ * A session-scope advisory lock was refused, before anything was locked and before the function ran: a
+ * transaction-mode pooler (PgBouncer, RDS Proxy, Supavisor...) sits between the app and PostgreSQL, declared with
+ * the module option `pooler: 'transaction'` or detected on the connection. Behind such a pooler each statement may
+ * run on a different server connection, so a session lock would be taken on one and released on another while
+ * other callers run the same critical section.
+ */
+export class SessionLockPoolerError extends TxLockError {
+  constructor(
+    /** The lock (or, at bootstrap, the decorated method) that was refused. */
+    readonly lock: string,
+    /** `declared`: the module option says so; `detected`: the connection does not answer from the backend it was opened on. */
+    readonly reason: 'declared' | 'detected',
+  ) {
+    const why =
+      reason === 'declared'
+        ? `TxLockModule is configured with pooler: 'transaction'`
+        : `the backend answering on this connection is not the one PostgreSQL reported when the connection was opened, ` +
+          `so a pooler or proxy sits in between`;
+    super(
+      `Session-scope lock on ${lock} refused: ${why}. Behind a transaction-mode pooler (PgBouncer pool_mode=transaction, ` +
+        `RDS Proxy, Supavisor, Neon's or Supabase's pooled endpoints) each statement may run on another server connection, ` +
+        `so a session lock cannot exclude anyone; nothing was locked and the function did not run. Use scope ` +
+        `'transaction' (the default, which is safe behind a pooler), or give this DataSource a direct connection to ` +
+        `PostgreSQL. If the pooler keeps one server connection per client connection for its whole life ` +
+        `(PgBouncer pool_mode=session), declare it with TxLockModule.forRoot({ pooler: 'session' }).`,
+    );
+  }
+}
+
+/**
+ * The server behind the DataSource is not one nestjs-txlock can lock on: a PostgreSQL older than 13, or an engine
+ * that speaks PostgreSQL's protocol but whose advisory locks (or other statements the library relies on) do not
+ * work as PostgreSQL's do. Thrown at bootstrap, so an app never runs with locks that do not lock.
+ */
+export class UnsupportedServerError extends TxLockError {
+  constructor(
+    /** The engine as identified (`CockroachDB`, `YugabyteDB`, `PostgreSQL`...). */
+    readonly engine: string,
+    /** Why it is refused. */
+    readonly reason: string,
+    /** What the server answered to `SELECT version()`. */
+    readonly serverVersion: string,
+    cause?: unknown,
+  ) {
+    super(
+      `nestjs-txlock cannot run on this server (${engine}): ${reason}. It supports PostgreSQL 13 to 18 (and PostgreSQL ` +
+        `services such as Amazon RDS and Aurora PostgreSQL, Cloud SQL, AlloyDB, Azure, Neon, Supabase, and servers with ` +
+        `Citus or TimescaleDB). The server answered version() = ${JSON.stringify(serverVersion.slice(0, 200))}.`,
+      { cause },
+    );
+  }
+}

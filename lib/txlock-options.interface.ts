@@ -2,6 +2,7 @@ import type { DataSource } from 'typeorm';
 import type { CounterModuleOptions } from './counters/counter.options.js';
 import type { IsolationLevel } from './transaction/transaction.options.js';
 import type { LeaseModuleOptions } from './leases/lease.options.js';
+import type { PoolerMode } from './server/pooler.js';
 import type { SingleFlightModuleOptions } from './single-flight/single-flight.options.js';
 
 /** Options of `TxLockModule.forRoot()` / `forRootAsync()`. */
@@ -45,6 +46,15 @@ export interface TxLockModuleOptions {
    * Default true (TxLockModule registers a global interceptor for it).
    */
   rollbackOnDisconnect?: boolean;
+  /**
+   * What sits between the app and PostgreSQL. `'none'` (default): a direct connection; session-scope locks check
+   * it on each pooled connection's first one and refuse to run behind a pooler (SessionLockPoolerError).
+   * `'transaction'`: a transaction-mode pooler (PgBouncer pool_mode=transaction, RDS Proxy, Supavisor, Neon's and
+   * Supabase's pooled endpoints); everything else works there, and session-scope locks are refused at bootstrap
+   * (decorated methods) and on every call. `'session'`: a pooler that keeps one server connection per client
+   * connection (PgBouncer pool_mode=session); session-scope locks are allowed without the check.
+   */
+  pooler?: PoolerMode;
   /** The lease table used by LeaseService and @ScheduledLock(). */
   leases?: LeaseModuleOptions;
   /** CounterService settings: table name, `autoCreate` (default false), `coalesce` (default true). */

@@ -1,4 +1,5 @@
 import { InvalidOptionError } from './errors.js';
+import { POOLER_MODES } from './server/pooler.js';
 
 // Every key TxLockModuleOptions (and each part of it) accepts, for the error that lists them.
 const KEYS = {
@@ -12,6 +13,7 @@ const KEYS = {
     'retryBackoff',
     'acquireTimeoutMs',
     'rollbackOnDisconnect',
+    'pooler',
     'counters',
     'leases',
     'singleFlight',
@@ -42,6 +44,7 @@ export function validateModuleOptions(options: unknown): void {
   for (const key of BOOLEANS) {
     if (record[key] !== undefined && typeof record[key] !== 'boolean') throw new InvalidOptionError(`TxLockModule option "${key}"`, record[key], [true, false]);
   }
+  if (record.pooler !== undefined && !POOLER_MODES.includes(record.pooler as never)) throw new InvalidOptionError('TxLockModule option "pooler"', record.pooler, POOLER_MODES);
   const store = (record.singleFlight as { store?: unknown } | undefined)?.store;
   if (store !== undefined && !STORES.includes(store as string)) throw new InvalidOptionError('TxLockModule option "singleFlight.store"', store, STORES);
 }

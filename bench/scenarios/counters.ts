@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import pg from 'pg';
+import { CounterSql } from '../../lib/counters/counter.sql.js';
 import { Column, DataSource, Entity, PrimaryColumn } from 'typeorm';
 import { CounterService, TxLockModule } from '../../lib/index.js';
 import { RoundTripLog } from '../../test/support/round-trips.js';
@@ -15,6 +16,9 @@ const CALLER_COUNTS = [1, 16, 64];
 
 /** The baseline of the counter scenario. */
 export const RAW_UPSERT = 'raw pg single-row upsert';
+/** Raw pg sending the very statement CounterService sends (windows, bounds and all): what is left is our own cost. */
+export const RAW_SAME_STATEMENT = "raw pg, CounterService's own statement";
+const SAME_STATEMENT = new CounterSql('"bench_raw_same"');
 /** The seeds' hand-made fix, the second baseline. */
 export const SEEDS_APPROACH = "seeds' advisory lock + read + update";
 /** Ours, coalescing (the default). */
@@ -109,6 +113,7 @@ export async function counterScenario({ url, runner }: BenchContext): Promise<vo
     const rawLog = RoundTripLog.attach(rawPool);
     await rawPool.query('CREATE TABLE IF NOT EXISTS bench_raw_counter (key text PRIMARY KEY, value bigint NOT NULL)');
     await rawPool.query('CREATE TABLE IF NOT EXISTS bench_ceiling (key text PRIMARY KEY, value bigint NOT NULL)');
+    await rawPool.query(SAME_STATEMENT.createTable);
     const lockKey = 4242; // any constant key: the seeds serialise every increment of the key on it
     const naive = dataSource.getRepository(NaiveCounter);
     const ours = coalescing.get(CounterService);
@@ -133,6 +138,19 @@ export async function counterScenario({ url, runner }: BenchContext): Promise<vo
             ).rows[0].value,
           ),
         ),
+        ...(callers === 1
+          ? [
+              variant(
+                RAW_SAME_STATEMENT,
+                rawLog,
+                new ExactCount(
+                  () => rawPool.query('TRUNCATE "bench_raw_same"'),
+                  async () => Number((await rawPool.query(`SELECT value FROM "bench_raw_same" WHERE key = 'hot'`)).rows[0]?.value ?? 0),
+                ),
+                async () => Number((await rawPool.query(SAME_STATEMENT.add, ['hot', '1', null])).rows[0].value),
+              ),
+            ]
+          : []),
         variant(SEEDS_APPROACH, rawLog, new ExactCount(rawReset, rawValue), async () => {
           const client = await rawPool.connect();
           try {

@@ -202,10 +202,10 @@ export class AtomicService {
       (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v),
     );
     const lockKey = advisoryKey(`get-or-create:${table.name}:${values}`);
-    const [lock] = (await this.txHost.manager.query(
+    const [lock] = await this.txHost.query<{ isolation: string }>(
       `SELECT pg_advisory_xact_lock($1::bigint), current_setting('transaction_isolation') AS isolation`,
       [lockKey],
-    )) as { isolation: string }[];
+    );
     if (lock!.isolation === 'repeatable read') throw new AdvisoryIsolationError(table.entityName);
     const existing = this.single(table, where, await this.query(table, readStatement(table, where)));
     if (existing) return { entity: table.hydrate(existing), created: false };
@@ -269,13 +269,13 @@ export class AtomicService {
   }
 
   private async throwUnlessReadCommitted(table: EntityTable<ObjectLiteral>): Promise<void> {
-    const [row] = (await this.txHost.manager.query(`SELECT current_setting('transaction_isolation') AS isolation`)) as { isolation: string }[];
+    const [row] = await this.txHost.query<{ isolation: string }>(`SELECT current_setting('transaction_isolation') AS isolation`);
     if (row!.isolation !== 'read committed') throw new GetOrCreateSerializationError(table.entityName);
   }
 
   private async query(table: EntityTable<ObjectLiteral>, statement: Statement, context: StatementContext = {}): Promise<Row[]> {
     try {
-      return (await this.txHost.manager.query(statement.sql, statement.params)) as Row[];
+      return await this.txHost.query<Row>(statement.sql, statement.params);
     } catch (error) {
       const state = sqlState(error);
       if (state === SERIALIZATION_FAILURE) throw new GetOrCreateSerializationError(table.entityName, error);

@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
-import type { EntityManager, EntityTarget, ObjectLiteral } from 'typeorm';
+import type { EntityTarget, ObjectLiteral } from 'typeorm';
 import { ensureTable } from '../common/ensure-table.js';
 import { EntityTable, type EntityValues } from '../common/entity-table.js';
 import { CounterOverflowError, InvalidOptionError } from '../errors.js';
@@ -51,10 +51,8 @@ export class CounterService implements OnModuleInit {
   ) {
     this.options = resolveCounterOptions({ ...moduleOptions.counters, autoCreate: moduleOptions.counters?.autoCreate ?? moduleOptions.autoCreate });
     this.sql = new CounterSql(this.options.table);
-    // Coalesced statements run outside any transaction by construction: on the DataSource's own manager.
-    this.coalescer = new CounterCoalescer(async (key, delta, windowMs) =>
-      BigInt((await this.addNow(key, delta, windowMs, this.txHost.dataSource.manager)).value),
-    );
+    // Coalesced statements run outside any transaction by construction: the drain loop runs in no caller's context.
+    this.coalescer = new CounterCoalescer(async (key, delta, windowMs) => BigInt((await this.addNow(key, delta, windowMs)).value));
   }
 
   /** Creates the counters table at bootstrap when `counters.autoCreate` (or `autoCreate`) is on (safe for replicas booting together). */
@@ -161,12 +159,12 @@ export class CounterService implements OnModuleInit {
       throw new InvalidOptionError('shards', options.shards, 'no shards with windowMs: each shard would start and end its own window');
     }
     if (this.options.coalesce && !this.txHost.isActive) return counterValue(await this.coalescer.add(validKey, delta, windowMs, shards));
-    return counterValue((await this.addNow(randomShardRow(validKey, shards), delta, windowMs, this.txHost.manager)).value);
+    return counterValue((await this.addNow(randomShardRow(validKey, shards), delta, windowMs)).value);
   }
 
   // `row` is the key itself, or one of its shards (then errors still name the key).
-  private async addNow(row: string, delta: bigint, windowMs: string | null, manager: EntityManager): Promise<CounterRow> {
-    const rows = await this.query<CounterRow>(this.sql.add, [row, delta.toString(), windowMs], keyOfRow(row), manager);
+  private async addNow(row: string, delta: bigint, windowMs: string | null): Promise<CounterRow> {
+    const rows = await this.query<CounterRow>(this.sql.add, [row, delta.toString(), windowMs], keyOfRow(row));
     return rows[0]!;
   }
 
@@ -196,9 +194,10 @@ export class CounterService implements OnModuleInit {
     return { table: this.sql.table, service: 'CounterService', option: 'counters' };
   }
 
-  private async query<Row>(sql: string, params: unknown[], target: string, manager = this.txHost.manager): Promise<Row[]> {
+  // In the caller's transaction, or alone (autocommit) outside one.
+  private async query<Row>(sql: string, params: unknown[], target: string): Promise<Row[]> {
     try {
-      return (await manager.query(sql, params)) as Row[];
+      return await this.txHost.query<Row>(sql, params);
     } catch (error) {
       if (sqlState(error) === NUMERIC_OUT_OF_RANGE) throw new CounterOverflowError(target, error);
       throw explainConnectionLoss(explainMissingTable(error, this.libraryTable()));

@@ -215,17 +215,16 @@ export class LeaseService implements OnModuleInit {
 
   private async query<T>(sql: string, params: unknown[], inTransaction = false): Promise<T> {
     try {
-      if (inTransaction) return (await this.txHost.manager.query(sql, params)) as T;
-      return (await this.txHost.outsideTransaction(() => this.txHost.dataSource.manager.query(sql, params))) as T;
+      if (inTransaction) return (await this.txHost.query(sql, params)) as T;
+      return (await this.txHost.outsideTransaction(() => this.txHost.query(sql, params))) as T;
     } catch (error) {
       throw explainConnectionLoss(explainMissingTable(error, this.libraryTable()));
     }
   }
 
-  // TypeORM answers UPDATE ... RETURNING with [rows, affectedCount].
-  private async update<Row>(sql: string, params: unknown[]): Promise<Row[]> {
-    const [rows] = await this.query<[Row[], number]>(sql, params);
-    return rows;
+  // An UPDATE ... RETURNING of the lease row, on its own connection.
+  private update<Row>(sql: string, params: unknown[]): Promise<Row[]> {
+    return this.query<Row[]>(sql, params);
   }
 }
 

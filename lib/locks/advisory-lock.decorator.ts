@@ -1,6 +1,7 @@
 import { Logger, UseFilters } from '@nestjs/common';
 import { injectInto, validateDataSourceName, wrapMethod } from '../common/wrap-method.js';
 import { InvalidOptionError } from '../errors.js';
+import { markSessionScope } from '../server/pooler.js';
 import { TxLockExceptionFilter } from './lock-exception.filter.js';
 import { defaultMethodKey, lockKeyText, type LockKey } from './lock-key.js';
 import { validateAdvisoryOptions, type AdvisoryLockCallOptions } from './lock.options.js';
@@ -56,6 +57,8 @@ export function AdvisoryLock(options: AdvisoryLockOptions = {}): MethodDecorator
   if (key !== undefined && typeof key !== 'function') lockKeyText(key); // a bad constant fails now, not on the first call
   return (target, propertyKey, descriptor) => {
     const locks = injectInto(target, LockService, 'AdvisoryLock', dataSource);
+    // Behind a transaction pooler (module option pooler: 'transaction') such a method is refused at bootstrap.
+    if (callOptions.scope === 'session') markSessionScope(target, `${target.constructor.name}.${String(propertyKey)}`, dataSource);
     wrapMethod('AdvisoryLock', target, propertyKey, descriptor, (original, methodName) =>
       async function advisoryLock(this: object, ...args: unknown[]) {
         const lockKeys = keys ? keys.apply(this, args) : [typeof key === 'function' ? key.apply(this, args) : (key ?? defaultMethodKey(methodName, args))];

@@ -1,9 +1,12 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
-import { InvalidOptionError, LockRequiresTransactionError } from '../errors.js';
+import { Inject, Injectable, Logger, Optional, type OnModuleInit } from '@nestjs/common';
+import { DiscoveryService } from '@nestjs/core';
+import { InvalidOptionError, LockRequiresTransactionError, SessionLockPoolerError } from '../errors.js';
+import { sessionScopeMethods, type PoolerMode } from '../server/pooler.js';
+import { DEFAULT_DATA_SOURCE_NAME } from '../transaction/resolve-data-source.js';
 import type { TransactionScope } from '../transaction/transaction-scope.js';
 import { DEFAULT_ACQUIRE_TIMEOUT_MS, TransactionHost } from '../transaction/transaction.host.js';
 import { IsolationLevel, Propagation, type TransactionOptions } from '../transaction/transaction.options.js';
-import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
+import { TXLOCK_DATA_SOURCE_NAME, TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { advisoryLockKey, RESERVED_LOCK_NAMESPACE, type LockKey } from './lock-key.js';
 import { failureReason, lockRequest, type LockOutcome, type LockRequest, type LockRunResult } from './lock-request.js';
@@ -30,15 +33,31 @@ import { resolveTables, validateTableLock, type TableTarget } from './table-targ
  * }, { timeoutMs: 2_000 });
  */
 @Injectable()
-export class LockService {
+export class LockService implements OnModuleInit {
   private readonly logger = new Logger('TxLock');
   private readonly sessions: SessionLocks;
+  private readonly pooler: PoolerMode;
 
   constructor(
     private readonly txHost: TransactionHost,
     @Inject(TXLOCK_MODULE_OPTIONS) options: TxLockModuleOptions,
+    @Optional() private readonly discovery?: DiscoveryService,
+    @Optional() @Inject(TXLOCK_DATA_SOURCE_NAME) private readonly dataSourceName: string = DEFAULT_DATA_SOURCE_NAME,
   ) {
-    this.sessions = new SessionLocks(() => txHost.dataSource, options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS, this.logger);
+    this.pooler = options.pooler ?? 'none';
+    this.sessions = new SessionLocks(() => txHost.dataSource, options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS, this.logger, this.pooler);
+  }
+
+  /**
+   * Behind a transaction pooler (`pooler: 'transaction'`), fails the bootstrap when a provider or controller of the
+   * app has a method decorated with a session-scope lock on this DataSource: it could never run.
+   */
+  onModuleInit(): void {
+    if (this.pooler !== 'transaction' || !this.discovery) return;
+    const wrappers = [...this.discovery.getProviders(), ...this.discovery.getControllers()];
+    const types = wrappers.flatMap((wrapper) => [wrapper.metatype, (wrapper.instance as object | undefined)?.constructor]);
+    const methods = sessionScopeMethods(types, this.dataSourceName);
+    if (methods.length > 0) throw new SessionLockPoolerError(`@AdvisoryLock({ scope: 'session' }) ${methods.join(', ')}`, 'declared');
   }
 
   /**
@@ -142,6 +161,7 @@ export class LockService {
     options: AdvisoryLockCallOptions & Pick<TransactionOptions, 'isolation'>,
   ): Promise<LockOutcome<T>> {
     if (options.scope === 'session') {
+      if (this.pooler === 'transaction') throw new SessionLockPoolerError(request.label, 'declared');
       const scope = this.txHost.scope();
       const ended = scope?.refusal();
       if (ended) throw ended;

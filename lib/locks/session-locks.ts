@@ -2,7 +2,10 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from '@nestjs/common';
 import type { QueryResult } from 'pg';
 import type { DataSource } from 'typeorm';
-import { LockLostError, LockNotAcquiredError } from '../errors.js';
+import { LockLostError, LockNotAcquiredError, SessionLockPoolerError } from '../errors.js';
+import { isDirectConnection } from '../server/connection-path.js';
+import type { PoolerMode } from '../server/pooler.js';
+import { serverSql } from '../server/server.sql.js';
 import { TransactionConnection } from '../transaction/transaction-connection.js';
 import { BranchLocks } from './branch-locks.js';
 import { alreadyHeld, type SessionKeys } from './held-locks.js';
@@ -35,12 +38,18 @@ export function currentSessionKeys(): SessionKeys | undefined {
  * self-deadlock, while concurrent branches of the chain on the same key take turns (BranchLocks). Release
  * happens in `finally`; a connection whose release did not answer true is destroyed rather than handed to the
  * next pool user. Work that outlives the call finds the session ended (TransactionEndedError).
+ *
+ * A session lock only excludes anyone if every statement of the call reaches the backend that took it. Behind a
+ * transaction-mode pooler they do not, so before taking anything the pinned connection must prove it talks
+ * straight to its backend (isDirectConnection: one round trip per pooled connection, remembered for its life);
+ * otherwise the call fails with SessionLockPoolerError, having locked nothing and run nothing.
  */
 export class SessionLocks {
   constructor(
     private readonly dataSource: () => DataSource,
     private readonly acquireTimeoutMs: number,
     private readonly logger: Logger,
+    private readonly pooler: PoolerMode = 'none',
   ) {}
 
   async run<T>(request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
@@ -48,13 +57,25 @@ export class SessionLocks {
     if (current) return this.runOn(current, request, fn);
     const connection = await TransactionConnection.open(this.dataSource(), this.acquireTimeoutMs, 'session lock', false);
     const session: Session = { connection, branches: new BranchLocks(), held: new Map(), users: new Map() };
+    let refused = false;
     try {
+      if (this.pooler !== 'session' && !(await this.reachesItsBackend(session))) {
+        refused = true;
+        throw new SessionLockPoolerError(request.label, 'detected');
+      }
       return await sessionStorage.run(session, () => this.runOn(session, request, fn));
     } finally {
-      // Safety net before the connection goes back to the pool: no session lock may outlive the call.
-      if (session.broken === undefined) await this.exec(session, [lockSql.unlockAll]).catch((error: unknown) => (session.broken = error));
+      // Safety net before the connection goes back to the pool: no session lock may outlive the call. Not after a
+      // refusal: nothing was taken, and behind a pooler the statement would reach another client's server connection.
+      if (session.broken === undefined && !refused) await this.exec(session, [lockSql.unlockAll]).catch((error: unknown) => (session.broken = error));
       await session.connection.close(session.broken);
     }
+  }
+
+  // Whether the pinned connection's statements reach the backend it was opened on (not a pooler's server connections).
+  private async reachesItsBackend(session: Session): Promise<boolean> {
+    const client = await session.connection.queryRunner.connect();
+    return isDirectConnection(client, async () => Number((await this.exec(session, [serverSql.backendPid]))[0]!.rows[0].pid));
   }
 
   private runOn<T>(session: Session, request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {

@@ -38,7 +38,7 @@ export class PostgresSingleFlightStore implements SingleFlightStore {
 
   private async query<Row>(sql: string, params: unknown[]): Promise<Row[]> {
     try {
-      return (await this.txHost.manager.query(sql, params)) as Row[];
+      return await this.txHost.query<Row>(sql, params);
     } catch (error) {
       throw explainConnectionLoss(explainMissingTable(error, { table: this.table, service: 'SingleFlightService', option: 'singleFlight' }));
     }

@@ -118,6 +118,22 @@ export class TransactionConnection {
     return this.queue.submit(scope, () => steps((statements) => this.send(statements)));
   }
 
+  /**
+   * One of the library's own parameterised statements in `scope` (counters, get-or-create, leases...), sent to the
+   * pg client directly: the statement needs none of what TypeORM's query() adds per call. A failure has the
+   * shape of TypeORM's (QueryFailedError).
+   */
+  query(scope: TransactionScope, sql: string, params: unknown[]): Promise<QueryResult> {
+    return this.statement(scope, async () => {
+      this.dataSource.logger.logQuery(sql, params, this.queryRunner);
+      try {
+        return await this.client.query(sql, params);
+      } catch (error) {
+        throw asQueryFailed(error, sql);
+      }
+    });
+  }
+
   /** A savepoint name not used before on this connection (library-made, so safe in a batch). */
   savepointName(): string {
     return `txlock_sp_${++this.savepoints}`;
@@ -259,16 +275,21 @@ export class TransactionConnection {
   }
 
   private typeormStatement<T>(sql: string, task: () => Promise<T>): Promise<T> {
-    const scope = this.scopeOfCaller();
-    return this.queue.submit(scope, async () => {
-      if (this.pending) await this.send([]);
+    return this.statement(this.scopeOfCaller(), () => {
       if (FOREIGN_ROLLBACK.test(sql)) this.foreignRollbacks++;
-      // Under a test transaction, a statement outside the app's transactions gets a savepoint of its own: as in
-      // autocommit, its failure undoes only itself instead of aborting the test's transaction.
+      return task();
+    });
+  }
+
+  // One statement in `scope`'s turn, after the held-back opening statements. Under a test transaction, a statement
+  // outside the app's transactions gets a savepoint of its own: as in autocommit, its failure undoes only itself
+  // instead of aborting the test's transaction.
+  private statement<T>(scope: TransactionScope, run: () => Promise<T>): Promise<T> {
+    return this.queue.submit(scope, async () => {
       const own = scope.kind === 'test' ? this.savepointName() : undefined;
-      if (own) await this.send([`SAVEPOINT ${own}`]);
+      if (this.pending || own) await this.send(own ? [`SAVEPOINT ${own}`] : []);
       try {
-        const result = await task();
+        const result = await run();
         if (own) await this.send([`RELEASE SAVEPOINT ${own}`]);
         return result;
       } catch (error) {

@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import type { AsyncResource } from 'node:async_hooks';
+import type { Pool } from 'pg';
 import type { DataSource, EntityManager, EntityTarget, ObjectLiteral, QueryRunner, Repository } from 'typeorm';
 import {
   ClientDisconnectedError,
@@ -20,6 +21,7 @@ import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { requestAbortSignal } from './client-disconnect.interceptor.js';
 import { longLivedResult, type LongLivedResult } from './result-lifetime.js';
 import { isRetryable, sqlState } from './sql-state.js';
+import { asQueryFailed } from './connection-errors.js';
 import { routeIntoTransactions } from './data-source-routing.js';
 import { DEFAULT_DATA_SOURCE_NAME, resolveDataSource } from './resolve-data-source.js';
 import { TransactionConnection } from './transaction-connection.js';
@@ -89,6 +91,11 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   onModuleDestroy(): void {
     this.unroute?.();
     if (this.resolvedDataSource && registrations.get(this.resolvedDataSource) === this) registrations.delete(this.resolvedDataSource);
+  }
+
+  // TypeORM's PostgresDriver keeps its pg Pool as `master`.
+  private get pool(): Pool {
+    return (this.dataSource.driver as unknown as { master: Pool }).master;
   }
 
   /** The PostgreSQL DataSource this module works on. */
@@ -194,6 +201,24 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   scope(): TransactionScope | undefined {
     const scope = currentScope(this.dataSource);
     return scope?.kind === 'test' ? undefined : scope;
+  }
+
+  /**
+   * Sends one of the library's own parameterised statements (counters, get-or-create, leases, single flight) in
+   * the caller's transaction on this DataSource, or outside one on a pooled connection of its own (autocommit),
+   * straight to pg: TypeORM's per-query work (a query runner, events, result wrapping) is not needed for them.
+   * Rows come back; a failure has TypeORM's QueryFailedError shape. Not part of the public API.
+   * @internal
+   */
+  async query<Row = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<Row[]> {
+    const scope = currentScope(this.dataSource);
+    if (scope) return (await scope.connection.query(scope, sql, params)).rows as Row[];
+    this.dataSource.logger.logQuery(sql, params);
+    try {
+      return (await this.pool.query(sql, params)).rows as Row[];
+    } catch (error) {
+      throw asQueryFailed(error, sql);
+    }
   }
 
   /**

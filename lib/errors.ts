@@ -536,7 +536,7 @@ export class ValueNotSerializableError extends TxLockError {
  */
 export class SessionLockPoolerError extends TxLockError {
   constructor(
-    /** The lock (or, at bootstrap, the decorated method) that was refused. */
+    /** The lock (`advisory lock ["job"]`), or at bootstrap the decorated methods, that were refused. */
     readonly lock: string,
     /** `declared`: the module option says so; `detected`: the connection does not answer from the backend it was opened on. */
     readonly reason: 'declared' | 'detected',
@@ -547,7 +547,7 @@ export class SessionLockPoolerError extends TxLockError {
         : `the backend answering on this connection is not the one PostgreSQL reported when the connection was opened, ` +
           `so a pooler or proxy sits in between`;
     super(
-      `Session-scope lock on ${lock} refused: ${why}. Behind a transaction-mode pooler (PgBouncer pool_mode=transaction, ` +
+      `Session scope refused for ${lock}: ${why}. Behind a transaction-mode pooler (PgBouncer pool_mode=transaction, ` +
         `RDS Proxy, Supavisor, Neon's or Supabase's pooled endpoints) each statement may run on another server connection, ` +
         `so a session lock cannot exclude anyone; nothing was locked and the function did not run. Use scope ` +
         `'transaction' (the default, which is safe behind a pooler), or give this DataSource a direct connection to ` +

@@ -37,8 +37,22 @@ const HASH_MASK = (1n << HASH_BITS) - 1n;
  */
 export function advisoryLockKey(key: LockKey, namespace: number = DEFAULT_LOCK_NAMESPACE): bigint {
   validateNamespace(namespace, true);
-  const hash = createHash('sha256').update(lockKeyText(key)).digest().readBigUInt64BE(0) & HASH_MASK;
+  const hash = keyHash(lockKeyText(key));
   return BigInt.asIntN(64, (BigInt(namespace) << HASH_BITS) | hash);
+}
+
+// Hot keys (one account, one job) are derived again on every call: the last hashes are kept, a bounded number.
+const HASHES = new Map<string, bigint>();
+const MAX_HASHES = 4_096;
+
+function keyHash(text: string): bigint {
+  let hash = HASHES.get(text);
+  if (hash === undefined) {
+    hash = createHash('sha256').update(text).digest().readBigUInt64BE(0) & HASH_MASK;
+    if (HASHES.size >= MAX_HASHES) HASHES.delete(HASHES.keys().next().value!);
+    HASHES.set(text, hash);
+  }
+  return hash;
 }
 
 /** The canonical text of a key: the JSON list of its parts as strings. Also names the lock in error messages. */

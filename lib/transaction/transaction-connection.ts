@@ -176,7 +176,7 @@ export class TransactionConnection {
    * nothing to commit. Statements issued from now on are refused.
    */
   async commit(): Promise<void> {
-    await this.queryRunner.broadcaster.broadcast('BeforeTransactionCommit');
+    await this.broadcast('BeforeTransactionCommit');
     this.root.close();
     await this.queue.submit(
       this.root,
@@ -205,7 +205,7 @@ export class TransactionConnection {
 
   /** Rolls back (if anything was sent). Throws if the connection is broken; the caller then destroys it. */
   async rollback(): Promise<void> {
-    await this.queryRunner.broadcaster.broadcast('BeforeTransactionRollback').catch((error: unknown) => {
+    await this.broadcast('BeforeTransactionRollback').catch((error: unknown) => {
       logger.error(`A TypeORM subscriber's BeforeTransactionRollback failed: ${error instanceof Error ? error.stack : String(error)}`);
     });
     this.root.close();
@@ -345,10 +345,18 @@ export class TransactionConnection {
   // The transaction has ended: a failing subscriber must not make a commit look like a rollback.
   private async afterEnd(event: 'AfterTransactionCommit' | 'AfterTransactionRollback'): Promise<void> {
     try {
-      await this.queryRunner.broadcaster.broadcast(event);
+      await this.broadcast(event);
     } catch (error) {
       logger.error(`A TypeORM subscriber's ${event} failed after the transaction ended: ${error instanceof Error ? error.stack : String(error)}`);
     }
+  }
+
+  /**
+   * Tells TypeORM subscribers (beforeTransactionStart... afterTransactionRollback) what the transaction does;
+   * with none registered, skips TypeORM's broadcast and its promise per event.
+   */
+  broadcast(event: 'BeforeTransactionStart' | 'AfterTransactionStart' | 'BeforeTransactionCommit' | 'AfterTransactionCommit' | 'BeforeTransactionRollback' | 'AfterTransactionRollback'): Promise<void> {
+    return this.dataSource.subscribers.length === 0 ? Promise.resolve() : this.queryRunner.broadcaster.broadcast(event);
   }
 
   private markEnded(): void {

@@ -325,8 +325,8 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
     if (disconnected?.aborted) onDisconnect(); // the client left while we waited for a connection
     try {
       connection.begin(openingStatements(options.isolation ?? this.options.isolation, options.readOnly, options.timeoutMs ?? this.options.timeoutMs));
-      await connection.queryRunner.broadcaster.broadcast('BeforeTransactionStart');
-      await connection.queryRunner.broadcaster.broadcast('AfterTransactionStart');
+      await connection.broadcast('BeforeTransactionStart');
+      await connection.broadcast('AfterTransactionStart');
       result = await runInScope(dataSource, scope, async () => {
         const value = await fn();
         longLived = longLivedResult(value, disconnected);

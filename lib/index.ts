@@ -4,6 +4,7 @@
 export { TxLockModule } from './txlock.module.js';
 export { TXLOCK_MODULE_OPTIONS } from './txlock.module-definition.js';
 export type { TxLockModuleOptions } from './txlock-options.interface.js';
+export type { PoolerMode } from './server/pooler.js';
 export { getTxLockToken, InjectTxLock, type TxLockService } from './txlock-tokens.js';
 
 // Transactions

@@ -6,6 +6,7 @@ import { AtomicService } from './atomic/atomic.service.js';
 import { CounterService } from './counters/counter.service.js';
 import { LeaseService } from './leases/lease.service.js';
 import { LockService } from './locks/lock.service.js';
+import { ServerCheck } from './server/server.check.js';
 import { SingleFlightService } from './single-flight/single-flight.service.js';
 import { LibraryTablesCheck } from './tables/library-tables.check.js';
 import { ClientDisconnectInterceptor } from './transaction/client-disconnect.interceptor.js';
@@ -13,6 +14,7 @@ import { DEFAULT_DATA_SOURCE_NAME } from './transaction/resolve-data-source.js';
 import { TransactionHost } from './transaction/transaction.host.js';
 import { createTxRepositoryProviders } from './transaction/tx-repository.js';
 import { ASYNC_OPTIONS_TYPE, ConfigurableTxLockModule, OPTIONS_TYPE, TXLOCK_DATA_SOURCE_NAME } from './txlock.module-definition.js';
+import { validateModuleOptions } from './txlock-options.validation.js';
 import { getTxLockToken } from './txlock-tokens.js';
 
 const SERVICES: Type[] = [TransactionHost, LeaseService, LockService, CounterService, AtomicService, SingleFlightService];
@@ -36,6 +38,8 @@ class TxLockFeatureModule {}
 export class TxLockModule extends ConfigurableTxLockModule {
   /** Registers the module over a DataSource (`options.dataSource`: the DataSource or its name; default the default one). */
   static override forRoot(options: typeof OPTIONS_TYPE = {}): DynamicModule {
+    // Checked here, before any provider exists (TypeORM's DataSource included), so nothing is left open by the failure.
+    validateModuleOptions(options);
     const name = typeof options.dataSource === 'string' ? options.dataSource : DEFAULT_DATA_SOURCE_NAME;
     return withServices(super.forRoot(options), name);
   }
@@ -69,6 +73,7 @@ function withServices(definition: DynamicModule, name: string): DynamicModule {
       ...(definition.providers ?? []),
       { provide: TXLOCK_DATA_SOURCE_NAME, useValue: name },
       { provide: APP_INTERCEPTOR, useClass: ClientDisconnectInterceptor },
+      isDefault ? ServerCheck : forDataSource(ServerCheck, name),
       isDefault ? LibraryTablesCheck : forDataSource(LibraryTablesCheck, name),
       ...services,
     ],

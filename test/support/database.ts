@@ -11,9 +11,27 @@ export function adminUrl(): string {
 
 export type { TestDatabase };
 
-/** A database of its own for one test file, so files run in parallel without seeing each other's rows (the testing kit's). */
-export function createTestDatabase(): Promise<TestDatabase> {
-  return createKitTestDatabase(adminUrl());
+/**
+ * The pooler the suite runs through, when TXLOCK_TEST_POOLER_URL is set (.ci/pgbouncer.sh sets it to a PgBouncer in
+ * transaction mode in front of the DATABASE_URL server): test databases are then reached through it.
+ */
+export function poolerUrl(): string | undefined {
+  return process.env.TXLOCK_TEST_POOLER_URL || undefined;
+}
+
+/**
+ * A database of its own for one test file, so files run in parallel without seeing each other's rows (the testing
+ * kit's). Behind a pooler (poolerUrl()), CREATE/DROP DATABASE still go straight to the server and the returned URL
+ * goes through the pooler, so the app, its workers and the test's own clients all reach the database through it.
+ */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const db = await createKitTestDatabase(adminUrl());
+  const pooler = poolerUrl();
+  if (!pooler) return db;
+  const url = new URL(db.url);
+  const via = new URL(pooler);
+  [url.host, url.username, url.password] = [via.host, via.username, via.password];
+  return { ...db, url: url.toString() };
 }
 
 /** Options of openDataSource(). */

@@ -1,5 +1,8 @@
+import { MAX_TIMER_MS } from './common/durations.js';
 import { InvalidOptionError } from './errors.js';
 import { POOLER_MODES } from './server/pooler.js';
+import { assertWholeNumber, readTransactionOptions } from './transaction/transaction.options.js';
+import type { TxLockModuleOptions } from './txlock-options.interface.js';
 
 // Every key TxLockModuleOptions (and each part of it) accepts, for the error that lists them.
 const KEYS = {
@@ -29,7 +32,8 @@ const BOOLEANS = ['joinDataSource', 'autoCreate', 'rollbackOnDisconnect'] as con
 /**
  * Refuses TxLockModule options with keys it does not know (a typo such as `retrys`, an option given at the wrong
  * level such as a top-level `table`) or values of the wrong kind, with InvalidOptionError naming the valid keys or
- * values (and the closest key). Values with ranges (timeouts, isolation...) are checked where they are used.
+ * values (and the closest key), and module-wide defaults out of range (isolation, timeoutMs, retries, acquireTimeoutMs,
+ * retryBackoff). Options of the features (counters, leases...) with ranges are checked by their services.
  */
 export function validateModuleOptions(options: unknown): void {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('TxLockModule options', options, 'an options object');
@@ -47,6 +51,14 @@ export function validateModuleOptions(options: unknown): void {
   if (record.pooler !== undefined && !POOLER_MODES.includes(record.pooler as never)) throw new InvalidOptionError('TxLockModule option "pooler"', record.pooler, POOLER_MODES);
   const store = (record.singleFlight as { store?: unknown } | undefined)?.store;
   if (store !== undefined && !STORES.includes(store as string)) throw new InvalidOptionError('TxLockModule option "singleFlight.store"', store, STORES);
+  const checked = options as TxLockModuleOptions;
+  readTransactionOptions({ isolation: checked.isolation, timeoutMs: checked.timeoutMs, retries: checked.retries }, 'TxLockModule option');
+  // Both become Node timers, which fire after 1 ms when given more than MAX_TIMER_MS.
+  assertWholeNumber(checked.acquireTimeoutMs, 'TxLockModule option "acquireTimeoutMs"', 1, MAX_TIMER_MS);
+  if (checked.retryBackoff !== undefined) {
+    assertWholeNumber(checked.retryBackoff.minMs, 'TxLockModule option "retryBackoff.minMs"', 0, MAX_TIMER_MS);
+    assertWholeNumber(checked.retryBackoff.maxMs, 'TxLockModule option "retryBackoff.maxMs"', checked.retryBackoff.minMs, MAX_TIMER_MS);
+  }
 }
 
 function checkKeys(record: Record<string, unknown>, part: keyof typeof KEYS): void {

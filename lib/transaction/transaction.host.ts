@@ -14,7 +14,6 @@ import {
   TransactionTimeoutError,
   TxLockConfigurationError,
 } from '../errors.js';
-import { MAX_TIMER_MS } from '../common/durations.js';
 import { TXLOCK_DATA_SOURCE_NAME, TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import { validateModuleOptions } from '../txlock-options.validation.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
@@ -27,7 +26,7 @@ import { DEFAULT_DATA_SOURCE_NAME, resolveDataSource } from './resolve-data-sour
 import { TransactionConnection } from './transaction-connection.js';
 import { currentScope, holdsConnection, runInScope, runOutsideTransactions, setTestScope, testScopeOf, type TransactionHook, type TransactionScope } from './transaction-scope.js';
 import { openingStatements } from './transaction.sql.js';
-import { assertWholeNumber, Propagation, readTransactionOptions, type TransactionOptions } from './transaction.options.js';
+import { Propagation, readTransactionOptions, type TransactionOptions } from './transaction.options.js';
 
 /** How long a transaction waits for a pooled connection when `acquireTimeoutMs` is not set. */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
@@ -57,14 +56,8 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
     private readonly moduleRef: ModuleRef,
     @Optional() @Inject(TXLOCK_DATA_SOURCE_NAME) private readonly dataSourceName: string = DEFAULT_DATA_SOURCE_NAME,
   ) {
+    // forRoot() checked them already; forRootAsync()'s factory result is checked here, as soon as it exists.
     validateModuleOptions(options);
-    readTransactionOptions({ isolation: options.isolation, timeoutMs: options.timeoutMs, retries: options.retries }, 'TxLockModule option');
-    // Both become Node timers, which fire after 1 ms when given more than MAX_TIMER_MS.
-    assertWholeNumber(options.acquireTimeoutMs, 'TxLockModule option "acquireTimeoutMs"', 1, MAX_TIMER_MS);
-    if (options.retryBackoff !== undefined) {
-      assertWholeNumber(options.retryBackoff.minMs, 'TxLockModule option "retryBackoff.minMs"', 0, MAX_TIMER_MS);
-      assertWholeNumber(options.retryBackoff.maxMs, 'TxLockModule option "retryBackoff.maxMs"', options.retryBackoff.minMs, MAX_TIMER_MS);
-    }
   }
 
   /**

@@ -35,7 +35,14 @@ describe('TxLockModule set up wrongly', () => {
     }
   };
   const typeorm = (name?: string) => TypeOrmModule.forRoot({ name, type: 'postgres', url: db.url, extra: { max: 2 } });
-  const withOptions = (options: unknown) => bootstrap([typeorm(), TxLockModule.forRoot(options as TxLockModuleOptions)]);
+  // forRoot() refuses bad options itself, before any provider (TypeORM's DataSource included) exists.
+  const withOptions = async (options: unknown) => {
+    try {
+      return await bootstrap([typeorm(), TxLockModule.forRoot(options as TxLockModuleOptions)]);
+    } catch (error) {
+      return error;
+    }
+  };
 
   it('a decorated class in an app without TxLockModule: the error names TxLockModule.forRoot() / forRootAsync()', async () => {
     const error = await bootstrap([typeorm()], [Bank]);
@@ -53,6 +60,9 @@ describe('TxLockModule set up wrongly', () => {
 
     const misplaced = await withOptions({ table: 'txlock_counters' });
     expect(misplaced).toBeInstanceOf(InvalidOptionError);
+
+    expect(() => TxLockModule.forRoot({ retrys: 3 } as TxLockModuleOptions)).toThrow(InvalidOptionError);
+    expect(() => TxLockModule.forRoot({ isolation: 'SNAPSHOT' } as never)).toThrow(/READ COMMITTED/);
   });
 
   it('a value outside its set is refused, naming the valid values', async () => {

@@ -5,6 +5,7 @@ import { CEILING, OURS_INCREMENT, RAW_UPSERT, SEEDS_APPROACH } from './scenarios
 import { crossProcessVariant } from './scenarios/cross-process.js';
 import { ATOMIC, NAIVE_GET_OR_CREATE, SCENARIO_EXISTS } from './scenarios/get-or-create.js';
 import { RAW_LOCKED } from './scenarios/advisory-lock.js';
+import { JOINED_REPOSITORY, PLAIN_REPOSITORY, SCENARIO_REPOSITORY } from './scenarios/repository-calls.js';
 import { CLS_PEER, HAND_WRITTEN, OURS, RAW_TRANSACTION, TYPEORM_TRANSACTIONAL_PEER } from './scenarios/transactions.js';
 import { TRANSACTION_KINDS } from './scenarios/transaction-work.js';
 
@@ -35,6 +36,7 @@ const RATIO_TARGETS: RatioTarget[] = [
   { target: 'getOrCreate of an existing row >= 0.9x naive findOne', ours: [SCENARIO_EXISTS, ATOMIC, 8], versus: [SCENARIO_EXISTS, NAIVE_GET_OR_CREATE, 8], goal: 0.9 },
   { target: 'hot key, 64 callers >= 0.8x the coalescing ceiling', ours: [COUNTERS, OURS_INCREMENT, 64], versus: [COUNTERS, CEILING, 64], goal: 0.8 },
   { target: 'hot key, 16 callers >= 3x the seeds\' lock + read + update', ours: [COUNTERS, OURS_INCREMENT, 16], versus: [COUNTERS, SEEDS_APPROACH, 16], goal: 3 },
+  { target: 'repository call outside a transaction, DataSource joined >= 0.95x plain TypeORM', ours: [SCENARIO_REPOSITORY, JOINED_REPOSITORY, 8], versus: [SCENARIO_REPOSITORY, PLAIN_REPOSITORY, 8], goal: 0.95 },
   { target: '@AdvisoryLock + @Transactional >= 0.9x raw pg', ours: ['2. advisory lock + transaction', '@AdvisoryLock + @Transactional', 8], versus: ['2. advisory lock + transaction', RAW_LOCKED, 8], goal: 0.9 },
   ...[CLS_PEER, TYPEORM_TRANSACTIONAL_PEER].flatMap((peer): RatioTarget[] => [
     { target: `SERIALIZABLE + read only >= 1.15x ${peer.replace('peer: ', '')}`, ours: [TRANSACTION_KINDS.strict, OURS.strict, 8], versus: [TRANSACTION_KINDS.strict, peer, 8], goal: 1.15 },

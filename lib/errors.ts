@@ -260,13 +260,25 @@ export class InvalidAmountError extends InvalidOptionError {
   }
 }
 
-/** A counter or column would leave its type's range (bigint for counters); nothing was changed. */
+/**
+ * A counter or column would leave its type's range (bigint for counters), or, for a call that returns `number`
+ * values (the default), Number.MAX_SAFE_INTEGER (2^53 - 1), beyond which a number loses precision. Nothing was
+ * changed.
+ */
 export class CounterOverflowError extends TxLockError {
   constructor(
     readonly target: string,
-    cause: unknown,
+    cause?: unknown,
+    /** `type`: the column's or bigint's range; `number`: the range a `number` holds exactly. */
+    readonly limit: 'type' | 'number' = 'type',
   ) {
-    super(`Incrementing ${target} would overflow its integer type; nothing was changed. Reset it, or use a wider column type.`, { cause });
+    super(
+      limit === 'number'
+        ? `${target} would pass Number.MAX_SAFE_INTEGER (2^53 - 1), beyond which a number loses precision; nothing was changed. ` +
+            `Pass { bigint: true } to this call to work with bigint values over PostgreSQL's whole bigint range.`
+        : `Incrementing ${target} would overflow its integer type; nothing was changed. Reset it, or use a wider column type.`,
+      { cause },
+    );
   }
 }
 

@@ -2,8 +2,11 @@ import { AsyncResource } from 'node:async_hooks';
 import { CounterOverflowError } from '../errors.js';
 import { randomShardRow } from './counter-shards.js';
 
-/** Sends one add of `delta` to the row `key` and returns the row's new value. */
-export type AddStatement = (key: string, delta: bigint, windowMs: string | null) => Promise<bigint>;
+/**
+ * Sends one add of `delta` to the row `key` and returns the row's new value; with `limit`, CounterOverflowError
+ * (nothing changed) when the value would pass ±limit.
+ */
+export type AddStatement = (key: string, delta: bigint, windowMs: string | null, limit: bigint | null) => Promise<bigint>;
 
 interface Waiter {
   delta: bigint;
@@ -15,6 +18,7 @@ interface Batch {
   key: string;
   windowMs: string | null;
   shards: number;
+  limit: bigint | null;
   waiting: Waiter[];
 }
 
@@ -29,7 +33,8 @@ interface Batch {
  * then every value in between lies between the old and the new value, so if the new value fits, so did each
  * caller's (with +20 and -15 merged into +5, the +20 caller's value could overflow unseen). And when a merged
  * statement overflows (which changes nothing), its callers are replayed one statement each in arrival order,
- * so only the callers that overflow on their own get CounterOverflowError.
+ * so only the callers that overflow on their own get CounterOverflowError. The same holds for the limit of
+ * callers that take `number` values (Number.MAX_SAFE_INTEGER): they share statements only with one another.
  *
  * A key spread over several rows (`shards`) keeps one queue: each statement goes to one of its rows, chosen
  * at random, and hands out that row's values.
@@ -44,11 +49,11 @@ export class CounterCoalescer {
 
   constructor(private readonly send: AddStatement) {}
 
-  add(key: string, delta: bigint, windowMs: string | null, shards = 1): Promise<bigint> {
-    // Keys never contain NUL (validated), so this cannot confuse two (key, window, shards) triples.
-    const id = `${windowMs ?? ''}\u0000${shards}\u0000${key}`;
+  add(key: string, delta: bigint, windowMs: string | null, shards = 1, limit: bigint | null = null): Promise<bigint> {
+    // Keys never contain NUL (validated), so this cannot confuse two (key, window, shards, limit) tuples.
+    const id = `${windowMs ?? ''}\u0000${shards}\u0000${limit ?? ''}\u0000${key}`;
     const existing = this.batches.get(id);
-    const batch = existing ?? { key, windowMs, shards, waiting: [] };
+    const batch = existing ?? { key, windowMs, shards, limit, waiting: [] };
     const result = new Promise<bigint>((resolve, reject) => batch.waiting.push({ delta, resolve, reject }));
     if (!existing) {
       this.batches.set(id, batch);
@@ -66,7 +71,7 @@ export class CounterCoalescer {
   private async apply(batch: Batch, group: Waiter[]): Promise<void> {
     const total = group.reduce((sum, waiter) => sum + waiter.delta, 0n);
     try {
-      let value = (await this.send(randomShardRow(batch.key, batch.shards), total, batch.windowMs)) - total;
+      let value = (await this.send(randomShardRow(batch.key, batch.shards), total, batch.windowMs, batch.limit)) - total;
       for (const waiter of group) waiter.resolve((value += waiter.delta));
     } catch (error) {
       if (error instanceof CounterOverflowError && group.length > 1) {

@@ -1,12 +1,19 @@
 import { isWellFormed, WELL_FORMED_TEXT } from '../common/text.js';
-import { InvalidAmountError, InvalidCounterKeyError } from '../errors.js';
+import { CounterOverflowError, InvalidAmountError, InvalidCounterKeyError } from '../errors.js';
 import { SHARD_SEPARATOR } from './counter-shards.js';
 
 /**
- * A value read from a bigint column: a `number` when it is a safe integer (|v| <= 2^53 - 1), otherwise a
- * `bigint`, so precision is never lost silently. `typeof value === 'bigint'` tells the two apart.
+ * What a counter call returns: a `number` by default (a controller can return it as JSON; past
+ * Number.MAX_SAFE_INTEGER the call fails with CounterOverflowError and changes nothing), or a `bigint`, over the
+ * whole range of PostgreSQL's bigint, when the call passes `{ bigint: true }`.
  */
-export type CounterValue = number | bigint;
+export type CounterValue<Options = object> = Options extends { bigint: true } ? bigint : number;
+
+/** The option that makes counter calls return `bigint` values. */
+export interface BigIntValueOption {
+  /** Values as `bigint` (PostgreSQL's whole bigint range) instead of `number` (safe integers). Default false. */
+  bigint?: boolean;
+}
 
 /** An integer argument: a safe-integer number or a bigint. */
 export type Integer = number | bigint;
@@ -16,13 +23,38 @@ export const MAX_COUNTER_KEY_LENGTH = 512;
 
 const INT8_MIN = -(2n ** 63n);
 const INT8_MAX = 2n ** 63n - 1n;
-const SAFE_MIN = BigInt(Number.MIN_SAFE_INTEGER);
-const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+/** The largest magnitude a `number` counter value may reach (Number.MAX_SAFE_INTEGER), as a bigint. */
+export const SAFE_LIMIT = BigInt(Number.MAX_SAFE_INTEGER);
 
-/** Converts the text of a bigint (we always `::text` in SQL, whatever pg's type parsers are) to a CounterValue. */
-export function counterValue(text: string | number | bigint): CounterValue {
+/** Whether `value` is within ±SAFE_LIMIT. */
+export function isSafe(value: bigint): boolean {
+  return value >= -SAFE_LIMIT && value <= SAFE_LIMIT;
+}
+
+/**
+ * Converts the text of a bigint (we always `::text` in SQL, whatever pg's type parsers are) to the value the
+ * caller asked for: a bigint, or a number, and CounterOverflowError (naming `target`) when a number would lose
+ * precision. Statements that change a value are guarded so this never fires after a change (see CounterSql.add).
+ */
+export function counterValue<Options extends BigIntValueOption>(text: string | number | bigint, options: Options | undefined, target: string): CounterValue<Options> {
   const value = BigInt(text);
-  return value >= SAFE_MIN && value <= SAFE_MAX ? Number(value) : value;
+  if (options?.bigint) return value as CounterValue<Options>;
+  if (!isSafe(value)) throw new CounterOverflowError(target, undefined, 'number');
+  return Number(value) as CounterValue<Options>;
+}
+
+type Bounds = { min?: Integer; max?: Integer; bigint?: boolean };
+
+/** The `min` and `max` of `bounds` as bigints (InvalidAmountError for values that are not integers). */
+export function readBounds(bounds: Bounds | undefined): { min?: bigint; max?: bigint } {
+  return { min: bounds?.min === undefined ? undefined : toInteger(bounds.min, 'min'), max: bounds?.max === undefined ? undefined : toInteger(bounds.max, 'max') };
+}
+
+/** readBounds(), narrowed to ±Number.MAX_SAFE_INTEGER unless the call takes bigint values. */
+export function withinSafeRange(bounds: Bounds | undefined): { min?: bigint; max?: bigint } {
+  const { min = -SAFE_LIMIT, max = SAFE_LIMIT } = readBounds(bounds);
+  if (bounds?.bigint) return readBounds(bounds);
+  return { min: min < -SAFE_LIMIT ? -SAFE_LIMIT : min, max: max > SAFE_LIMIT ? SAFE_LIMIT : max };
 }
 
 /**

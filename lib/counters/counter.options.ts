@@ -1,6 +1,6 @@
 import { assertDurationMs, MAX_DURATION_MS } from '../common/durations.js';
 import { qualifiedTableName } from '../common/sql.js';
-import type { CounterValue, Integer } from './counter-value.js';
+import type { BigIntValueOption, Integer } from './counter-value.js';
 
 /** The `counters` option of TxLockModule. */
 export interface CounterModuleOptions {
@@ -22,7 +22,7 @@ export interface CounterModuleOptions {
 }
 
 /** Options of `increment` and `decrement`. */
-export interface CounterWindowOptions {
+export interface CounterWindowOptions extends BigIntValueOption {
   /**
    * Fixed window length in ms: the first call after the window ended starts the count again from zero, in
    * the same statement. Windows are timed by the database clock. At most MAX_DURATION_MS (100 years).
@@ -56,21 +56,25 @@ export interface CounterBoundOptions extends CounterWindowOptions {
   min?: Integer;
 }
 
-/** What `tryIncrement` / `tryDecrement` did. */
-export interface BoundedResult {
+/** What `tryIncrement` / `tryDecrement` did (`value` a bigint when the call passed `{ bigint: true }`). */
+export interface BoundedResult<Value extends number | bigint = number> {
   /** True when the change was applied; false when it would have crossed a bound (nothing changed). */
   applied: boolean;
   /**
    * The value after the change when applied. When refused: the value the statement could see (as of its
    * snapshot; under heavy concurrency it may already be out of date), 0 for a missing or expired counter.
    */
-  value: CounterValue;
+  value: Value;
   /** When the current window ends (database clock), for windowed counters; else null. Use it for Retry-After. */
   resetsAt: Date | null;
 }
 
-/** Options of `incrementColumn`: the bounds the column must stay within after the change. */
-export interface ColumnBoundOptions {
+/**
+ * Options of `incrementColumn`: the bounds the column must stay within after the change. Without
+ * `{ bigint: true }` the values are numbers, and rows that would pass ±Number.MAX_SAFE_INTEGER are left unchanged
+ * as a bound would leave them (only a bigint column can get there).
+ */
+export interface ColumnBoundOptions extends BigIntValueOption {
   /** The column may not go above this; rows that would are left unchanged. */
   max?: Integer;
   /** The column may not go below this (`0` for stock); rows that would are left unchanged. */

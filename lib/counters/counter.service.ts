@@ -12,7 +12,7 @@ import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { columnIncrementStatement } from './column-increment.js';
 import { CounterCoalescer } from './counter-coalescer.js';
 import { allShardRows, keyOfRow, randomShardRow, shardCount } from './counter-shards.js';
-import { counterValue, toCounterKey, toInteger, type CounterValue, type Integer } from './counter-value.js';
+import { counterValue, isSafe, readBounds, SAFE_LIMIT, toCounterKey, toInteger, withinSafeRange, type BigIntValueOption, type CounterValue, type Integer } from './counter-value.js';
 import {
   resolveCounterOptions,
   windowParam,
@@ -31,7 +31,8 @@ const NUMERIC_OUT_OF_RANGE = '22003';
  * same old value and both write old + 1 (the lost update of `findOne` + `save`). Inside a transaction a
  * call joins it and rolls back with it; outside one it commits on its own.
  *
- * Values come back as `number` when they are safe integers, else as `bigint` (see CounterValue).
+ * Values are `number`s (a call that would pass Number.MAX_SAFE_INTEGER fails with CounterOverflowError and changes
+ * nothing), or `bigint`s over PostgreSQL's whole bigint range for a call given `{ bigint: true }` (see CounterValue).
  *
  * @example
  * const likes = await counters.increment(`post:${id}:likes`);
@@ -52,7 +53,7 @@ export class CounterService implements OnModuleInit {
     this.options = resolveCounterOptions({ ...moduleOptions.counters, autoCreate: moduleOptions.counters?.autoCreate ?? moduleOptions.autoCreate });
     this.sql = new CounterSql(this.options.table);
     // Coalesced statements run outside any transaction by construction: the drain loop runs in no caller's context.
-    this.coalescer = new CounterCoalescer(async (key, delta, windowMs) => BigInt((await this.addNow(key, delta, windowMs)).value));
+    this.coalescer = new CounterCoalescer(async (key, delta, windowMs, limit) => BigInt((await this.addNow(key, delta, windowMs, limit)).value));
   }
 
   /** Creates the counters table at bootstrap when `counters.autoCreate` (or `autoCreate`) is on (safe for replicas booting together). */
@@ -66,12 +67,12 @@ export class CounterService implements OnModuleInit {
    * With `shards`, the key is spread over that many rows and the value returned is the new value of the row
    * this call changed (see CounterIncrementOptions); `get(key)` returns the total.
    */
-  async increment(key: string, by: Integer = 1, options: CounterIncrementOptions = {}): Promise<CounterValue> {
+  async increment<Options extends CounterIncrementOptions = object>(key: string, by: Integer = 1, options?: Options): Promise<CounterValue<Options>> {
     return this.add(key, toInteger(by, 'by', { nonNegative: true }), options);
   }
 
   /** Subtracts `by` (default 1, not negative) from `key` and returns the new value (it may go below zero; see tryDecrement). */
-  async decrement(key: string, by: Integer = 1, options: CounterIncrementOptions = {}): Promise<CounterValue> {
+  async decrement<Options extends CounterIncrementOptions = object>(key: string, by: Integer = 1, options?: Options): Promise<CounterValue<Options>> {
     return this.add(key, -toInteger(by, 'by', { nonNegative: true }), options);
   }
 
@@ -80,23 +81,23 @@ export class CounterService implements OnModuleInit {
    * `max` is granted. Check and consume are one statement. Not for sharded keys: `shards` is refused, and on
    * a key other calls increment with `shards` the bound would only see the row `key` itself.
    */
-  async tryIncrement(key: string, by: Integer, options: CounterBoundOptions & { max: Integer }): Promise<BoundedResult> {
+  async tryIncrement<Options extends CounterBoundOptions & { max: Integer }>(key: string, by: Integer, options: Options): Promise<BoundedResult<CounterValue<Options>>> {
     return this.tryAdd(key, toInteger(by, 'by', { nonNegative: true }), options);
   }
 
   /** Subtracts `by` only if the value stays at least `min` (stock, credits): it never goes below. */
-  async tryDecrement(key: string, by: Integer, options: CounterBoundOptions & { min: Integer }): Promise<BoundedResult> {
+  async tryDecrement<Options extends CounterBoundOptions & { min: Integer }>(key: string, by: Integer, options: Options): Promise<BoundedResult<CounterValue<Options>>> {
     return this.tryAdd(key, -toInteger(by, 'by', { nonNegative: true }), options);
   }
 
   /** The value of `key` (the total of its shards for a sharded key): 0 when it does not exist or its window has ended. */
-  async get(key: string): Promise<CounterValue> {
+  async get<Options extends BigIntValueOption = object>(key: string, options?: Options): Promise<CounterValue<Options>> {
     const rows = await this.query<{ value: string | null }>(this.sql.get, [allShardRows(toCounterKey(key))], key);
-    return counterValue(rows[0]?.value ?? 0);
+    return counterValue(rows[0]?.value ?? 0, options, key);
   }
 
   /** The values of `keys` in one statement, in the order given (0 for missing or ended counters; totals for sharded keys). */
-  async getMany(keys: readonly string[]): Promise<Map<string, CounterValue>> {
+  async getMany<Options extends BigIntValueOption = object>(keys: readonly string[], options?: Options): Promise<Map<string, CounterValue<Options>>> {
     const valid = keys.map(toCounterKey);
     const rows = await this.query<{ key: string; value: string }>(this.sql.getMany, [valid.flatMap(allShardRows)], 'counters');
     const totals = new Map<string, bigint>();
@@ -104,7 +105,7 @@ export class CounterService implements OnModuleInit {
       const key = keyOfRow(row.key);
       totals.set(key, (totals.get(key) ?? 0n) + BigInt(row.value));
     }
-    return new Map(valid.map((key) => [key, counterValue(totals.get(key) ?? 0n)]));
+    return new Map(valid.map((key) => [key, counterValue(totals.get(key) ?? 0n, options, key)]));
   }
 
   /** Sets `key` to `value` (creating it), removing any window; a sharded key becomes one row again. */
@@ -136,53 +137,68 @@ export class CounterService implements OnModuleInit {
    * the bounds refused every matched row: with `{ min: 0 }` stock never goes negative). Identifiers come
    * from TypeORM metadata and are quoted; values are bound. Entity listeners and subscribers do not run.
    */
-  async incrementColumn<Entity extends ObjectLiteral>(
+  async incrementColumn<Entity extends ObjectLiteral, Options extends ColumnBoundOptions = object>(
     target: EntityTarget<Entity>,
     where: EntityValues<Entity>,
     column: keyof Entity & string,
     by: Integer,
-    bounds: ColumnBoundOptions = {},
-  ): Promise<CounterValue[]> {
+    bounds?: Options,
+  ): Promise<CounterValue<Options>[]> {
     const dataSource = this.txHost.dataSource;
     const table = EntityTable.of(dataSource, target);
     const normalize = (metadata: Parameters<typeof dataSource.driver.normalizeType>[0]) => dataSource.driver.normalizeType(metadata);
-    const { sql, params } = columnIncrementStatement(table, where, column, toInteger(by, 'by'), bounds, normalize);
-    const rows = await this.query<{ value: string }>(sql, params, `${table.entityName}.${column}`);
-    return rows.map((row) => counterValue(row.value));
+    const { sql, params } = columnIncrementStatement(table, where, column, toInteger(by, 'by'), bounds ?? {}, normalize);
+    const name = `${table.entityName}.${column}`;
+    const rows = await this.query<{ value: string }>(sql, params, name);
+    return rows.map((row) => counterValue(row.value, bounds, name));
   }
 
-  private async add(key: string, delta: bigint, options: CounterIncrementOptions): Promise<CounterValue> {
+  private async add<Options extends CounterIncrementOptions>(key: string, delta: bigint, options: Options | undefined): Promise<CounterValue<Options>> {
     const validKey = toCounterKey(key);
-    const windowMs = windowParam(options.windowMs);
-    const shards = shardCount(options.shards);
+    const windowMs = windowParam(options?.windowMs);
+    const shards = shardCount(options?.shards);
     if (shards > 1 && windowMs !== null) {
-      throw new InvalidOptionError('shards', options.shards, 'no shards with windowMs: each shard would start and end its own window');
+      throw new InvalidOptionError('shards', options?.shards, 'no shards with windowMs: each shard would start and end its own window');
     }
-    if (this.options.coalesce && !this.txHost.isActive) return counterValue(await this.coalescer.add(validKey, delta, windowMs, shards));
-    return counterValue((await this.addNow(randomShardRow(validKey, shards), delta, windowMs)).value);
+    const limit = options?.bigint ? null : SAFE_LIMIT;
+    const value =
+      this.options.coalesce && !this.txHost.isActive
+        ? await this.coalescer.add(validKey, delta, windowMs, shards, limit)
+        : (await this.addNow(randomShardRow(validKey, shards), delta, windowMs, limit)).value;
+    return counterValue(value, options, key);
   }
 
-  // `row` is the key itself, or one of its shards (then errors still name the key).
-  private async addNow(row: string, delta: bigint, windowMs: string | null): Promise<CounterRow> {
-    const rows = await this.query<CounterRow>(this.sql.add, [row, delta.toString(), windowMs], keyOfRow(row));
-    return rows[0]!;
+  // `row` is the key itself, or one of its shards (then errors still name the key). With `limit`, a value that
+  // would pass it changes nothing and fails: a delta that does by itself before anything is sent, else the
+  // statement's guard returns no row.
+  private async addNow(row: string, delta: bigint, windowMs: string | null, limit: bigint | null): Promise<CounterRow> {
+    const key = keyOfRow(row);
+    if (limit !== null && (delta > limit || delta < -limit)) throw new CounterOverflowError(key, undefined, 'number');
+    const rows = await this.query<CounterRow>(this.sql.add, [row, delta.toString(), windowMs, limit?.toString() ?? null], key);
+    if (!rows[0]) throw new CounterOverflowError(key, undefined, 'number');
+    return rows[0];
   }
 
-  private async tryAdd(key: string, delta: bigint, options: CounterBoundOptions): Promise<BoundedResult> {
+  private async tryAdd<Options extends CounterBoundOptions>(key: string, delta: bigint, options: Options): Promise<BoundedResult<CounterValue<Options>>> {
     const validKey = toCounterKey(key);
     // A bound on a sharded total needs every shard locked at once: the one hot row sharding avoids.
     const { shards } = options as CounterIncrementOptions;
     if (shards !== undefined) throw new InvalidOptionError('shards', shards, 'no shards with bounds (min, max): use an unsharded key for quotas and stock');
     const windowMs = windowParam(options.windowMs);
-    const min = options.min === undefined ? undefined : toInteger(options.min, 'min');
-    const max = options.max === undefined ? undefined : toInteger(options.max, 'max');
-    if (min === undefined && max === undefined) throw new InvalidOptionError('bounds', options, 'at least one of min, max');
+    const asked = readBounds(options);
+    if (asked.min === undefined && asked.max === undefined) throw new InvalidOptionError('bounds', options, 'at least one of min, max');
+    const { min, max } = withinSafeRange(options);
     // A new counter starts at 0: when `delta` alone is out of bounds, the statement must not create one.
     const creates = (min === undefined || delta >= min) && (max === undefined || delta <= max);
     const sql = creates ? this.sql.addWithinBoundsOrCreate : this.sql.addWithinBounds;
     const rows = await this.query<BoundedRow>(sql, [validKey, delta.toString(), windowMs, min?.toString() ?? null, max?.toString() ?? null], key);
     const row = rows[0];
-    return { applied: row?.applied ?? false, value: counterValue(row?.value ?? 0), resetsAt: row?.expires_at ?? null };
+    const seen = BigInt(row?.value ?? 0);
+    // Refused by the safe-integer range only (the caller's own bounds would have allowed it): an overflow.
+    if (row && !row.applied && !options.bigint && !isSafe(seen + delta) && (asked.min === undefined || seen + delta >= asked.min) && (asked.max === undefined || seen + delta <= asked.max)) {
+      throw new CounterOverflowError(key, undefined, 'number');
+    }
+    return { applied: row?.applied ?? false, value: counterValue(seen, options, key), resetsAt: row?.expires_at ?? null };
   }
 
   /**
@@ -204,3 +220,4 @@ export class CounterService implements OnModuleInit {
     }
   }
 }
+

@@ -28,7 +28,11 @@ export interface BoundedRow extends CounterRow {
 
 /** The SQL of the counters table named `table`. */
 export class CounterSql {
-  /** Adds $2 in one statement (creating the row at $2), resetting an ended window. Params $1..$3. */
+  /**
+   * Adds $2 in one statement (creating the row at $2), resetting an ended window. Params $1..$4: with $4 (the
+   * largest magnitude the caller can take, Number.MAX_SAFE_INTEGER for number values) an existing row that would
+   * pass it is left unchanged and no row is returned; a new row starts at $2, which the caller checked.
+   */
   readonly add: string;
   /** Adds $2 only if the result stays within [$4, $5]; may create the row. Params $1..$5. */
   readonly addWithinBoundsOrCreate: string;
@@ -48,7 +52,8 @@ export class CounterSql {
   constructor(readonly table: string) {
     const upsert = `INSERT INTO ${table} AS c ("key", "value", expires_at) VALUES ($1, $2::bigint, ${NEW_EXPIRES})
       ON CONFLICT ("key") DO UPDATE SET "value" = ${NEW_VALUE}, expires_at = ${NEXT_EXPIRES}`;
-    this.add = `${upsert} RETURNING c."value"::text AS "value", c.expires_at`;
+    this.add = `${upsert} WHERE $4::bigint IS NULL OR ${NEW_VALUE} BETWEEN -$4::bigint AND $4::bigint
+      RETURNING c."value"::text AS "value", c.expires_at`;
     this.addWithinBoundsOrCreate = bounded(table, `${upsert} WHERE ${WITHIN_BOUNDS} RETURNING c."value", c.expires_at`);
     this.addWithinBounds = bounded(
       table,

@@ -54,15 +54,48 @@ describe('CounterService', () => {
     expect(await counters.delete('basic')).toBe(false);
   });
 
-  it('returns number while safe and bigint beyond, never a rounded number', async () => {
-    await counters.set('big', Number.MAX_SAFE_INTEGER - 1);
-    expect(await counters.increment('big')).toBe(Number.MAX_SAFE_INTEGER);
-    expect(await counters.increment('big')).toBe(2n ** 53n);
-    expect(await counters.increment('big', 10n)).toBe(2n ** 53n + 10n);
+  it('returns numbers by default and fails past Number.MAX_SAFE_INTEGER, changing nothing; bigints on request', async () => {
+    const SAFE = Number.MAX_SAFE_INTEGER;
+    await counters.set('big', SAFE - 1);
+    const safe: number = await counters.increment('big');
+    expect(safe).toBe(SAFE);
+    // The statement's guard refuses it: the counter keeps its value.
+    await expect(counters.increment('big')).rejects.toThrow(CounterOverflowError);
+    await expect(counters.increment('big')).rejects.toMatchObject({ limit: 'number', target: 'big' });
+    expect(await counters.get('big')).toBe(SAFE);
+    // Inside a transaction too (no coalescing there), and the transaction goes on.
+    await tx.run(async () => {
+      await expect(counters.increment('big', 2)).rejects.toThrow(/Number.MAX_SAFE_INTEGER.*\{ bigint: true \}/);
+      expect(await counters.decrement('big')).toBe(SAFE - 1);
+    });
+    const wide: bigint = await counters.increment('big', 2, { bigint: true });
+    expect(wide).toBe(2n ** 53n);
+    expect(await counters.increment('big', 10n, { bigint: true })).toBe(2n ** 53n + 10n);
+    // A number read of a value beyond the safe range fails; a bigint read does not.
+    await expect(counters.get('big')).rejects.toThrow(CounterOverflowError);
+    expect(await counters.get('big', { bigint: true })).toBe(2n ** 53n + 10n);
+    expect((await counters.getMany(['big'], { bigint: true })).get('big')).toBe(2n ** 53n + 10n);
     await counters.set('big', 2n ** 63n - 2n);
-    expect(await counters.increment('big')).toBe(2n ** 63n - 1n);
-    await expect(counters.increment('big')).rejects.toBeInstanceOf(CounterOverflowError);
-    expect(await counters.get('big')).toBe(2n ** 63n - 1n);
+    expect(await counters.increment('big', 1, { bigint: true })).toBe(2n ** 63n - 1n);
+    await expect(counters.increment('big', 1, { bigint: true })).rejects.toMatchObject({ name: 'CounterOverflowError', limit: 'type' });
+    expect(await counters.get('big', { bigint: true })).toBe(2n ** 63n - 1n);
+    // A delta past the safe range is refused before anything is sent, also for a counter that does not exist yet.
+    await expect(counters.increment('fresh-big', 2n ** 53n)).rejects.toThrow(CounterOverflowError);
+    expect(await counters.get('fresh-big')).toBe(0);
+  });
+
+  it('bounded calls: numbers by default, the safe range as an overflow (not a refusal), bigints on request', async () => {
+    await counters.set('quota-big', Number.MAX_SAFE_INTEGER - 1);
+    const granted = await counters.tryIncrement('quota-big', 1, { max: 2n ** 60n });
+    const value: number = granted.value;
+    expect({ applied: granted.applied, value }).toEqual({ applied: true, value: Number.MAX_SAFE_INTEGER });
+    await expect(counters.tryIncrement('quota-big', 1, { max: 2n ** 60n })).rejects.toMatchObject({ name: 'CounterOverflowError', limit: 'number' });
+    // Refused by the caller's own bound: a refusal, as always.
+    expect(await counters.tryIncrement('quota-big', 1, { max: 10 })).toMatchObject({ applied: false, value: Number.MAX_SAFE_INTEGER });
+    const wide = await counters.tryIncrement('quota-big', 1, { max: 2n ** 60n, bigint: true });
+    const bigValue: bigint = wide.value;
+    expect({ applied: wide.applied, bigValue }).toEqual({ applied: true, bigValue: 2n ** 53n });
+    expect(await counters.get('quota-big', { bigint: true })).toBe(2n ** 53n);
   });
 
   it('refuses bad keys and amounts with named errors', async () => {

@@ -105,7 +105,10 @@ describe('CounterService.incrementColumn', () => {
     expect((await counters.incrementColumn(Player, { name: evil }, 'points', 1)).map(Number)).toEqual([2]);
     expect((await repo.findOneByOrFail({ name: 'bystander' })).points).toBe(1);
     const product = await dataSource.getRepository(Product).save({ stock: '1' });
-    expect(await counters.incrementColumn(Product, { id: product.id }, 'stock', 2n ** 53n)).toEqual([2n ** 53n + 1n]);
+    // Number values (the default): a row that would pass Number.MAX_SAFE_INTEGER is left unchanged, as by a bound.
+    expect(await counters.incrementColumn(Product, { id: product.id }, 'stock', Number.MAX_SAFE_INTEGER)).toEqual([]);
+    const wide: bigint[] = await counters.incrementColumn(Product, { id: product.id }, 'stock', 2n ** 53n, { bigint: true });
+    expect(wide).toEqual([2n ** 53n + 1n]);
   });
 
   it('quotes identifiers by doubling embedded quotes', () => {

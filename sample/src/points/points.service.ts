@@ -52,6 +52,6 @@ export class PointsService {
     const amount = await calculatePoints(await this.getUser(userId));
     const [points] = await this.counters.incrementColumn(User, { id: userId }, 'points', amount);
     if (points === undefined) throw new NotFoundException(`User ${userId} does not exist.`);
-    return { points: Number(points) };
+    return { points };
   }
 }

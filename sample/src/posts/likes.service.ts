@@ -45,6 +45,7 @@ export class LikesService {
   /** `likes_count = likes_count + by` in the database (never below 0), returning the new count. */
   private async addToCount(postId: number, by: number): Promise<number> {
     const [count] = await this.counters.incrementColumn(Post, { id: postId }, 'likesCount', by, { min: 0 });
-    return Number(count);
+    // No row back: min: 0 refused it, so the count was (and stays) 0.
+    return count ?? 0;
   }
 }

@@ -26,11 +26,10 @@ export class QuotasService {
     const limit = this.options.quotaPerDay;
     const result = await this.counters.tryIncrement(quotaKey(userId), 1, { max: limit, windowMs: DAY_MS });
     if (!result.applied) throw new QuotaExceededException(userId, limit, result.resetsAt);
-    // Counter values are bigint-safe; a daily quota always fits a number.
-    return { used: Number(result.value), limit };
+    return { used: result.value, limit };
   }
 
   async usage(userId: string): Promise<QuotaUsageView> {
-    return { used: Number(await this.counters.get(quotaKey(userId))), limit: this.options.quotaPerDay };
+    return { used: await this.counters.get(quotaKey(userId)), limit: this.options.quotaPerDay };
   }
 }

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { DataSource } from 'typeorm';
 import { AdvisoryLock, InvalidOptionError, LockService, SessionLockPoolerError, TxLockModule, type TxLockModuleOptions } from '../../lib/index.js';
 import { race } from '../../lib/testing/race.js';
-import { adminUrl, createTestDatabase, expectAllReleased, poolerUrl, type TestDatabase } from '../support/database.js';
+import { createTestDatabase, directUrl, expectAllReleased, poolerUrl, type TestDatabase } from '../support/database.js';
 import { createTestApp } from '../support/nest-app.js';
 import { RoundTripLog } from '../support/round-trips.js';
 
@@ -56,9 +56,7 @@ describe('session-scope locks and poolers', () => {
     db = await createTestDatabase();
     app = await createTestApp({ url: db.url, poolSize: CALLERS });
     declared = await createTestApp({ url: db.url, poolSize: CALLERS, txlock: { pooler: 'transaction' } });
-    const url = new URL(adminUrl());
-    url.pathname = `/${db.name}`;
-    direct = new pg.Client({ connectionString: url.toString() });
+    direct = new pg.Client({ connectionString: directUrl(db.url) });
     await direct.connect();
   });
   afterAll(async () => {

@@ -4,7 +4,7 @@ import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import pg from 'pg';
 import { TxLockModule, UnsupportedServerError } from '../../lib/index.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createTestDatabase, directUrl, type TestDatabase } from '../support/database.js';
 
 const COCKROACH = 'CockroachDB CCL v23.1.11 (x86_64-pc-linux-gnu, built 2023/11/13 16:39:00, go1.19.13)';
 
@@ -40,7 +40,8 @@ describe('the server is identified at bootstrap', () => {
 
   const boot = async () => {
     const moduleRef = await Test.createTestingModule({
-      imports: [TypeOrmModule.forRoot({ type: 'postgres', url: db.url, extra: { max: 2 } }), TxLockModule.forRoot()],
+      // Straight to the server: a pooler's server connections opened before impersonate() keep the old search_path.
+      imports: [TypeOrmModule.forRoot({ type: 'postgres', url: directUrl(db.url), extra: { max: 2 } }), TxLockModule.forRoot()],
     }).compile();
     app = moduleRef.createNestApplication({ logger: false });
     await app.init();

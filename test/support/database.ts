@@ -34,6 +34,17 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   return { ...db, url: url.toString() };
 }
 
+/**
+ * The URL of the database `url` names, straight on the server, never through the pooler (poolerUrl()): for a
+ * client whose session state must stay on its own server connection, such as a session-level lock holder.
+ */
+export function directUrl(url: string): string {
+  const direct = new URL(url);
+  const server = new URL(adminUrl());
+  [direct.host, direct.username, direct.password] = [server.host, server.username, server.password];
+  return direct.toString();
+}
+
 /** Options of openDataSource(). */
 export interface TestDataSourceOptions {
   entities?: MixedList<Function | string | EntitySchema>;

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/glo
 import { Column, DataSource, Entity, PrimaryGeneratedColumn, type Repository } from 'typeorm';
 import pg from 'pg';
 import { advisoryLockKey, AtomicService, CounterService, LockService, TransactionHost } from '../../lib/index.js';
-import { expectAllReleased } from '../support/database.js';
+import { directUrl, expectAllReleased } from '../support/database.js';
 import { useTestApp } from '../support/test-app.js';
 
 /** `k` is the get-or-create key; a second unique index on `v` (made below) makes some creations fail. */
@@ -45,7 +45,9 @@ describe('a savepoint that rolls back next to sibling statements of the same tra
     dataSource = testApp.dataSource;
     await dataSource.query('CREATE UNIQUE INDEX sibling_item_v ON sibling_item (v)');
     // Another session holds 'busy' throughout, so locking it with a timeout fails inside a lock savepoint.
-    busyHolder = new pg.Client({ connectionString: testApp.db.url });
+    // Straight to the server: behind a transaction-mode pooler the session lock would stay on a pooled server
+    // connection that the app's next transaction may get (and then take 'busy' again at once).
+    busyHolder = new pg.Client({ connectionString: directUrl(testApp.db.url) });
     busyHolder.on('error', () => undefined); // the database is dropped under it at the end
     await busyHolder.connect();
     await busyHolder.query('SELECT pg_advisory_lock($1::bigint)', [advisoryLockKey('busy').toString()]);

@@ -17,6 +17,7 @@ import { crossProcessScenario } from './scenarios/cross-process.js';
 import { getOrCreateScenario } from './scenarios/get-or-create.js';
 import { memoryScenario } from './scenarios/memory.js';
 import { repositoryScenario } from './scenarios/repository-calls.js';
+import { telemetryScenario } from './scenarios/telemetry.js';
 import { transactionScenario } from './scenarios/transactions.js';
 import { evaluateTargets } from './targets.js';
 
@@ -24,7 +25,7 @@ const USAGE = `npm run bench -- [options]
   --quick             smoke run: every scenario, briefly (figures not meaningful)
   --only=1,3          only these scenarios (1 transactions, 2 advisory lock, 3 hot-key counter,
                       4 getOrCreate, 5 hot key across processes, 6 memory,
-                      7 repository call outside a transaction)
+                      7 repository call outside a transaction, 8 OpenTelemetry overhead)
   --variant=a,b       only variants whose name contains a or b (case-insensitive); baselines still run
   --callers=1,64      only groups with these many callers
   --profile           V8 CPU profile of the timed rounds of the selected variants: top functions printed,
@@ -35,7 +36,7 @@ const USAGE = `npm run bench -- [options]
 DATABASE_URL=postgres://... runs on that server (a database is created and dropped on it), else on an
 embedded PostgreSQL 18 started for the run (fsync=off, synchronous_commit=off).`;
 
-const SCENARIOS: Scenario[] = [transactionScenario, advisoryLockScenario, counterScenario, getOrCreateScenario, crossProcessScenario, memoryScenario, repositoryScenario];
+const SCENARIOS: Scenario[] = [transactionScenario, advisoryLockScenario, counterScenario, getOrCreateScenario, crossProcessScenario, memoryScenario, repositoryScenario, telemetryScenario];
 
 async function main(): Promise<number> {
   const { values: args, positionals } = parseArgs({

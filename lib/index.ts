@@ -59,6 +59,11 @@ export type { SingleFlightOptions, SingleFlightModuleOptions } from './single-fl
 // The library's tables
 export { TxLockTablesMigration } from './tables/tables.migration.js';
 
+// Observability (docs/observability.md): recorded when an OpenTelemetry provider is registered before bootstrap
+export type { LockAcquireOutcome, LockFeature } from './telemetry/lock-telemetry.js';
+export type { TransactionOutcome } from './telemetry/transaction-telemetry.js';
+export type { LeaseOutcome } from './telemetry/lease-telemetry.js';
+
 // Limits and errors
 export { MAX_DURATION_MS, MAX_TIMER_MS } from './common/durations.js';
 export * from './errors.js';

@@ -1,5 +1,6 @@
 import { AsyncResource } from 'node:async_hooks';
 import { CounterOverflowError } from '../errors.js';
+import { telemetry } from '../telemetry/telemetry.js';
 import { randomShardRow } from './counter-shards.js';
 
 /**
@@ -70,6 +71,7 @@ export class CounterCoalescer {
   // One statement for `group` (all of one sign), its values handed out in arrival order.
   private async apply(batch: Batch, group: Waiter[]): Promise<void> {
     const total = group.reduce((sum, waiter) => sum + waiter.delta, 0n);
+    telemetry?.counterBatch.record(group.length);
     try {
       let value = (await this.send(randomShardRow(batch.key, batch.shards), total, batch.windowMs, batch.limit)) - total;
       for (const waiter of group) waiter.resolve((value += waiter.delta));

@@ -6,6 +6,8 @@ import { ensureTable } from '../common/ensure-table.js';
 import { qualifiedTableName } from '../common/sql.js';
 import { InvalidOptionError, LeaseLostError } from '../errors.js';
 import { explainMissingTable, type LibraryTable } from '../tables/library-table.js';
+import { traceLeaseAcquire, traceLeaseRenew } from '../telemetry/lease-telemetry.js';
+import { telemetry } from '../telemetry/telemetry.js';
 import { explainConnectionLoss } from '../transaction/connection-errors.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
@@ -47,6 +49,8 @@ interface LeaseRow {
   token: string;
   locked_at: Date;
   lock_until: Date;
+  /** acquire() only: who held the row before this takeover (null for a new row). */
+  previous_holder?: string | null;
 }
 
 /**
@@ -93,7 +97,10 @@ export class LeaseService implements OnModuleInit {
    */
   async acquire(name: string, options: LeaseOptions): Promise<Lease | null> {
     validateLease(name, options, 'lease');
-    const rows: LeaseRow[] = await this.query(leaseSql.acquire(this.table), [name, this.holderId, options.atMostForMs]);
+    const params = [name, this.holderId, options.atMostForMs];
+    const rows = await (telemetry
+      ? traceLeaseAcquire(telemetry, this.holderId, () => this.query<LeaseRow[]>(leaseSql.acquire(this.table), params))
+      : this.query<LeaseRow[]>(leaseSql.acquire(this.table), params));
     if (rows.length === 0) return null;
     const controller = new AbortController();
     const lease = { ...toHolder(rows[0]!), atLeastForMs: options.atLeastForMs ?? 0, signal: controller.signal };
@@ -105,7 +112,10 @@ export class LeaseService implements OnModuleInit {
   async extend(lease: Lease, ms: number): Promise<Lease> {
     validateLeaseRef(lease, 'extend');
     validateExtension(ms);
-    const rows = await this.update<Pick<LeaseRow, 'lock_until'>>(leaseSql.extend(this.table), [lease.name, lease.token, ms]);
+    const params = [lease.name, lease.token, ms];
+    const rows = await (telemetry
+      ? traceLeaseRenew(telemetry, lease.token, () => this.update<Pick<LeaseRow, 'lock_until'>>(leaseSql.extend(this.table), params))
+      : this.update<Pick<LeaseRow, 'lock_until'>>(leaseSql.extend(this.table), params));
     if (rows.length === 0) throw new LeaseLostError(lease.name, lease.token);
     lease.lockUntil = rows[0]!.lock_until;
     return lease;

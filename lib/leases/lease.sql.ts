@@ -26,20 +26,21 @@ export const leaseSql = {
   // One statement that never waits: take over the expired row (locked FOR UPDATE SKIP LOCKED: a row another
   // acquirer is taking, or an old holder's open fenced transaction still covers, is skipped), or insert the
   // first row of this name (a concurrent creator wins, ON CONFLICT DO NOTHING). No row back: someone holds it.
+  // previous_holder: who had the row before a takeover (null for a new row), for telemetry's takeover count.
   // $1 name, $2 holder, $3 atMostForMs
   acquire: (table: string) => `WITH expired AS (
-      SELECT name FROM ${table} WHERE name = $1::text AND lock_until <= clock_timestamp() FOR UPDATE SKIP LOCKED
+      SELECT name, holder FROM ${table} WHERE name = $1::text AND lock_until <= clock_timestamp() FOR UPDATE SKIP LOCKED
     ), taken AS (
       UPDATE ${table} AS l
       SET holder = $2::text, token = l.token + 1, locked_at = clock_timestamp(), lock_until = clock_timestamp() + $3 * interval '1 millisecond'
       FROM expired WHERE l.name = expired.name
-      RETURNING l.name, l.holder, l.token::text AS token, l.locked_at, l.lock_until
+      RETURNING l.name, l.holder, l.token::text AS token, l.locked_at, l.lock_until, expired.holder AS previous_holder
     ), created AS (
       INSERT INTO ${table} (name, holder, token, locked_at, lock_until)
       SELECT $1::text, $2::text, 1, clock_timestamp(), clock_timestamp() + $3 * interval '1 millisecond'
       WHERE NOT EXISTS (SELECT 1 FROM ${table} WHERE name = $1::text)
       ON CONFLICT (name) DO NOTHING
-      RETURNING name, holder, token::text AS token, locked_at, lock_until
+      RETURNING name, holder, token::text AS token, locked_at, lock_until, NULL::text AS previous_holder
     )
     SELECT * FROM taken UNION ALL SELECT * FROM created`,
 

@@ -1,4 +1,5 @@
 import { LockNotAcquiredError, LockTimeoutError } from '../errors.js';
+import { observeLock, type LockFeature, type LockObservation } from '../telemetry/lock-telemetry.js';
 import { sqlState } from '../transaction/sql-state.js';
 import { advisoryLockKey, lockKeyText, type LockKey } from './lock-key.js';
 import type { AdvisoryLockCallOptions } from './lock.options.js';
@@ -18,10 +19,12 @@ export interface LockRequest {
   shared: boolean;
   timeoutMs?: number;
   nowait: boolean;
+  /** Reports the request's wait, outcome and hold while telemetry is on. */
+  observation?: LockObservation;
 }
 
-/** Derives the request for `keys` (each a key, possibly of several parts). */
-export function lockRequest(keys: readonly LockKey[], options: AdvisoryLockCallOptions): LockRequest {
+/** Derives the request for `keys` (each a key, possibly of several parts); the time of the request starts its wait. */
+export function lockRequest(keys: readonly LockKey[], options: AdvisoryLockCallOptions, feature: LockFeature = 'advisory'): LockRequest {
   const derived = [...new Set(keys.map((key) => advisoryLockKey(key, options.namespace)))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return {
     keys: derived,
@@ -29,6 +32,7 @@ export function lockRequest(keys: readonly LockKey[], options: AdvisoryLockCallO
     shared: options.shared ?? false,
     timeoutMs: options.timeoutMs,
     nowait: options.nowait ?? false,
+    observation: observeLock(feature, options, derived.length),
   };
 }
 

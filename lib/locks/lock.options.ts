@@ -32,6 +32,11 @@ export interface AdvisoryLockCallOptions extends LockWaitOptions {
    * REQUIRED (join it, or begin one). SUPPORTS, NOT_SUPPORTED and NEVER are refused: the lock needs a transaction.
    */
   propagation?: LockPropagation;
+  /**
+   * A low-cardinality name for the key (`'account'`, not the account's id), put on the lock's telemetry as
+   * `txlock.lock.label`. The key itself never is. Default: none.
+   */
+  label?: string;
 }
 
 /** Options of LockService.lockTables() and @TableLock(). */
@@ -91,6 +96,9 @@ export function validateAdvisoryOptions(options: AdvisoryLockCallOptions, where:
   }
   if (options.shared !== undefined && typeof options.shared !== 'boolean') throw new InvalidOptionError(`${where} "shared"`, options.shared, [true, false]);
   if (options.namespace !== undefined) validateNamespace(options.namespace);
+  if (options.label !== undefined && (typeof options.label !== 'string' || options.label.length === 0 || options.label.length > 100)) {
+    throw new InvalidOptionError(`${where} "label"`, options.label, 'a short, non-empty string of at most 100 characters');
+  }
 }
 
 /**
@@ -99,8 +107,8 @@ export function validateAdvisoryOptions(options: AdvisoryLockCallOptions, where:
  */
 export function readAdvisoryOptions(options: AdvisoryLockCallOptions, where: string): AdvisoryLockCallOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError(`${where} options`, options, 'an options object');
-  const { timeoutMs, nowait, shared, scope, namespace, propagation } = options;
-  const snapshot = { timeoutMs, nowait, shared, scope, namespace, propagation };
+  const { timeoutMs, nowait, shared, scope, namespace, propagation, label } = options;
+  const snapshot = { timeoutMs, nowait, shared, scope, namespace, propagation, label };
   validateAdvisoryOptions(snapshot, where);
   return snapshot;
 }

@@ -88,7 +88,7 @@ export class LockService implements OnModuleInit {
   withLibraryLock<T>(key: LockKey, fn: () => T | Promise<T>): Promise<T> {
     // READ COMMITTED whatever the module default: reads after the lock must see what the previous holder committed.
     const options: AdvisoryLockCallOptions & Pick<TransactionOptions, 'isolation'> = { propagation: Propagation.REQUIRES_NEW, isolation: IsolationLevel.READ_COMMITTED };
-    return this.locked(lockRequest([key], { ...options, namespace: RESERVED_LOCK_NAMESPACE }), fn, options);
+    return this.locked(lockRequest([key], { ...options, namespace: RESERVED_LOCK_NAMESPACE }, 'single_flight'), fn, options);
   }
 
   private async locked<T>(request: LockRequest, fn: () => T | Promise<T>, options: AdvisoryLockCallOptions & Pick<TransactionOptions, 'isolation'>): Promise<T> {
@@ -155,7 +155,12 @@ export class LockService implements OnModuleInit {
     return lockRequest(keys, options);
   }
 
-  private async runLocked<T>(
+  private runLocked<T>(request: LockRequest, fn: () => T | Promise<T>, options: AdvisoryLockCallOptions & Pick<TransactionOptions, 'isolation'>): Promise<LockOutcome<T>> {
+    const outcome = this.lockAndRun(request, fn, options);
+    return request.observation ? request.observation.settle(outcome) : outcome;
+  }
+
+  private async lockAndRun<T>(
     request: LockRequest,
     fn: () => T | Promise<T>,
     options: AdvisoryLockCallOptions & Pick<TransactionOptions, 'isolation'>,
@@ -203,6 +208,7 @@ export class LockService implements OnModuleInit {
     const guarded = (scope: TransactionScope, own: boolean, body: () => Promise<T>): Promise<T> => {
       const start = async (timeoutMs: number | undefined): Promise<T> => {
         const failure = await take(scope, own, timeoutMs);
+        request?.observation?.acquired(failure);
         if (failure !== undefined) throw new NotAcquired(failure);
         return body();
       };

@@ -90,6 +90,7 @@ export class SessionLocks {
   private async runHolding<T>(session: Session, request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
     const keys = request.keys.filter((key) => !alreadyHeld(key, request.shared, undefined, session.held));
     const failure = await this.acquire(session, keys, request);
+    request.observation?.acquired(failure);
     if (failure) return { ran: false, failure };
     for (const key of keys) session.held.set(key, request.shared);
     for (const key of request.keys) session.users.set(key, (session.users.get(key) ?? 0) + 1);

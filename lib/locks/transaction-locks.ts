@@ -1,5 +1,6 @@
 import type { Logger } from '@nestjs/common';
 import { LockNotAcquiredError, TableNotFoundError } from '../errors.js';
+import { observeLock } from '../telemetry/lock-telemetry.js';
 import { sqlState } from '../transaction/sql-state.js';
 import type { TransactionScope } from '../transaction/transaction-scope.js';
 import { alreadyHeld, countKeys, recordTaken } from './held-locks.js';
@@ -75,12 +76,13 @@ export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRe
  */
 export async function takeTableLocks(scope: TransactionScope, tables: readonly string[], mode: TableLockMode, options: TableLockOptions, own: boolean): Promise<void> {
   const { timeoutMs, nowait = false } = options;
+  const observation = observeLock('table', { mode }, tables.length);
   const savepoint = !own && (timeoutMs !== undefined || nowait) ? scope.connection.savepointName() : undefined;
   const before = [...(savepoint ? [lockSql.savepoint(savepoint)] : []), ...(timeoutMs !== undefined ? lockSql.setTimeout(timeoutMs) : [])];
   const after = [...(timeoutMs !== undefined ? [lockSql.restoreTimeout] : []), ...(savepoint ? [lockSql.release(savepoint)] : [])];
   // One exclusive task: no concurrent statement of this transaction runs under the short lock_timeout or
   // inside the savepoint.
-  await scope.connection.exclusive(scope, async (send) => {
+  const taking = scope.connection.exclusive(scope, async (send) => {
     if (before.length > 0) await send(before);
     try {
       // Its own round trip (a held-back BEGIN travels with it): identifiers, quoted and validated, never integers.
@@ -93,6 +95,7 @@ export async function takeTableLocks(scope: TransactionScope, tables: readonly s
     }
     if (after.length > 0) await send(after);
   });
+  await (observation ? observation.granted(taking) : taking);
 }
 
 // Undoes a failed lock inside its savepoint. If even that fails, the savepoint may still be open under the

@@ -6,6 +6,7 @@ import { qualifiedTableName } from '../common/sql.js';
 import { LockTimeoutError, TxLockConfigurationError, ValueNotSerializableError } from '../errors.js';
 import { LockService } from '../locks/lock.service.js';
 import type { LibraryTable } from '../tables/library-table.js';
+import { telemetry } from '../telemetry/telemetry.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
@@ -60,12 +61,14 @@ export class SingleFlightService implements OnModuleInit {
     validateSingleFlight(key, options, 'single-flight');
     const id = JSON.stringify([options.namespace ?? '', key]);
     let flight = this.flights.get(id);
+    const joins = flight !== undefined;
     if (!flight) {
       const started = this.fly(id, compute, options.ttlMs);
       flight = started.finally(() => this.flights.delete(id));
       this.flights.set(id, flight);
     }
-    return (options.timeoutMs === undefined ? flight : waitAtMost(flight, options.timeoutMs, id)) as Promise<T>;
+    const waiting = (options.timeoutMs === undefined ? flight : waitAtMost(flight, options.timeoutMs, id)) as Promise<T>;
+    return joins && telemetry ? telemetry.trace('txlock.single_flight.wait', {}, () => waiting) : waiting;
   }
 
   // A flight is shared, so it runs in no caller's async context: not in the first caller's transaction, and
@@ -77,7 +80,7 @@ export class SingleFlightService implements OnModuleInit {
       return this.locks.withLibraryLock(['single-flight', id], async () => {
         const meanwhile = await this.requireStore().get(id);
         if (meanwhile !== undefined) return JSON.parse(meanwhile);
-        const json = serialise(await compute(), id);
+        const json = serialise(await (telemetry ? telemetry.trace('txlock.single_flight.compute', {}, async () => compute()) : compute()), id);
         await this.requireStore().set(id, json, ttlMs);
         return JSON.parse(json);
       });

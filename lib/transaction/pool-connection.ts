@@ -1,6 +1,8 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import type { PoolClient } from 'pg';
 import { PoolExhaustedError } from '../errors.js';
+import { recordPoolWait } from '../telemetry/pool-telemetry.js';
+import { telemetry } from '../telemetry/telemetry.js';
 import { explainConnectionLoss } from './connection-errors.js';
 import { createOwnQueryRunner } from './data-source-routing.js';
 
@@ -31,6 +33,7 @@ export async function acquireConnection(
   timeoutMs: number,
   holding: boolean,
 ): Promise<{ queryRunner: PostgresQueryRunnerInternals; client: PoolClient }> {
+  const startedAt = telemetry ? performance.now() : 0;
   const queryRunner = createOwnQueryRunner(dataSource) as PostgresQueryRunnerInternals;
   const connecting = queryRunner.connect();
   let timer: NodeJS.Timeout | undefined;
@@ -39,8 +42,11 @@ export async function acquireConnection(
     timer.unref();
   });
   try {
-    return { queryRunner, client: await Promise.race([connecting, timeout]) };
+    const client = await Promise.race([connecting, timeout]);
+    if (startedAt) recordPoolWait(startedAt, 'acquired');
+    return { queryRunner, client };
   } catch (error) {
+    if (startedAt) recordPoolWait(startedAt, error instanceof PoolExhaustedError ? 'timeout' : 'error');
     connecting.then(
       () => queryRunner.release(),
       () => queryRunner.release(),

@@ -14,6 +14,8 @@ import {
   TransactionTimeoutError,
   TxLockConfigurationError,
 } from '../errors.js';
+import { startTelemetry, telemetry } from '../telemetry/telemetry.js';
+import { traceTransaction, type TransactionObservation } from '../telemetry/transaction-telemetry.js';
 import { TXLOCK_DATA_SOURCE_NAME, TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import { validateModuleOptions } from '../txlock-options.validation.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
@@ -63,9 +65,9 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   /**
    * Fails the bootstrap early when there is no usable PostgreSQL DataSource, or when another registration of
    * TxLockModule already serves it; then makes the DataSource's own calls join its transactions (unless
-   * `joinDataSource: false`).
+   * `joinDataSource: false`). Switches the library's telemetry on or off by the OpenTelemetry providers registered.
    */
-  onModuleInit(): void {
+  async onModuleInit(): Promise<void> {
     const dataSource = this.dataSource;
     const other = registrations.get(dataSource);
     if (other && other !== this) {
@@ -78,6 +80,8 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
     if (this.options.joinDataSource !== false) {
       this.unroute = routeIntoTransactions(dataSource, (scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)));
     }
+    // Telemetry is on when an OpenTelemetry tracer or meter provider is registered by now.
+    await startTelemetry();
   }
 
   /** Puts the DataSource back as it was (the app is closing). */
@@ -268,21 +272,25 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
     // Under a test transaction, a transaction of the app is a savepoint of the scope it starts in.
     if (testScopeOf(this.dataSource)) return this.nested(currentScope(this.dataSource)!, fn, true);
     const retries = options.retries ?? this.options.retries ?? 0;
+    if (telemetry) return traceTransaction(telemetry, this.describeTransaction(options), (observed) => this.beginWithRetries(options, fn, retries, observed));
     // Without retries or a timeout to explain, one attempt is the whole story: no loop around it.
     if (retries === 0 && (options.timeoutMs ?? this.options.timeoutMs) === undefined) return this.attempt(options, fn).result;
     return this.beginWithRetries(options, fn, retries);
   }
 
-  private async beginWithRetries<T>(options: TransactionOptions, fn: () => T | Promise<T>, retries: number): Promise<T> {
+  private async beginWithRetries<T>(options: TransactionOptions, fn: () => T | Promise<T>, retries: number, observed?: TransactionObservation): Promise<T> {
     for (let attempt = 1; ; attempt++) {
+      observed?.attempt();
       const current = this.attempt(options, fn);
       try {
         return await current.result;
       } catch (error) {
         if (!isRetryable(error) || retries === 0) throw this.explain(error, options);
         if (attempt > retries || current.handedOut()) {
+          observed?.exhausted();
           throw error instanceof ConnectionLostError ? error : new SerializationRetriesExhaustedError(attempt, error);
         }
+        observed?.retry(error);
         await this.backoff(attempt);
       }
     }
@@ -396,6 +404,12 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
     if (!standsForTransaction) scope.mergeInto(parent);
     else if (scope.afterCommit.length > 0) await this.runHooks(scope.afterCommit, 'afterCommit');
     return result;
+  }
+
+  // The settings a transaction span describes.
+  private describeTransaction(options: TransactionOptions): Parameters<typeof traceTransaction>[1] {
+    const isolation = options.isolation ?? this.options.isolation;
+    return { propagation: options.propagation ?? Propagation.REQUIRED, isolation, readOnly: options.readOnly, database: (this.dataSource.driver as { database?: string }).database };
   }
 
   private explain(error: unknown, options: TransactionOptions): unknown {

@@ -2,12 +2,15 @@ import { join } from 'node:path';
 import { openDevDatabase } from '../support/dev-database.js';
 import { createSampleApp } from './bootstrap.js';
 import { sampleOptionsFromEnv } from './sample-options.js';
+import { startConsoleTelemetry } from './telemetry.js';
 
 /**
  * `npm start`: the sample on DATABASE_URL, or on an embedded PostgreSQL kept in .data/postgres.
- * Environment: PORT (3000; 0 = any free port), HOST (127.0.0.1), POOL_SIZE, REPLICA, QUOTA_PER_DAY.
+ * Environment: PORT (3000; 0 = any free port), HOST (127.0.0.1), POOL_SIZE, REPLICA, QUOTA_PER_DAY, OTEL
+ * (1 = print the library's OpenTelemetry spans and metrics to the console).
  */
 async function main(): Promise<void> {
+  const stopTelemetry = process.env.OTEL === '1' ? startConsoleTelemetry() : undefined;
   const database = await openDevDatabase({ dataDir: join(process.cwd(), '.data', 'postgres') });
   // Warnings and errors only, so the address and the examples below stay on screen.
   const app = await createSampleApp(sampleOptionsFromEnv(database.url), ['warn', 'error']);
@@ -19,6 +22,7 @@ async function main(): Promise<void> {
 
   const stop = async (): Promise<void> => {
     await app.close();
+    await stopTelemetry?.();
     await database.close();
     process.exit(0);
   };

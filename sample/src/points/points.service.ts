@@ -36,7 +36,7 @@ export class PointsService {
    * Awards to different users still run in parallel. The lock opens the transaction (it travels with the
    * BEGIN) and @Transactional joins it: the read-modify-write stays one transaction even without the lock.
    */
-  @AdvisoryLock({ key: pointsLockKey, timeoutMs: POINTS_LOCK_TIMEOUT_MS })
+  @AdvisoryLock({ key: pointsLockKey, timeoutMs: POINTS_LOCK_TIMEOUT_MS, label: 'user-points' })
   @Transactional()
   async awardLocked(userId: number): Promise<User> {
     const user = await this.getUser(userId);

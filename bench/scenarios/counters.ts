@@ -3,6 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import pg from 'pg';
 import { CounterSql } from '../../lib/counters/counter.sql.js';
+import { SAFE_LIMIT } from '../../lib/counters/counter-value.js';
 import { Column, DataSource, Entity, PrimaryColumn } from 'typeorm';
 import { CounterService, TxLockModule } from '../../lib/index.js';
 import { RoundTripLog } from '../../test/support/round-trips.js';
@@ -147,7 +148,7 @@ export async function counterScenario({ url, runner }: BenchContext): Promise<vo
                   () => rawPool.query('TRUNCATE "bench_raw_same"'),
                   async () => Number((await rawPool.query(`SELECT value FROM "bench_raw_same" WHERE key = 'hot'`)).rows[0]?.value ?? 0),
                 ),
-                async () => Number((await rawPool.query(SAME_STATEMENT.add, ['hot', '1', null])).rows[0].value),
+                async () => Number((await rawPool.query(SAME_STATEMENT.add, ['hot', '1', null, SAFE_LIMIT.toString()])).rows[0].value),
               ),
             ]
           : []),

@@ -151,7 +151,9 @@ async function campaign(
     return false;
   });
   // fast-check generates (seeded) and stops at the first divergence; the shrinking is ours (check/model/shrink.ts).
-  const details = await fc.check(property, { seed, numRuns: runs, endOnFailure: true });
+  // At the time limit fast-check stops drawing programs (drawing the rest of `runs` only to skip them costs minutes).
+  const interrupt = Number.isFinite(timeLimitS) ? { interruptAfterTimeLimit: Math.max(1, timeLimitS * 1000), markInterruptAsFailure: false } : {};
+  const details = await fc.check(property, { seed, numRuns: runs, endOnFailure: true, ...interrupt });
   if (details.failed && !failure && details.errorInstance) throw details.errorInstance;
   if (!failure) return undefined;
   let kind = failure.unsettled ? undefined : divergenceKind(failure.check);

@@ -21,7 +21,7 @@ export { AdvisoryLock, type AdvisoryLockOptions } from './locks/advisory-lock.de
 export { TableLock, type TableLockDecoratorOptions } from './locks/table-lock.decorator.js';
 export { TxLockExceptionFilter, type LockedResponseBody } from './locks/lock-exception.filter.js';
 export { advisoryLockKey, DEFAULT_LOCK_NAMESPACE, RESERVED_LOCK_NAMESPACE, type LockKey, type LockKeyPart } from './locks/lock-key.js';
-export type { LockRunResult } from './locks/lock-request.js';
+export type { LockRunResult } from './locks/lock-result.js';
 export { TableLockMode, type AdvisoryLockCallOptions, type LockPropagation, type LockWaitOptions, type TableLockOptions } from './locks/lock.options.js';
 export type { TableTarget } from './locks/table-targets.js';
 
@@ -60,9 +60,7 @@ export type { SingleFlightOptions, SingleFlightModuleOptions } from './single-fl
 export { TxLockTablesMigration } from './tables/tables.migration.js';
 
 // Observability (docs/observability.md): recorded when an OpenTelemetry provider is registered before bootstrap
-export type { LockAcquireOutcome, LockFeature } from './telemetry/lock-telemetry.js';
-export type { TransactionOutcome } from './telemetry/transaction-telemetry.js';
-export type { LeaseOutcome } from './telemetry/lease-telemetry.js';
+export type { LeaseOutcome, LockAcquireOutcome, LockFeature, TransactionOutcome } from './telemetry/telemetry.types.js';
 
 // Limits and errors
 export { MAX_DURATION_MS, MAX_TIMER_MS } from './common/durations.js';

@@ -61,6 +61,13 @@ export function programs(options: GeneratorOptions): fc.Arbitrary<Program> {
           .record({ ds, via: fc.constantFrom<'host' | 'decorator'>('host', 'decorator'), body: block })
           .map(({ ds, via, body }): Op[] => [{ k: 'tx', id: 0, ds, via, propagation: 'NESTED', body }]),
       },
+      // A NESTED branch that does its work and then fails: its savepoint rolls back while siblings run.
+      {
+        weight: 1,
+        arbitrary: fc
+          .record({ ds, via: fc.constantFrom<'host' | 'decorator'>('host', 'decorator'), body: block })
+          .map(({ ds, via, body }): Op[] => [{ k: 'tx', id: 0, ds, via, propagation: 'NESTED', body: [...body, { k: 'throw', id: 0 }] }]),
+      },
     );
     return {
       block: fc.array(tie('op'), { minLength: 1, maxLength: most }),

@@ -64,7 +64,10 @@ export class LibraryModel {
       case 'NOT_SUPPORTED':
         return yield* body(withScope(ctx, ds, undefined));
       case 'NEVER':
-        if (scope && !scope.refusal()) throw fail('TransactionNotAllowedError');
+        if (scope && !scope.refusal()) {
+          yield PAUSE; // the refusal comes after run()'s own steps: work already started may get in first
+          throw fail('TransactionNotAllowedError');
+        }
         return yield* body(withScope(ctx, ds, undefined));
     }
     // Work that outlived its transaction is refused by the propagations that would use it.

@@ -1,14 +1,9 @@
 import { LockNotAcquiredError, LockTimeoutError } from '../errors.js';
-import { observeLock, type LockFeature, type LockObservation } from '../telemetry/lock-telemetry.js';
+import { observeLock, type LockObservation } from '../telemetry/lock-telemetry.js';
+import type { LockFeature } from '../telemetry/telemetry.types.js';
 import { sqlState } from '../transaction/sql-state.js';
 import { advisoryLockKey, lockKeyText, type LockKey } from './lock-key.js';
 import type { AdvisoryLockCallOptions } from './lock.options.js';
-
-/** The outcome of a try: whether fn ran (the lock was free) and what it returned. */
-export type LockRunResult<T> = { ran: true; value: T } | { ran: false; reason: 'locked' | 'timeout' };
-
-/** What running under a lock came to: fn's value, or the error saying why the lock was not taken. */
-export type LockOutcome<T> = { ran: true; value: T } | { ran: false; failure: unknown };
 
 /** One advisory lock call, resolved: keys derived, sorted and de-duplicated, wait options fixed. */
 export interface LockRequest {

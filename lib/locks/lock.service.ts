@@ -9,7 +9,8 @@ import { IsolationLevel, Propagation, type TransactionOptions } from '../transac
 import { TXLOCK_DATA_SOURCE_NAME, TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { advisoryLockKey, RESERVED_LOCK_NAMESPACE, type LockKey } from './lock-key.js';
-import { failureReason, lockRequest, type LockOutcome, type LockRequest, type LockRunResult } from './lock-request.js';
+import { failureReason, lockRequest, type LockRequest } from './lock-request.js';
+import type { LockOutcome, LockRunResult } from './lock-result.js';
 import { readAdvisoryOptions, readTableLockOptions, type AdvisoryLockCallOptions, type TableLockMode, type TableLockOptions } from './lock.options.js';
 import { BranchLocks } from './branch-locks.js';
 import { readHolders, type AdvisoryLockHolder } from './lock-holders.js';

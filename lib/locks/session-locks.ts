@@ -9,7 +9,8 @@ import { serverSql } from '../server/server.sql.js';
 import { TransactionConnection } from '../transaction/transaction-connection.js';
 import { BranchLocks } from './branch-locks.js';
 import { alreadyHeld, type SessionKeys } from './held-locks.js';
-import { lockFailure, type LockOutcome, type LockRequest } from './lock-request.js';
+import { lockFailure, type LockRequest } from './lock-request.js';
+import type { LockOutcome } from './lock-result.js';
 import { lockSql } from './lock.sql.js';
 
 /** One pinned connection and the session locks the current call chain holds on it. */
@@ -24,11 +25,13 @@ interface Session {
   broken?: unknown;
 }
 
-const sessionStorage = new AsyncLocalStorage<Session>();
+// The current call chain's sessions, one per DataSource: a session lock on one DataSource says nothing of another
+// (it may be another database), and its pinned connection must never carry another DataSource's locks.
+const sessionStorage = new AsyncLocalStorage<ReadonlyMap<DataSource, Session>>();
 
-/** The session keys held by the current call chain, if it runs inside a session-scope lock. */
-export function currentSessionKeys(): SessionKeys | undefined {
-  return sessionStorage.getStore()?.held;
+/** The session keys the current call chain holds on `dataSource`, if it runs inside a session-scope lock there. */
+export function currentSessionKeys(dataSource: DataSource): SessionKeys | undefined {
+  return sessionStorage.getStore()?.get(dataSource)?.held;
 }
 
 /**
@@ -53,9 +56,11 @@ export class SessionLocks {
   ) {}
 
   async run<T>(request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
-    const current = sessionStorage.getStore();
+    const dataSource = this.dataSource();
+    const sessions = sessionStorage.getStore();
+    const current = sessions?.get(dataSource);
     if (current) return this.runOn(current, request, fn);
-    const connection = await TransactionConnection.open(this.dataSource(), this.acquireTimeoutMs, 'session lock', false);
+    const connection = await TransactionConnection.open(dataSource, this.acquireTimeoutMs, 'session lock', false);
     const session: Session = { connection, branches: new BranchLocks(), held: new Map(), users: new Map() };
     let refused = false;
     try {
@@ -63,7 +68,7 @@ export class SessionLocks {
         refused = true;
         throw new SessionLockPoolerError(request.label, 'detected');
       }
-      return await sessionStorage.run(session, () => this.runOn(session, request, fn));
+      return await sessionStorage.run(new Map(sessions).set(dataSource, session), () => this.runOn(session, request, fn));
     } finally {
       // Safety net before the connection goes back to the pool: no session lock may outlive the call. Not after a
       // refusal: nothing was taken, and behind a pooler the statement would reach another client's server connection.

@@ -19,7 +19,7 @@ const MANY_KEYS = 64;
  * transaction or savepoint was opened for this call, so a failure rolls it back and no savepoint is needed here.
  */
 export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRequest, own: boolean, logger: Logger): Promise<unknown> {
-  const session = currentSessionKeys();
+  const session = currentSessionKeys(scope.connection.dataSource);
   const { timeoutMs, nowait, shared } = request;
   let taken: bigint[] | undefined;
   try {

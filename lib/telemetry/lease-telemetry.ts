@@ -1,7 +1,6 @@
 import type { Telemetry } from './telemetry.js';
+import type { LeaseOutcome } from './telemetry.types.js';
 
-/** How a lease span ended: taken, held by someone else, renewed, or found lost at renewal. */
-export type LeaseOutcome = 'acquired' | 'busy' | 'renewed' | 'lost';
 
 /**
  * Runs an acquire statement in a `txlock.lease.acquire` span. A row whose previous holder was another process

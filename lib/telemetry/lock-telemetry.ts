@@ -1,12 +1,9 @@
 import type { Attributes, Span } from '@opentelemetry/api';
 import { LockNotAcquiredError, LockTimeoutError } from '../errors.js';
 import { secondsSince, telemetry, type Telemetry } from './telemetry.js';
+import type { LockAcquireOutcome, LockFeature } from './telemetry.types.js';
 
-/** What kind of lock a `txlock.lock.acquire` span or lock metric is about. */
-export type LockFeature = 'advisory' | 'table' | 'single_flight';
 
-/** How a lock request ended: taken, refused (timeoutMs ran out, or nowait found it taken), or failed otherwise. */
-export type LockAcquireOutcome = 'acquired' | 'timeout' | 'not_acquired' | 'error';
 
 /**
  * One lock request, from the request to its release: a `txlock.lock.acquire` span that lasts as long as the

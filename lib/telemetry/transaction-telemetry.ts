@@ -2,9 +2,8 @@ import type { Span } from '@opentelemetry/api';
 import { CommitOutcomeUnknownError } from '../errors.js';
 import { sqlState } from '../transaction/sql-state.js';
 import { DB_SYSTEM, type Telemetry } from './telemetry.js';
+import type { TransactionOutcome } from './telemetry.types.js';
 
-/** How a transaction span ended: `'retried'` appears on the span events of attempts that were retried. */
-export type TransactionOutcome = 'committed' | 'rolled_back' | 'retried' | 'unknown';
 
 /** What the retry loop of one traced transaction reports. */
 export class TransactionObservation {

@@ -158,6 +158,36 @@ describe('several DataSources in one app', () => {
       expect(app.get(getTxLockToken(LockService, 'analytics'))).not.toBe(app.get(LockService));
       expect(await shop.analyticsJob()).toBe(1); // @AdvisoryLock({ dataSource }) locked on the analytics backend
     });
+
+    // Found by the model checker: a session lock on one DataSource made the same key look held on the other, so two
+    // transactions there both entered; and a session lock on the other DataSource reused the first one's connection.
+    it("a session lock on one DataSource neither covers nor carries the other's locks on the same key", async () => {
+      const mainLocks = app.get(LockService);
+      const analyticsLocks = app.get<LockService>(getTxLockToken(LockService, 'analytics'));
+      const advisoryLocksOn = async (ds: DataSource) =>
+        ((await ds.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)) as { n: number }[])[0]!.n;
+      let inside = 0;
+      let most = 0;
+      const critical = () =>
+        analyticsLocks.withAdvisoryLock('shared-name', async () => {
+          most = Math.max(most, ++inside);
+          await new Promise((resolve) => setTimeout(resolve, 30));
+          inside--;
+        });
+      const seen = await mainLocks.withAdvisoryLock(
+        'shared-name',
+        async () => {
+          await Promise.all([critical(), critical(), critical()]);
+          return analyticsLocks.withAdvisoryLock('shared-name', () => advisoryLocksOn(analyticsDs), { scope: 'session' });
+        },
+        { scope: 'session' },
+      );
+      expect(most).toBe(1);
+      expect(seen).toBe(1); // the analytics session lock is on the analytics database, not on main's pinned connection
+      expect([await advisoryLocksOn(mainDs), await advisoryLocksOn(analyticsDs)]).toEqual([0, 0]);
+      await expectAllReleased(mainDs);
+      await expectAllReleased(analyticsDs);
+    });
   });
 
   describe('with the module on the main DataSource only', () => {

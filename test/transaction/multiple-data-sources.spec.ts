@@ -14,7 +14,7 @@ import {
   TxLockConfigurationError,
   TxLockModule,
 } from '../../lib/index.js';
-import { createTestDatabase, expectAllReleased, type TestDatabase } from '../support/database.js';
+import { createTestDatabase, expectAllReleased, poolerUrl, type TestDatabase } from '../support/database.js';
 
 @Entity('main_order')
 class Order {
@@ -161,7 +161,8 @@ describe('several DataSources in one app', () => {
 
     // Found by the model checker: a session lock on one DataSource made the same key look held on the other, so two
     // transactions there both entered; and a session lock on the other DataSource reused the first one's connection.
-    it("a session lock on one DataSource neither covers nor carries the other's locks on the same key", async () => {
+    // Session-scope locks need a direct connection: behind .ci/pgbouncer.sh's pooler they are refused (asserted there).
+    (poolerUrl() ? it.skip : it)("a session lock on one DataSource neither covers nor carries the other's locks on the same key", async () => {
       const mainLocks = app.get(LockService);
       const analyticsLocks = app.get<LockService>(getTxLockToken(LockService, 'analytics'));
       const advisoryLocksOn = async (ds: DataSource) =>

@@ -249,6 +249,8 @@ interface Use {
    * there holds up every other branch of that transaction.
    */
   underSavepoint: boolean;
+  /** The concurrent branches (of `Promise.all`, un-awaited work) it runs in: uses in different ones may overlap. */
+  branch: string;
 }
 
 /** The contexts and resource uses of a program, following the propagation table statically. */
@@ -268,6 +270,7 @@ export function analyse(program: Program): { uses: Use[]; contexts: Context[] } 
     nested: PerDataSource;
     /** Inside a NESTED call (of any DataSource's transaction). */
     anyNested: boolean;
+    branch: string;
   }
   const walk = (block: readonly Op[], request: number, at: At): void => {
     for (const op of block) {
@@ -289,18 +292,18 @@ export function analyse(program: Program): { uses: Use[]; contexts: Context[] } 
           let inner: At;
           if (op.scope === 'session') {
             const session = at.session[op.ds] ?? context('session', request, at.awaiting);
-            uses.push({ resource, context: session, op, inNested: false, underSavepoint: at.anyNested });
+            uses.push({ resource, context: session, op, inNested: false, underSavepoint: at.anyNested, branch: at.branch });
             inner = { ...at, session: { ...at.session, [op.ds]: session }, awaiting: session, tx: { ...at.tx, [op.ds]: undefined }, nested: set(at.nested, op.ds, false) };
           } else {
             const propagation = op.propagation ?? 'REQUIRED';
             const current = at.tx[op.ds];
             if (current && propagation !== 'REQUIRES_NEW') {
               const nested = (at.nested[op.ds] ?? false) || propagation === 'NESTED';
-              uses.push({ resource, context: current, op, inNested: nested, underSavepoint: at.anyNested || nested });
+              uses.push({ resource, context: current, op, inNested: nested, underSavepoint: at.anyNested || nested, branch: at.branch });
               inner = { ...at, nested: set(at.nested, op.ds, nested), anyNested: at.anyNested || nested };
             } else {
               const tx = context('tx', request, at.awaiting);
-              uses.push({ resource, context: tx, op, inNested: false, underSavepoint: at.anyNested });
+              uses.push({ resource, context: tx, op, inNested: false, underSavepoint: at.anyNested, branch: at.branch });
               inner = { ...at, tx: { ...at.tx, [op.ds]: tx }, awaiting: tx, nested: set(at.nested, op.ds, false) };
             }
           }
@@ -312,15 +315,21 @@ export function analyse(program: Program): { uses: Use[]; contexts: Context[] } 
           const resource = `${op.k === 'counter' ? 'c' : 'g'}:${op.ds}:${op.key}`;
           const current = at.tx[op.ds];
           const ownSavepoint = op.k === 'goc' && current !== undefined;
-          uses.push({ resource, context: current ?? context('auto', request, at.awaiting), op, inNested: at.nested[op.ds] ?? false, underSavepoint: at.anyNested || ownSavepoint });
+          uses.push({ resource, context: current ?? context('auto', request, at.awaiting), op, inNested: at.nested[op.ds] ?? false, underSavepoint: at.anyNested || ownSavepoint, branch: at.branch });
           break;
         }
+        case 'all':
+          op.branches.forEach((branch, i) => walk(branch, request, { ...at, branch: `${at.branch}/${op.id}.${i}` }));
+          break;
+        case 'spawn':
+          walk(op.body, request, { ...at, branch: `${at.branch}/${op.id}` });
+          break;
         default:
           for (const child of children(op)) walk(child, request, at);
       }
     }
   };
-  program.requests.forEach((block, request) => walk(block, request, { tx: {}, session: {}, nested: {}, anyNested: false }));
+  program.requests.forEach((block, request) => walk(block, request, { tx: {}, session: {}, nested: {}, anyNested: false, branch: '' }));
   return { uses, contexts };
 }
 
@@ -339,9 +348,10 @@ export function hangRisk(program: Program): string | undefined {
       }
     }
   }
-  // Two contended resources in one request could be taken in opposite orders by two requests.
-  const usedBy = new Map<string, Set<Context>>();
-  for (const use of uses) usedBy.set(use.resource, (usedBy.get(use.resource) ?? new Set()).add(use.context));
+  // Two contended resources in one request could be taken in opposite orders by two requests, or by two concurrent
+  // branches of one transaction (whose same-key locks wait for each other in the process: branch locks).
+  const usedBy = new Map<string, Set<string>>();
+  for (const use of uses) usedBy.set(use.resource, (usedBy.get(use.resource) ?? new Set()).add(`${use.context.id}${use.branch}`));
   const contended = new Set([...usedBy].filter(([, users]) => users.size > 1).map(([resource]) => resource));
   const perRequest = new Map<number, Set<string>>();
   for (const use of uses) {

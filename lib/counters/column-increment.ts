@@ -36,7 +36,8 @@ export function columnIncrementStatement<Entity extends ObjectLiteral>(
   if (updateDateColumn) sets.push(`${quoteIdentifier(updateDateColumn.databaseName)} = CURRENT_TIMESTAMP`);
   if (versionColumn) sets.push(`${quoteIdentifier(versionColumn.databaseName)} = ${quoteIdentifier(versionColumn.databaseName)} + 1`);
   const conditions = [table.whereSql(table.bindWhere(where), params)];
-  const { min, max } = BIGINT_TYPES.has(type) ? withinSafeRange(bounds) : readBounds(bounds);
+  const read = readBounds(bounds);
+  const { min, max } = BIGINT_TYPES.has(type) ? withinSafeRange(read, bounds.bigint) : read;
   if (min !== undefined) conditions.push(`${next} >= ${params.add(min.toString())}`);
   if (max !== undefined) conditions.push(`${next} <= ${params.add(max.toString())}`);
   const sql = `WITH changed AS (UPDATE ${table.name} SET ${sets.join(', ')} WHERE ${conditions.join(' AND ')} RETURNING ${name} AS v)

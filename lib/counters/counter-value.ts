@@ -50,10 +50,10 @@ export function readBounds(bounds: Bounds | undefined): { min?: bigint; max?: bi
   return { min: bounds?.min === undefined ? undefined : toInteger(bounds.min, 'min'), max: bounds?.max === undefined ? undefined : toInteger(bounds.max, 'max') };
 }
 
-/** readBounds(), narrowed to ±Number.MAX_SAFE_INTEGER unless the call takes bigint values. */
-export function withinSafeRange(bounds: Bounds | undefined): { min?: bigint; max?: bigint } {
-  const { min = -SAFE_LIMIT, max = SAFE_LIMIT } = readBounds(bounds);
-  if (bounds?.bigint) return readBounds(bounds);
+/** Bounds read by readBounds(), narrowed to ±Number.MAX_SAFE_INTEGER unless the call takes bigint values. */
+export function withinSafeRange(read: { min?: bigint; max?: bigint }, bigint: boolean | undefined): { min?: bigint; max?: bigint } {
+  if (bigint) return read;
+  const { min = -SAFE_LIMIT, max = SAFE_LIMIT } = read;
   return { min: min < -SAFE_LIMIT ? -SAFE_LIMIT : min, max: max > SAFE_LIMIT ? SAFE_LIMIT : max };
 }
 

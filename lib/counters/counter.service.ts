@@ -187,7 +187,7 @@ export class CounterService implements OnModuleInit {
     const windowMs = windowParam(options.windowMs);
     const asked = readBounds(options);
     if (asked.min === undefined && asked.max === undefined) throw new InvalidOptionError('bounds', options, 'at least one of min, max');
-    const { min, max } = withinSafeRange(options);
+    const { min, max } = withinSafeRange(asked, options.bigint);
     // A new counter starts at 0: when `delta` alone is out of bounds, the statement must not create one.
     const creates = (min === undefined || delta >= min) && (max === undefined || delta <= max);
     const sql = creates ? this.sql.addWithinBoundsOrCreate : this.sql.addWithinBounds;

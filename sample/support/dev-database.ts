@@ -1,9 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
-import { startEmbeddedPostgres } from 'nestjs-txlock/testing';
+import { createTestDatabase, startEmbeddedPostgres } from 'nestjs-txlock/testing';
 
 /** The database `npm start` or `npm run demo` runs on, and how to let go of it. */
 export interface DevDatabase {
@@ -36,24 +34,8 @@ export async function openDevDatabase(options: DevDatabaseOptions = {}): Promise
   return { url: server.url, description: `embedded PostgreSQL on port ${server.port}, data in ${dataDir}`, close: () => server.stop() };
 }
 
+// The testing kit's database per test file does exactly this: a fresh database on the server, dropped on close.
 async function createScratchDatabase(serverUrl: string): Promise<DevDatabase> {
-  const name = `txlock_demo_${randomBytes(4).toString('hex')}`;
-  await adminQuery(serverUrl, `CREATE DATABASE "${name}"`);
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    description: `scratch database ${name} on DATABASE_URL`,
-    close: () => adminQuery(serverUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`),
-  };
-}
-
-async function adminQuery(url: string, sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
+  const database = await createTestDatabase(serverUrl);
+  return { url: database.url, description: `scratch database ${database.name} on DATABASE_URL`, close: database.drop };
 }

@@ -28,7 +28,7 @@ export type { TableTarget } from './locks/table-targets.js';
 // Counters
 export { CounterService } from './counters/counter.service.js';
 export { TxLockCounter } from './counters/counter.entity.js';
-export { MAX_COUNTER_KEY_LENGTH, type CounterValue, type Integer } from './counters/counter-value.js';
+export { MAX_COUNTER_KEY_LENGTH, type BigIntValueOption, type CounterValue, type Integer } from './counters/counter-value.js';
 export { MAX_COUNTER_SHARDS } from './counters/counter-shards.js';
 export type {
   BoundedResult,

@@ -55,6 +55,13 @@ export interface TxLockModuleOptions {
    * connection (PgBouncer pool_mode=session); session-scope locks are allowed without the check.
    */
   pooler?: PoolerMode;
+  /**
+   * Prepare the library's own statements outside transactions (counters, get-or-create, leases, single flight) once
+   * per pooled connection, so PostgreSQL does not parse and plan them on every call. Default `true`, and even then only where
+   * the bootstrap check reached PostgreSQL directly and `pooler` is `'none'`: behind a pooler they stay unprepared.
+   * `false`: never. Your own queries and TypeORM's are unaffected.
+   */
+  preparedStatements?: boolean;
   /** The lease table used by LeaseService and @ScheduledLock(). */
   leases?: LeaseModuleOptions;
   /** CounterService settings: table name, `autoCreate` (default false), `coalesce` (default true). */

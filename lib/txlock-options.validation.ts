@@ -17,6 +17,7 @@ const KEYS = {
     'acquireTimeoutMs',
     'rollbackOnDisconnect',
     'pooler',
+    'preparedStatements',
     'counters',
     'leases',
     'singleFlight',
@@ -27,7 +28,7 @@ const KEYS = {
   singleFlight: ['store', 'table', 'autoCreate'],
 } as const;
 const STORES = ['postgres', 'cache-manager'];
-const BOOLEANS = ['joinDataSource', 'autoCreate', 'rollbackOnDisconnect'] as const;
+const BOOLEANS = ['joinDataSource', 'autoCreate', 'rollbackOnDisconnect', 'preparedStatements'] as const;
 
 /**
  * Refuses TxLockModule options with keys it does not know (a typo such as `retrys`, an option given at the wrong

@@ -148,7 +148,7 @@ export async function counterScenario({ url, runner }: BenchContext): Promise<vo
                   () => rawPool.query('TRUNCATE "bench_raw_same"'),
                   async () => Number((await rawPool.query(`SELECT value FROM "bench_raw_same" WHERE key = 'hot'`)).rows[0]?.value ?? 0),
                 ),
-                async () => Number((await rawPool.query(SAME_STATEMENT.add, ['hot', '1', null, SAFE_LIMIT.toString()])).rows[0].value),
+                async () => Number((await rawPool.query(SAME_STATEMENT.add, ['hot', '1', SAFE_LIMIT.toString()])).rows[0].value),
               ),
             ]
           : []),

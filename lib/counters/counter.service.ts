@@ -174,7 +174,11 @@ export class CounterService implements OnModuleInit {
   private async addNow(row: string, delta: bigint, windowMs: string | null, limit: bigint | null): Promise<CounterRow> {
     const key = keyOfRow(row);
     if (limit !== null && (delta > limit || delta < -limit)) throw new CounterOverflowError(key, undefined, 'number');
-    const rows = await this.query<CounterRow>(this.sql.add, [row, delta.toString(), windowMs, limit?.toString() ?? null], key);
+    const limitParam = limit?.toString() ?? null;
+    const rows =
+      windowMs === null
+        ? await this.query<CounterRow>(this.sql.add, [row, delta.toString(), limitParam], key)
+        : await this.query<CounterRow>(this.sql.addInWindow, [row, delta.toString(), windowMs, limitParam], key);
     if (!rows[0]) throw new CounterOverflowError(key, undefined, 'number');
     return rows[0];
   }

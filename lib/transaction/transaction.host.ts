@@ -28,6 +28,7 @@ import { DEFAULT_DATA_SOURCE_NAME, resolveDataSource } from './resolve-data-sour
 import { TransactionConnection } from './transaction-connection.js';
 import { currentScope, holdsConnection, runInScope, runOutsideTransactions, setTestScope, testScopeOf, type TransactionHook, type TransactionScope } from './transaction-scope.js';
 import { openingStatements } from './transaction.sql.js';
+import { PreparedStatements } from './prepared-statements.js';
 import { Propagation, readTransactionOptions, type TransactionOptions } from './transaction.options.js';
 
 /** How long a transaction waits for a pooled connection when `acquireTimeoutMs` is not set. */
@@ -52,6 +53,7 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger('TxLock');
   private resolvedDataSource?: DataSource;
   private unroute?: () => void;
+  private readonly statements = new PreparedStatements();
 
   constructor(
     @Inject(TXLOCK_MODULE_OPTIONS) private readonly options: TxLockModuleOptions,
@@ -210,12 +212,26 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   async query<Row = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<Row[]> {
     const scope = currentScope(this.dataSource);
     if (scope) return (await scope.connection.query(scope, sql, params)).rows as Row[];
+    // Prepared only here, outside transactions: a statement a pooler lost can be sent again unnamed.
+    const query = this.statements.config(sql, params);
     this.dataSource.logger.logQuery(sql, params);
     try {
-      return (await this.pool.query(sql, params)).rows as Row[];
+      return (await this.pool.query(query)).rows as Row[];
     } catch (error) {
+      if (this.statements.failedOnPooler(query, error)) return this.query(sql, params);
       throw asQueryFailed(error, sql);
     }
+  }
+
+  /**
+   * What the bootstrap check (ServerCheck) found: on a direct connection to PostgreSQL, unless the module declares a
+   * pooler or `preparedStatements: false`, the library's own statements outside transactions are prepared once per
+   * pooled connection.
+   * Not part of the public API.
+   * @internal
+   */
+  serverIdentified(server: { proxied: boolean }): void {
+    if (!server.proxied && (this.options.pooler ?? 'none') === 'none' && this.options.preparedStatements !== false) this.statements.enable();
   }
 
   /**

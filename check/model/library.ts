@@ -375,6 +375,7 @@ export class LibraryModel {
     if (scope) {
       const ended = scope.refusal();
       if (ended) throw ended;
+      yield PAUSE; // the refusal comes after withAdvisoryLock()'s own steps: work already started may get in first
       throw fail('InvalidOptionError');
     }
     const current = ctx.sessions[ds];
@@ -402,6 +403,7 @@ export class LibraryModel {
       const held = session.held.get(key);
       const take = !(held === false || (held === true && shared));
       if (take) yield* this.sessionAcquire(session, request);
+      else yield PAUSE; // runHolding awaits acquire() even with no key left to take
       if (take) session.held.set(key, shared);
       session.users.set(key, (session.users.get(key) ?? 0) + 1);
       let value: T;

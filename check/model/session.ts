@@ -93,7 +93,10 @@ export class CheckingSession {
     const modelMs = Date.now() - started;
     if (verdict.explained === true) return { ok: true, unknown: false, observed, verdict, modelMs };
     if (verdict.explained === 'unknown') return { ok: true, unknown: true, observed, verdict, reason: verdict.reason, modelMs };
-    return { ok: false, unknown: false, observed, verdict, reason: `no schedule of the model explains the run (${verdict.schedules} searched); closest: ${verdict.reason}`, modelMs };
+    const why = verdict.impossible
+      ? `${verdict.impossible.map((key) => `${key} gave ${observed.results[key]}`).join(', ')}: not an outcome the model has`
+      : `${verdict.schedules} searched`;
+    return { ok: false, unknown: false, observed, verdict, reason: `no schedule of the model explains the run (${why}); closest: ${verdict.reason}`, modelMs };
   }
 
   private async rebuildApp(): Promise<void> {
@@ -127,9 +130,21 @@ export function divergenceKind(check: Check): string {
   if (/overlapped/.test(reason)) return 'two holders of one advisory lock at once';
   if (check.observed.leaks.length > 0) return 'left behind after the program';
   const closest = reason.replace(/^.*closest: /, '');
-  if (/absent in the run/.test(closest)) return 'the run lacks a write the model commits';
+  if (/absent in the run|in the model, the run ended at/.test(closest)) return 'the run lacks a write the model commits';
   if (/^(rows|counters|get-or-create rows):/.test(closest)) return `the run's ${closest.split(':')[0]} differ from every schedule`;
   const outcome = /gives (\S+), the run gave (\S+)/.exec(closest);
   if (outcome) return `an outcome the model never gives (${outcome[2]} where it gives ${outcome[1]})`;
+  const foreign = /the run gave (\S+), which no schedule of the model gives/.exec(closest);
+  if (foreign) return `an outcome the model never gives (${foreign[1]})`;
   return closest.replace(/\d+/g, 'N');
+}
+
+/**
+ * Whether two kinds of divergence are one, for shrinking and `--keep-going`: equal, or the same error the model
+ * never gives where one of them also says what the model gives instead (a short search may not get that far).
+ */
+export function sameKind(a: string, b: string): boolean {
+  if (a === b) return true;
+  const [shorter, longer] = a.length < b.length ? [a, b] : [b, a];
+  return /^an outcome the model never gives \(\S+\)$/.test(shorter) && longer.startsWith(`${shorter.slice(0, -1)} where it gives `);
 }

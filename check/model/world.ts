@@ -6,11 +6,35 @@
  */
 import type { DataSourceName, Isolation } from './program.js';
 
-/** An error in the model: compared with the real one by name (`QueryFailedError:<SQLSTATE>` for statements). */
+/**
+ * Every error the model can raise, by the name it is compared with (`QueryFailedError:<SQLSTATE>` for statements).
+ * Listed (and typed) so that an observed error outside it is known to be unexplainable before any search: no schedule
+ * can give it (explore.ts, outcomesNoScheduleGives).
+ */
+export const MODEL_ERRORS = [
+  'ProgramError',
+  'TransactionEndedError',
+  'TransactionRequiredError',
+  'TransactionNotAllowedError',
+  'RollbackOnlyError',
+  'CommitOutcomeUnknownError',
+  'ConnectionLostError',
+  'InvalidOptionError',
+  'LockNotAcquiredError',
+  'LockLostError',
+  'GetOrCreateSerializationError',
+  'QueryFailedError:23514',
+  'QueryFailedError:25006',
+  'QueryFailedError:25P02',
+  'QueryFailedError:40001',
+] as const;
+export type ModelErrorName = (typeof MODEL_ERRORS)[number];
+
+/** An error in the model: compared with the real one by name. */
 export class ModelError {
-  constructor(readonly name: string) {}
+  constructor(readonly name: ModelErrorName) {}
 }
-export const fail = (name: string): ModelError => new ModelError(name);
+export const fail = (name: ModelErrorName): ModelError => new ModelError(name);
 
 /** A database effect that becomes visible to others when its transaction commits. */
 export type Write = { kind: 'row'; label: string } | { kind: 'counter'; key: string; by: number } | { kind: 'goc'; key: string };
@@ -297,7 +321,7 @@ export class Database {
    * A statement failed inside the transaction: PostgreSQL aborts it (or the innermost savepoint) at once, which
    * releases the locks taken there, and refuses every statement until a savepoint around the failure rolls back.
    */
-  abort(conn: Conn, name: string): never {
+  abort(conn: Conn, name: ModelErrorName): never {
     if (conn.kind === 'tx' && !conn.abortedAt) {
       const failed = conn.top;
       conn.abortedAt = failed;

@@ -79,4 +79,24 @@ describe('programs found by the model checker', () => {
     ] };
     await checker.expectExplained(program, { attempts: 10 });
   });
+
+  // Found on this code (seed 1, program 199): an un-awaited call runs at once up to its first await, so the spawned
+  // lock call holds the key against its siblings (BranchLocks) before the caller's nowait call on it, which fails.
+  // The model let the caller go on first; now an un-awaited call takes its first step before its caller goes on.
+  it("an un-awaited lock call holds the key against its caller's next call at once", async () => {
+    const program: Program = { requests: [
+      [{"k":"tx","id":1,"ds":"main","via":"decorator","body":[{"k":"spawn","id":2,"body":[{"k":"lock","id":3,"ds":"main","key":1,"scope":"transaction","body":[]}]},{"k":"lock","id":4,"ds":"main","key":1,"scope":"transaction","nowait":true,"body":[{"k":"lock","id":5,"ds":"main","key":10,"scope":"session","body":[]}]}]}],
+    ] };
+    await checker.expectExplained(program, { attempts: 10 });
+  });
+
+  // Found on this code (a fresh CI seed, 758382585): as with NEVER, a session lock refused inside a transaction
+  // (InvalidOptionError) is refused after withAdvisoryLock()'s own steps, so an un-awaited insert may get into the
+  // NESTED savepoint first (and be rolled back with it). The model refused it at once; now it allows both.
+  it('an un-awaited statement racing a session-lock refusal runs in the savepoint or is refused, never after it', async () => {
+    const program: Program = { requests: [
+      [{"k":"tx","id":1,"ds":"analytics","via":"decorator","body":[{"k":"tx","id":2,"ds":"analytics","via":"decorator","propagation":"NESTED","body":[{"k":"spawn","id":3,"body":[{"k":"insert","id":4,"ds":"analytics"}]},{"k":"lock","id":5,"ds":"analytics","key":10,"scope":"session","body":[]}]}]}],
+    ] };
+    await checker.expectExplained(program, { attempts: 10 });
+  });
 });

@@ -12,13 +12,15 @@ const MAX_NAMED = 200;
 
 /**
  * Names the library's own parameterised statements sent outside transactions (counters, get-or-create, leases,
- * single flight) so that PostgreSQL parses and plans each once per pooled connection instead of on every call (pg
- * prepares a named statement on a connection's first use and only binds it after). Off until the bootstrap check saw a direct
- * connection to PostgreSQL (and the module declares no pooler and did not set `preparedStatements: false`): behind
- * a pooler that hands statements to server connections of its own (PgBouncer before 1.21 in transaction mode...)
- * a name prepared on one server connection is unknown on the next. Should that happen anyway, the first such
- * error turns naming off for good (with a warning) and the caller sends the statement again, unnamed. Inside a
- * transaction such an error would abort it, so statements there are never named.
+ * single flight) so that PostgreSQL parses and plans each once per pooled connection instead of on every call
+ * (pg prepares a named statement on a connection's first use and only binds it after).
+ *
+ * Off until the bootstrap check saw a direct connection to PostgreSQL (and the module declares no pooler and did
+ * not set `preparedStatements: false`): behind a pooler that hands statements to server connections of its own
+ * (PgBouncer before 1.21 in transaction mode...) a name prepared on one server connection is unknown on the next.
+ * Should that happen anyway, the first such error turns naming off for good (with a warning) and the caller sends
+ * the statement again, unnamed. Inside a transaction such an error would abort it, so statements there are never
+ * named.
  */
 export class PreparedStatements {
   private readonly logger = new Logger('TxLock');

@@ -226,8 +226,7 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   /**
    * What the bootstrap check (ServerCheck) found: on a direct connection to PostgreSQL, unless the module declares a
    * pooler or `preparedStatements: false`, the library's own statements outside transactions are prepared once per
-   * pooled connection.
-   * Not part of the public API.
+   * pooled connection. Not part of the public API.
    * @internal
    */
   serverIdentified(server: { proxied: boolean }): void {

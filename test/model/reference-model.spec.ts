@@ -103,6 +103,16 @@ describe('the reference model', () => {
     expect(hangRisk(discipline(selfWait, { kills: false, dataSources: ['main'] }))).toBeUndefined();
   });
 
+  // Found by a 10,000-program campaign (seed 1, program 2916): two requests each held a key shared and then asked for it
+  // exclusively, and PostgreSQL ended the deadlock with 40P01. The program's deadlock, so the generator avoids it.
+  it('the generator keeps two transactions from upgrading a shared lock on one key', () => {
+    next = 1;
+    const upgrade = () => lock(1, [lock(1, [])], { shared: true });
+    const program: Program = renumber({ requests: [[upgrade()], [upgrade()]] });
+    expect(hangRisk(program)).toMatch(/exclusively where its transaction also holds it shared/);
+    expect(hangRisk(discipline(program, { kills: false, dataSources: ['main'] }))).toBeUndefined();
+  });
+
   // d62e977's failing NESTED call undid a sibling's write; random search found it within CI's budget only once the
   // generator drew the shape often (a settled Promise.all, the failing NESTED branch first, a write beside it).
   it('the generator often draws a failing NESTED branch beside a writing sibling, settled', () => {

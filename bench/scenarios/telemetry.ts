@@ -1,4 +1,4 @@
-import { Injectable, Module } from '@nestjs/common';
+import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { context, metrics, trace } from '@opentelemetry/api';
@@ -6,12 +6,13 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { DataSource } from 'typeorm';
-import { AdvisoryLock, Transactional, TransactionHost, TxLockModule } from '../../lib/index.js';
+import { TxLockModule } from '../../lib/index.js';
 import { startTelemetry } from '../../lib/telemetry/telemetry.js';
 import { RoundTripLog } from '../../test/support/round-trips.js';
 import type { BenchContext } from '../context.js';
 import { localVariant } from '../harness.js';
-import { CALLERS, createRows, randomRow, runStatements } from './transaction-work.js';
+import { CALLERS, createRows, randomRow } from './transaction-work.js';
+import { OurTransactions } from './transactions.js';
 
 /** The baseline: OpenTelemetry's API installed, no provider registered, so the library's telemetry is off. */
 export const TELEMETRY_OFF = 'telemetry off (no provider: no-op)';
@@ -22,21 +23,6 @@ const KINDS = {
   plain: '8. @Transactional, 3 statements: telemetry',
   locked: '8. @AdvisoryLock + @Transactional: telemetry',
 } as const;
-
-@Injectable()
-class TracedTransactions {
-  constructor(private readonly tx: TransactionHost) {}
-
-  @Transactional()
-  async plain(id: number): Promise<void> {
-    await runStatements((sql, params) => this.tx.manager.query(sql, params), id);
-  }
-
-  @AdvisoryLock({ key: (id: number) => ['bench-row', id], label: 'bench-row' })
-  async locked(id: number): Promise<void> {
-    await runStatements((sql, params) => this.tx.manager.query(sql, params), id);
-  }
-}
 
 /**
  * The SDK as an app would register it, switched on only around the rounds of the "on" variant: the library reads
@@ -83,7 +69,7 @@ class InMemoryTelemetry {
 export async function telemetryScenario({ url, runner }: BenchContext): Promise<void> {
   @Module({
     imports: [TypeOrmModule.forRoot({ type: 'postgres', url, extra: { max: CALLERS } }), TxLockModule.forRoot({})],
-    providers: [TracedTransactions],
+    providers: [OurTransactions],
   })
   class TelemetryBenchModule {}
 
@@ -93,7 +79,7 @@ export async function telemetryScenario({ url, runner }: BenchContext): Promise<
     const dataSource = app.get(DataSource);
     await createRows((sql, params) => dataSource.query(sql, params));
     const log = RoundTripLog.attach(dataSource);
-    const ours = app.get(TracedTransactions);
+    const ours = app.get(OurTransactions);
     for (const kind of Object.keys(KINDS) as (keyof typeof KINDS)[]) {
       const scenario = KINDS[kind];
       await runner.group(

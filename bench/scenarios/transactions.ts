@@ -38,8 +38,9 @@ const HAND_WRITTEN_NOTES: Record<TransactionKind, string | undefined> = {
   locked: 'startTransaction(), then SELECT pg_advisory_xact_lock($1)',
 };
 
+/** Our transactions, one method per kind (scenario 8 measures the same methods with telemetry off and on). */
 @Injectable()
-class OurTransactions {
+export class OurTransactions {
   constructor(private readonly tx: TransactionHost) {}
 
   @Transactional()
@@ -52,7 +53,7 @@ class OurTransactions {
     await runStatements((sql, params) => this.tx.manager.query(sql, params), id);
   }
 
-  @AdvisoryLock({ key: (id: number) => ['bench-row', id] })
+  @AdvisoryLock({ key: (id: number) => ['bench-row', id], label: 'bench-row' })
   @Transactional()
   async locked(id: number): Promise<void> {
     await runStatements((sql, params) => this.tx.manager.query(sql, params), id);

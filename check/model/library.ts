@@ -152,6 +152,9 @@ export class LibraryModel {
       scope.close();
       yield* this.await(this.db.submit(conn, this.db.release(scope)));
     } catch (error) {
+      // As on the way out without an error (and as rollbackAndClose): the body's rejection reaches the savepoint's
+      // end some microtasks later, so an un-awaited statement of the body may be queued in the savepoint first.
+      yield PAUSE;
       if (!scope.ended) {
         scope.close();
         try {

@@ -592,3 +592,74 @@ export class UnsupportedServerError extends TxLockError {
     );
   }
 }
+
+/**
+ * A lock call's wait was aborted (its `signal` fired) before the lock was taken: the wait was cancelled, also on
+ * the server, and the work did not run. `cause` is the signal's reason. (A wait ended because the HTTP client
+ * disconnected fails with ClientDisconnectedError instead.)
+ */
+export class LockAbortedError extends TxLockError {
+  constructor(
+    readonly lock: string,
+    cause?: unknown,
+  ) {
+    super(`The wait for the lock on ${lock} was aborted (its signal fired) before the lock was taken, so the work did not run.`, { cause });
+  }
+}
+
+/**
+ * `commitTransaction()` or `rollbackTransaction()` was called on a query runner handed out inside a transaction of
+ * nestjs-txlock (`dataSource.createQueryRunner()` there, or TransactionHost.queryRunner) without a
+ * `startTransaction()` of its own on it. It would have ended the library's transaction under the code that opened
+ * it, so it was refused and nothing was sent; the transaction goes on intact.
+ */
+export class StrayTransactionEndError extends TxLockError {
+  constructor(readonly call: 'commitTransaction' | 'rollbackTransaction') {
+    super(
+      `${call}() on a query runner that joined a transaction of nestjs-txlock, with no startTransaction() of its own on that ` +
+        `runner: it would end the whole transaction, so it was refused and nothing was sent. The transaction commits when its ` +
+        `@Transactional() method (or TransactionHost.run()) returns, and rolls back when it throws. To commit or undo part of ` +
+        `the work on its own, call startTransaction() on the runner first (a savepoint), or use TransactionHost.run({ ` +
+        `propagation: 'NESTED' }) or 'REQUIRES_NEW'.`,
+    );
+  }
+}
+
+/**
+ * A transaction asked for an isolation level stronger than the one of the transaction it runs in: TypeORM's
+ * `dataSource.transaction('SERIALIZABLE', fn)` or `queryRunner.startTransaction('SERIALIZABLE')`, or a joining
+ * `@Transactional({ isolation })`, inside a transaction that runs at a weaker level. It would run as part of
+ * that transaction (a savepoint cannot change the level), so it was refused rather than silently weakened.
+ */
+export class WeakerIsolationError extends TxLockError {
+  constructor(
+    readonly requested: string,
+    readonly current: string,
+    where: string,
+  ) {
+    super(
+      `${where} asks for ${requested}, but it runs inside a transaction at ${current}, whose isolation cannot change once it ` +
+        `has begun (a savepoint or a joined call runs at the level of the transaction around it). Put the isolation on the ` +
+        `outermost transaction: @Transactional({ isolation: '${requested}' }) or TransactionHost.run({ isolation: '${requested}' }), ` +
+        `or run this call in a transaction of its own (propagation REQUIRES_NEW).`,
+    );
+  }
+}
+
+/**
+ * A statement (or savepoint, or lock) was issued through another repository by the code that holds a manual
+ * transaction open on a routed query runner (`queryRunner.startTransaction()` inside a transaction of
+ * nestjs-txlock), and that code waits for it. It belongs to the transaction around the manual one, which waits for
+ * the manual one to end, which waits for the statement: it would wait for ever, so it was refused.
+ */
+export class RunnerTransactionConflictError extends TxLockError {
+  constructor() {
+    super(
+      'This call belongs to the transaction around a manual transaction (queryRunner.startTransaction()) that is still open, ' +
+        'and the code that opened that manual transaction waits for it: the call waits for the manual transaction to end, and ' +
+        'the manual transaction for the call, for ever, so it was refused. Inside a manual transaction, send statements through ' +
+        'its runner (queryRunner.manager, queryRunner.query()), or end it first; for a savepoint that covers everything a ' +
+        "function does, use TransactionHost.run({ propagation: 'NESTED' }, fn) or manager.transaction(fn).",
+    );
+  }
+}

@@ -1,17 +1,27 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { awaitChainsVisible, countAwaitingFrames, nextMacrotask } from '../common/await-chain.js';
 import { LockNotAcquiredError, LockTimeoutError } from '../errors.js';
-import type { LockRequest } from './lock-request.js';
+import type { TransactionScope } from '../transaction/transaction-scope.js';
+import { lockAborted, type LockRequest } from './lock-request.js';
 
 /** One call's hold on some keys; the calls it makes (its call chain) find it as their ancestor. */
 interface Hold {
   readonly keys: readonly bigint[];
   readonly shared: boolean;
   readonly parent: Hold | undefined;
+  /** The frame the call runs in (a transaction, a savepoint, a session's pinned connection). */
+  readonly scope: TransactionScope | undefined;
+  /**
+   * Set for detached work that had to wait for a hold of its own call chain: it keeps the frame it runs in open
+   * (TransactionScope.keepOpen) until it has had its turn; called to let the frame end.
+   */
+  release?: () => void;
 }
 
 interface Waiter {
   readonly request: LockRequest;
-  readonly ancestors: ReadonlySet<Hold>;
+  /** The ancestors that await this call: their holds do not keep it out. */
+  ancestors: ReadonlySet<Hold>;
   readonly hold: Hold;
   admit(): void;
 }
@@ -19,14 +29,27 @@ interface Waiter {
 // The innermost hold of the current call chain, across every owner (ancestors of other owners never conflict).
 const chainStorage = new AsyncLocalStorage<Hold>();
 const BRANCH_LOCKS = Symbol('nestjs-txlock:branch-locks');
+const NONE: ReadonlySet<Hold> = new Set();
+// How often a deferred call looks again whether its call chain awaits it by now (a promise awaited late).
+const RECHECK_MS = [10, 20, 40, 80, 160, 250];
+
+// The frame every hold's body runs under. Its name is how a call finds, in the async stack, the holds that await it.
+async function nestjsTxlockHold<T>(hold: Hold, fn: () => Promise<T>): Promise<T> {
+  return await chainStorage.run(hold, fn);
+}
 
 /**
  * Mutual exclusion, inside one process, between the concurrent branches (`Promise.all`, un-awaited calls) of
  * one transaction, or of one session-scope lock call, on the same advisory keys. PostgreSQL grants an advisory
  * lock again to the backend that holds it, so two branches of one transaction would both enter a critical
  * section the database sees as taken once: the second branch waits here until the first one's call has returned.
- * A call made from inside a call that holds the key (re-entry by the same call chain, such as a locked method
- * calling another method locked on the same key) is let in; its own children then exclude each other again.
+ *
+ * Re-entry belongs to the call chain that awaits the call: a call made inside a call that holds the key, and
+ * awaited by it (directly, through other async functions, `return`, `Promise.all`...), is let in (a locked method
+ * calling another method locked on the same key); its own children then exclude each other again. A call the
+ * holder started but does not await (an event listener, a timer, `queueMicrotask`, `void call()`) is detached
+ * work: it waits until the hold ends, and the frame it runs in (the transaction, savepoint or session) does not
+ * end before it has had its turn. Whether a call is awaited is read from the async stack (await-chain.ts).
  * Shared holds admit each other; an exclusive hold admits no other branch.
  */
 export class BranchLocks {
@@ -41,28 +64,39 @@ export class BranchLocks {
   }
 
   /**
-   * Waits until no other branch holds a conflicting key (at most `request.timeoutMs`; not at all with
-   * `nowait`), then runs `fn` holding the keys until it settles, passing what is left of `timeoutMs` for the
-   * database lock. When the wait fails, returns `refused(LockTimeoutError | LockNotAcquiredError)` instead.
+   * Waits until no other branch holds a conflicting key (at most `request.timeoutMs`; not at all with `nowait`;
+   * until `request.signal` aborts), then runs `fn` holding the keys until it settles, passing what is left of
+   * `timeoutMs` for the database lock. When the wait fails, returns `refused(LockTimeoutError |
+   * LockNotAcquiredError | the abort's error)` instead. `scope`: the frame the call runs in.
    */
-  async run<T>(request: LockRequest, fn: (timeoutMs: number | undefined) => Promise<T>, refused: (failure: unknown) => T): Promise<T> {
+  async run<T>(request: LockRequest, fn: (timeoutMs: number | undefined) => Promise<T>, refused: (failure: unknown) => T, scope?: TransactionScope): Promise<T> {
     const startedAt = Date.now();
     const parent = chainStorage.getStore();
-    const ancestors = new Set<Hold>();
-    for (let hold = parent; hold; hold = hold.parent) ancestors.add(hold);
-    const hold: Hold = { keys: request.keys, shared: request.shared, parent };
+    const hold: Hold = { keys: request.keys, shared: request.shared, parent, scope };
+    let ancestors = NONE;
+    // Only a hold of the call's own chain stands in the way: let it in if that chain awaits the call.
+    if (parent && !this.admits(request, NONE) && this.admits(request, ancestorsOf(parent))) ancestors = await this.awaitingAncestors(parent);
     if (this.admits(request, ancestors)) this.holds.add(hold);
     else {
-      const failure = await this.wait(request, ancestors, hold);
+      const failure = await this.wait(request, ancestors, hold, startedAt);
       if (failure) return refused(failure);
     }
     try {
       const left = request.timeoutMs === undefined ? undefined : Math.max(1, request.timeoutMs - (Date.now() - startedAt));
-      return await chainStorage.run(hold, () => fn(left));
+      return await nestjsTxlockHold(hold, () => fn(left));
     } finally {
       this.holds.delete(hold);
       this.admitWaiting();
+      hold.release?.();
     }
+  }
+
+  /** The ancestor holds whose bodies await the current call: the innermost ones, as many as the async stack shows. */
+  private async awaitingAncestors(parent: Hold): Promise<ReadonlySet<Hold>> {
+    const chain = [...ancestorsOf(parent)];
+    if (!(await awaitChainsVisible())) return new Set(chain);
+    await nextMacrotask();
+    return new Set(chain.slice(0, countAwaitingFrames(nestjsTxlockHold)));
   }
 
   private admits(request: LockRequest, ancestors: ReadonlySet<Hold>): boolean {
@@ -73,31 +107,51 @@ export class BranchLocks {
     return true;
   }
 
-  // Resolves once `hold` has been admitted (added to the holds), in arrival order among compatible waiters, or
-  // with the error when nowait/timeoutMs do not allow waiting that long.
-  private wait(request: LockRequest, ancestors: ReadonlySet<Hold>, hold: Hold): Promise<unknown> {
+  // Resolves with undefined once `hold` has been admitted (added to the holds), in arrival order among compatible
+  // waiters, or with the error when nowait/timeoutMs/the signal do not allow waiting that long. A call kept out by
+  // a hold of its own chain is detached work (deferred); it looks again now and then whether its chain awaits it
+  // by now (a promise created first and awaited later), which lets it in as re-entry.
+  private async wait(request: LockRequest, ancestors: ReadonlySet<Hold>, hold: Hold, startedAt: number): Promise<unknown> {
     const label = `${request.label} (held by a concurrent call of the same transaction)`;
-    if (request.nowait) return Promise.resolve(new LockNotAcquiredError(label));
-    return new Promise<unknown>((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
-      const waiter: Waiter = {
-        request,
-        ancestors,
-        hold,
-        admit: () => {
-          clearTimeout(timer);
-          resolve(undefined);
-        },
-      };
-      if (request.timeoutMs !== undefined) {
-        timer = setTimeout(() => {
-          this.waiting.splice(this.waiting.indexOf(waiter), 1);
-          resolve(new LockTimeoutError(label, request.timeoutMs!));
-        }, request.timeoutMs);
-        timer.unref();
+    if (request.nowait) return new LockNotAcquiredError(label);
+    const { signal } = request;
+    if (signal?.aborted) return lockAborted(request);
+    const chain = hold.parent ? [...ancestorsOf(hold.parent)] : [];
+    const deferred = chain.some((ancestor) => !ancestors.has(ancestor) && conflicts(request, ancestor));
+    if (deferred) hold.release = hold.scope?.keepOpen();
+    let settle!: (failure: unknown) => void;
+    const outcome = new Promise<unknown>((resolve) => (settle = resolve));
+    const waiter: Waiter = { request, ancestors, hold, admit: () => settle(undefined) };
+    const leave = (failure: unknown) => {
+      const index = this.waiting.indexOf(waiter);
+      if (index < 0) return; // admitted meanwhile
+      this.waiting.splice(index, 1);
+      hold.release?.();
+      settle(failure);
+    };
+    let timer: NodeJS.Timeout | undefined;
+    if (request.timeoutMs !== undefined) {
+      timer = setTimeout(() => leave(new LockTimeoutError(label, request.timeoutMs!)), Math.max(0, request.timeoutMs - (Date.now() - startedAt)));
+      timer.unref();
+    }
+    const onAbort = () => leave(lockAborted(request));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    this.waiting.push(waiter);
+    try {
+      if (!deferred || chain.length === ancestors.size) return await outcome;
+      for (let round = 0; ; round++) {
+        const pause = new Promise<false>((resolve) => setTimeout(resolve, RECHECK_MS[Math.min(round, RECHECK_MS.length - 1)], false).unref());
+        if (await Promise.race([outcome.then(() => true), pause])) return await outcome;
+        const awaiting = new Set(chain.slice(0, countAwaitingFrames(nestjsTxlockHold)));
+        if (awaiting.size > waiter.ancestors.size) {
+          waiter.ancestors = awaiting;
+          this.admitWaiting();
+        }
       }
-      this.waiting.push(waiter);
-    });
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
   }
 
   // First come, first served among the waiters that may go now; each admitted one counts for the next.
@@ -110,4 +164,14 @@ export class BranchLocks {
       waiter.admit();
     }
   }
+}
+
+function ancestorsOf(parent: Hold): Set<Hold> {
+  const ancestors = new Set<Hold>();
+  for (let hold: Hold | undefined = parent; hold; hold = hold.parent) ancestors.add(hold);
+  return ancestors;
+}
+
+function conflicts(request: LockRequest, hold: Hold): boolean {
+  return !(request.shared && hold.shared) && request.keys.some((key) => hold.keys.includes(key));
 }

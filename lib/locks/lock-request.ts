@@ -1,6 +1,7 @@
-import { LockNotAcquiredError, LockTimeoutError } from '../errors.js';
+import { LockAbortedError, LockNotAcquiredError, LockTimeoutError, TxLockError } from '../errors.js';
 import { observeLock, type LockObservation } from '../telemetry/lock-telemetry.js';
 import type { LockFeature } from '../telemetry/telemetry.types.js';
+import { requestAbortSignal } from '../transaction/client-disconnect.interceptor.js';
 import { sqlState } from '../transaction/sql-state.js';
 import { advisoryLockKey, lockKeyText, type LockKey } from './lock-key.js';
 import type { AdvisoryLockCallOptions } from './lock.options.js';
@@ -14,6 +15,11 @@ export interface LockRequest {
   shared: boolean;
   timeoutMs?: number;
   nowait: boolean;
+  /**
+   * Ends the wait (in the process and on the server) when it aborts: the call's own `signal`, else the abort signal
+   * of the HTTP request it serves (its client went away).
+   */
+  signal?: AbortSignal;
   /** Reports the request's wait, outcome and hold while telemetry is on. */
   observation?: LockObservation;
 }
@@ -27,6 +33,7 @@ export function lockRequest(keys: readonly LockKey[], options: AdvisoryLockCallO
     shared: options.shared ?? false,
     timeoutMs: options.timeoutMs,
     nowait: options.nowait ?? false,
+    signal: options.signal ?? requestAbortSignal.getStore(),
     observation: observeLock(feature, options, derived.length),
   };
 }
@@ -35,6 +42,15 @@ export function lockRequest(keys: readonly LockKey[], options: AdvisoryLockCallO
 export function lockFailure(error: unknown, label: string, wait: { timeoutMs?: number; nowait?: boolean }): unknown {
   if (sqlState(error) !== '55P03') return error;
   return wait.timeoutMs !== undefined ? new LockTimeoutError(label, wait.timeoutMs, error) : new LockNotAcquiredError(label, error);
+}
+
+/**
+ * The error for a wait its signal ended: the signal's reason when it is one of ours (ClientDisconnectedError),
+ * else LockAbortedError with the reason as its cause.
+ */
+export function lockAborted(request: Pick<LockRequest, 'label' | 'signal'>): unknown {
+  const reason: unknown = request.signal?.reason;
+  return reason instanceof TxLockError ? reason : new LockAbortedError(request.label, reason);
 }
 
 /** The reason a try reports for a failure made by lockFailure() or a busy try-lock. */

@@ -12,6 +12,12 @@ export interface LockWaitOptions {
   timeoutMs?: number;
   /** Do not wait at all: when the lock is taken, throw LockNotAcquiredError (or skip). Default false. */
   nowait?: boolean;
+  /**
+   * Stops waiting when it aborts: the call fails with LockAbortedError, the wait is cancelled on the server too
+   * (its pooled connection is free at once), and nothing runs. An abort after the lock was taken changes nothing.
+   * Inside an HTTP request, the request's own signal (its client went away) applies by default.
+   */
+  signal?: AbortSignal;
 }
 
 /** Options of LockService.withAdvisoryLock() and friends. */
@@ -72,6 +78,7 @@ export function validateWait(options: LockWaitOptions, where: string): void {
     throw new InvalidOptionError(`${where} "timeoutMs"`, timeoutMs, 'an integer number of milliseconds from 1 to 2147483647');
   }
   if (nowait !== undefined && typeof nowait !== 'boolean') throw new InvalidOptionError(`${where} "nowait"`, nowait, [true, false]);
+  if (options.signal !== undefined && !isAbortSignal(options.signal)) throw new InvalidOptionError(`${where} "signal"`, options.signal, 'an AbortSignal');
   if (nowait && timeoutMs !== undefined) {
     throw new InvalidOptionError(`${where} "nowait"`, nowait, 'false when timeoutMs is set (either wait a while or not at all)');
   }
@@ -107,8 +114,8 @@ export function validateAdvisoryOptions(options: AdvisoryLockCallOptions, where:
  */
 export function readAdvisoryOptions(options: AdvisoryLockCallOptions, where: string): AdvisoryLockCallOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError(`${where} options`, options, 'an options object');
-  const { timeoutMs, nowait, shared, scope, namespace, propagation, label } = options;
-  const snapshot = { timeoutMs, nowait, shared, scope, namespace, propagation, label };
+  const { timeoutMs, nowait, shared, scope, namespace, propagation, label, signal } = options;
+  const snapshot = { timeoutMs, nowait, shared, scope, namespace, propagation, label, signal };
   validateAdvisoryOptions(snapshot, where);
   return snapshot;
 }
@@ -116,6 +123,12 @@ export function readAdvisoryOptions(options: AdvisoryLockCallOptions, where: str
 /** A copy of table lock options, each field read once (validateTableLock() checks it). */
 export function readTableLockOptions(options: TableLockOptions): TableLockOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('table lock options', options, 'an options object');
-  const { timeoutMs, nowait, propagation } = options;
-  return { timeoutMs, nowait, propagation };
+  const { timeoutMs, nowait, propagation, signal } = options;
+  return { timeoutMs, nowait, propagation, signal };
+}
+
+// Duck-typed: an AbortSignal of another realm (a test runner's VM context) is as good as ours.
+function isAbortSignal(value: unknown): value is AbortSignal {
+  const signal = value as Partial<AbortSignal> | null;
+  return typeof signal === 'object' && signal !== null && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function';
 }

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, Optional, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
-import { InvalidOptionError, LockRequiresTransactionError, SessionLockPoolerError } from '../errors.js';
+import { InvalidOptionError, LockNotAcquiredError, LockRequiresTransactionError, LockTimeoutError, SessionLockPoolerError } from '../errors.js';
 import { sessionScopeMethods, type PoolerMode } from '../server/pooler.js';
 import { DEFAULT_DATA_SOURCE_NAME } from '../transaction/resolve-data-source.js';
 import type { TransactionScope } from '../transaction/transaction-scope.js';
@@ -112,7 +112,10 @@ export class LockService implements OnModuleInit {
     const snapshot = readAdvisoryOptions(options, 'tryAdvisoryLock()');
     const trying = { ...snapshot, nowait: snapshot.timeoutMs === undefined };
     const outcome = await this.runLocked(this.request(keys, trying, 'tryAdvisoryLock()'), fn, trying);
-    return outcome.ran ? outcome : { ran: false, reason: failureReason(outcome.failure) };
+    if (outcome.ran) return outcome;
+    // An aborted wait is not "the lock was busy": the caller asked to stop.
+    if (!(outcome.failure instanceof LockNotAcquiredError || outcome.failure instanceof LockTimeoutError)) throw outcome.failure;
+    return { ran: false, reason: failureReason(outcome.failure) };
   }
 
   /**
@@ -214,9 +217,14 @@ export class LockService implements OnModuleInit {
         return body();
       };
       if (!request) return start(undefined);
-      return BranchLocks.of(scope.root.locals).run(request, start, (failure) => {
-        throw new NotAcquired(failure);
-      });
+      return BranchLocks.of(scope.root.locals).run(
+        request,
+        start,
+        (failure) => {
+          throw new NotAcquired(failure);
+        },
+        scope,
+      );
     };
     const outer = this.txHost.scope();
     const joins = outer && (propagation === undefined || propagation === Propagation.REQUIRED || propagation === Propagation.MANDATORY);

@@ -9,7 +9,8 @@ import { serverSql } from '../server/server.sql.js';
 import { TransactionConnection } from '../transaction/transaction-connection.js';
 import { BranchLocks } from './branch-locks.js';
 import { alreadyHeld, type SessionKeys } from './held-locks.js';
-import { lockFailure, type LockRequest } from './lock-request.js';
+import { sqlState } from '../transaction/sql-state.js';
+import { lockAborted, lockFailure, type LockRequest } from './lock-request.js';
 import type { LockOutcome } from './lock-result.js';
 import { lockSql } from './lock.sql.js';
 
@@ -70,6 +71,8 @@ export class SessionLocks {
       }
       return await sessionStorage.run(new Map(sessions).set(dataSource, session), () => this.runOn(session, request, fn));
     } finally {
+      // Detached work deferred by one of the session's locks has its turn first (BranchLocks).
+      await session.connection.root.keptOpen();
       // Safety net before the connection goes back to the pool: no session lock may outlive the call. Not after a
       // refusal: nothing was taken, and behind a pooler the statement would reach another client's server connection.
       if (session.broken === undefined && !refused) await this.exec(session, [lockSql.unlockAll]).catch((error: unknown) => (session.broken = error));
@@ -88,6 +91,7 @@ export class SessionLocks {
       request,
       (timeoutMs) => this.runHolding(session, { ...request, timeoutMs }, fn),
       (failure) => ({ ran: false, failure }),
+      session.connection.root,
     );
   }
 
@@ -121,8 +125,9 @@ export class SessionLocks {
     });
   }
 
-  private exec(session: Session, statements: string[]): Promise<QueryResult[]> {
-    return session.connection.exec(session.connection.root, statements);
+  private exec(session: Session, statements: string[], signal?: AbortSignal): Promise<QueryResult[]> {
+    if (!signal) return session.connection.exec(session.connection.root, statements);
+    return session.connection.exclusive(session.connection.root, (send) => send(statements, signal));
   }
 
   /** Takes `keys`; returns the LockNotAcquiredError/LockTimeoutError when they are busy, throws anything else. */
@@ -140,10 +145,12 @@ export class SessionLocks {
       // One implicit transaction block: lock_timeout ends with it. A failure does not undo the keys taken
       // before it (session locks ignore rollback), so those are released below.
       const timeout = request.timeoutMs !== undefined ? [lockSql.blockTimeout(request.timeoutMs)] : [];
-      await this.exec(session, [...timeout, ...lockSql.lock(keys, flavor)]);
+      if (request.signal?.aborted) return lockAborted(request);
+      await this.exec(session, [...timeout, ...lockSql.lock(keys, flavor)], request.signal);
       return undefined;
     } catch (error) {
       await this.exec(session, [lockSql.unlockGranted(keys, request.shared)]).catch((cleanupError: unknown) => (session.broken ??= cleanupError));
+      if (request.signal?.aborted && sqlState(error) === '57014') return lockAborted(request);
       const failure = lockFailure(error, request.label, request);
       if (failure === error) throw error;
       return failure;

@@ -4,7 +4,7 @@ import { observeLock } from '../telemetry/lock-telemetry.js';
 import { sqlState } from '../transaction/sql-state.js';
 import type { TransactionScope } from '../transaction/transaction-scope.js';
 import { alreadyHeld, countKeys, recordTaken } from './held-locks.js';
-import { lockFailure, type LockRequest } from './lock-request.js';
+import { lockAborted, lockFailure, type LockRequest } from './lock-request.js';
 import type { TableLockMode, TableLockOptions } from './lock.options.js';
 import { lockSql } from './lock.sql.js';
 import { currentSessionKeys } from './session-locks.js';
@@ -29,7 +29,8 @@ export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRe
       if (keys.length === 0) return [];
       // A savepoint keeps a joined transaction usable when the lock times out, or when a multi-key try took
       // some keys but not all (transaction-level locks cannot be unlocked; rolling back to it releases them).
-      const savepoint = !own && (timeoutMs !== undefined || (nowait && keys.length > 1)) ? scope.connection.savepointName() : undefined;
+      // Also when a signal may cancel the wait: the cancelled statement aborts the transaction unless a savepoint catches it.
+      const savepoint = !own && (timeoutMs !== undefined || (nowait && keys.length > 1) || request.signal !== undefined) ? scope.connection.savepointName() : undefined;
       const statements = [
         ...(savepoint ? [lockSql.savepoint(savepoint)] : []),
         ...(timeoutMs !== undefined ? lockSql.setTimeout(timeoutMs) : []),
@@ -38,12 +39,13 @@ export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRe
         // A waiting lock either succeeded or failed the batch: the savepoint can go in the same round trip.
         ...(savepoint && !nowait ? [lockSql.release(savepoint)] : []),
       ];
+      if (request.signal?.aborted) throw new Aborted();
       let results;
       try {
-        results = await send(statements);
+        results = await send(statements, nowait ? undefined : request.signal);
       } catch (error) {
         if (savepoint) await rollBackTo(scope, send, savepoint);
-        throw error;
+        throw request.signal?.aborted && sqlState(error) === '57014' ? new Aborted() : error;
       }
       if (nowait) {
         const offset = savepoint ? 1 : 0;
@@ -55,6 +57,7 @@ export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRe
       return keys;
     });
   } catch (error) {
+    if (error instanceof Aborted) return lockAborted(request);
     const failure = lockFailure(error, request.label, request);
     if (failure === error) throw error;
     return failure;
@@ -97,6 +100,9 @@ export async function takeTableLocks(scope: TransactionScope, tables: readonly s
   });
   await (observation ? observation.granted(taking) : taking);
 }
+
+// The lock statement was cancelled because the request's signal aborted (or it aborted before it was sent).
+class Aborted {}
 
 // Undoes a failed lock inside its savepoint. If even that fails, the savepoint may still be open under the
 // transaction's feet: the connection is marked unusable, and the lock's own error is the one reported.

@@ -15,6 +15,8 @@ export interface IdentifiedServer extends ServerIdentity {
    * in any pool mode, pgcat, Supavisor...): the connection's BackendKeyData is not its backend's pid.
    */
   proxied: boolean;
+  /** What default_transaction_isolation says for this connection's database and role ('read committed'...). */
+  defaultIsolation: string;
 }
 
 interface IdentifyRow {
@@ -23,6 +25,7 @@ interface IdentifyRow {
   pid: number;
   locked: unknown;
   visible: unknown;
+  default_isolation: string;
 }
 
 const defaultLogger = new Logger('TxLock');
@@ -50,7 +53,7 @@ export async function identifyServer(dataSource: DataSource, logger: Pick<Logger
   const identity = classifyServer(row.version, row.version_num);
   assertAdvisoryLocksWork(identity, row);
   if (identity.warning) logger.warn(identity.warning);
-  return { ...identity, proxied };
+  return { ...identity, proxied, defaultIsolation: row.default_isolation };
 }
 
 // The identification row; when that query fails, version() alone names what answered (a look-alike or an old

@@ -1,4 +1,5 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import { assertIsolation } from './isolation.js';
 import { currentScope, type TransactionScope } from './transaction-scope.js';
 
 type CreateQueryRunner = DataSource['createQueryRunner'];
@@ -20,10 +21,11 @@ export function createOwnQueryRunner(dataSource: DataSource): QueryRunner {
  * it: `@InjectRepository()` repositories, `dataSource.getRepository()`, `dataSource.manager` and its methods,
  * `dataSource.query()`, query builders, custom repositories. TypeORM runs each of those on the query runner
  * `dataSource.createQueryRunner()` hands it (and releases it after), so that one method, on this DataSource
- * object only, hands out the transaction's runner (whose release is then a no-op) inside a transaction, and a
- * fresh runner as before outside one. `dataSource.manager.transaction()` inside a transaction becomes `nested`
- * (a NESTED savepoint). No prototype is touched, so other DataSources and other libraries see plain TypeORM.
- * Returns the function that puts everything back.
+ * object only, hands out a runner on the transaction's connection inside a transaction (routed-runner.ts: its
+ * release leaves the connection to the transaction, its manual transactions are savepoints of ours), and a fresh
+ * runner as before outside one. `dataSource.manager.transaction()` inside a transaction becomes `nested` (a NESTED
+ * savepoint); an isolation stronger than the transaction's is refused (WeakerIsolationError). No prototype is
+ * touched, so other DataSources and other libraries see plain TypeORM. Returns the function that puts everything back.
  */
 export function routeIntoTransactions(
   dataSource: DataSource,
@@ -35,11 +37,16 @@ export function routeIntoTransactions(
   originals.set(dataSource, createQueryRunner);
   define(dataSource, 'createQueryRunner', ((mode?: 'master' | 'slave') => {
     const scope = currentScope(dataSource);
-    return scope ? scope.connection.joinedRunner : createQueryRunner(mode);
+    return scope ? scope.connection.routedRunner() : createQueryRunner(mode);
   }) satisfies CreateQueryRunner);
   define(manager, 'transaction', (...args: unknown[]) => {
     const scope = currentScope(dataSource);
     if (!scope) return transaction(...args);
+    try {
+      assertIsolation(transactionIsolation(args), scope, 'dataSource.transaction()');
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const fn = transactionCallback(args);
     return nested(scope, () => fn(scope.connection.queryRunner.manager));
   });
@@ -48,6 +55,11 @@ export function routeIntoTransactions(
     delete (manager as unknown as Record<string, unknown>).transaction;
     originals.delete(dataSource);
   };
+}
+
+/** The isolation level of `manager.transaction(isolation, fn)`, if one was given. */
+export function transactionIsolation(args: readonly unknown[]): string | undefined {
+  return typeof args[0] === 'function' ? undefined : (args[0] as string);
 }
 
 /** The callback of `manager.transaction(fn)` / `manager.transaction(isolation, fn)`, as TypeORM reads it. */

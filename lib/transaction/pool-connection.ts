@@ -26,20 +26,26 @@ function poolOf(dataSource: DataSource): { options?: { max?: number } } {
 /**
  * Takes a connection from the DataSource's pool on a fresh query runner, waiting at most `timeoutMs` (pg-pool
  * hands out even idle connections on a later tick, so every wait gets the bound). `holding`: the caller already
- * holds a connection, which the error then mentions. A connection that arrives after we gave up goes back.
+ * holds a connection, which the error then mentions. `signal` (an HTTP request's: its client left) ends the wait
+ * with its reason. A connection that arrives after we gave up goes back.
  */
 export async function acquireConnection(
   dataSource: DataSource,
   timeoutMs: number,
   holding: boolean,
+  signal?: AbortSignal,
 ): Promise<{ queryRunner: PostgresQueryRunnerInternals; client: PoolClient }> {
+  if (signal?.aborted) throw signal.reason;
   const startedAt = telemetry ? performance.now() : 0;
   const queryRunner = createOwnQueryRunner(dataSource) as PostgresQueryRunnerInternals;
   const connecting = queryRunner.connect();
   let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new PoolExhaustedError(timeoutMs, poolOf(dataSource).options?.max, holding)), timeoutMs);
     timer.unref();
+    onAbort = () => reject(signal!.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
   try {
     const client = await Promise.race([connecting, timeout]);
@@ -54,5 +60,6 @@ export async function acquireConnection(
     throw explainConnectionLoss(error);
   } finally {
     clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
   }
 }

@@ -1,3 +1,5 @@
+import { awaitingChain, endsWith, nextMacrotask } from '../common/await-chain.js';
+import { RunnerTransactionConflictError } from '../errors.js';
 import type { TransactionScope } from './transaction-scope.js';
 
 /** One piece of work for the connection: a statement, a batch, or several round trips that must stay together. */
@@ -45,6 +47,29 @@ export class ScopeQueue {
       result.then(this.done, this.done);
       return result;
     }
+    const manual = ending ? undefined : this.manualInTheWay(scope);
+    if (manual) return this.submitUnlessOwnerWaits(manual, scope, run);
+    return this.enqueue(scope, run, ending);
+  }
+
+  // A manual transaction (on a routed query runner) that `scope`'s work must wait for, if any: one of the
+  // savepoints open above `scope`.
+  private manualInTheWay(scope: TransactionScope): TransactionScope | undefined {
+    for (let open: TransactionScope | undefined = this.top; open && !open.encloses(scope); open = open.parent) if (open.owner) return open;
+    return undefined;
+  }
+
+  // Work that waits for a manual transaction is a deadlock when the code holding that transaction open awaits it (it
+  // used another repository inside the manual transaction): refused then; otherwise it queues as any other work.
+  private async submitUnlessOwnerWaits<T>(manual: TransactionScope, scope: TransactionScope, run: () => Promise<T>): Promise<T> {
+    await nextMacrotask();
+    if (!manual.ended && endsWith(awaitingChain(), manual.owner!)) throw new RunnerTransactionConflictError();
+    const refusal = scope.refusal() ?? this.refuseAll?.();
+    if (refusal) throw refusal;
+    return this.enqueue(scope, run, false);
+  }
+
+  private enqueue<T>(scope: TransactionScope, run: () => Promise<T>, ending: boolean): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.waiting.push({ scope, ending, run, resolve: resolve as (value: unknown) => void, reject });
       this.next();

@@ -1,15 +1,26 @@
 import { Logger } from '@nestjs/common';
 import type { DataSource, QueryRunner } from 'typeorm';
-import type { PoolClient, QueryResult } from 'pg';
-import { CommitOutcomeUnknownError, ConnectionLostError, RollbackOnlyError } from '../errors.js';
+import type { Pool, PoolClient, QueryResult } from 'pg';
+import { CommitOutcomeUnknownError, ConnectionLostError, RollbackOnlyError, StrayTransactionEndError } from '../errors.js';
+import { cancelRunningQuery } from './cancel-query.js';
 import { asQueryFailed, isConnectionLoss } from './connection-errors.js';
-import { transactionCallback } from './data-source-routing.js';
+import { transactionCallback, transactionIsolation } from './data-source-routing.js';
+import { assertIsolation } from './isolation.js';
 import { acquireConnection, type PostgresQueryRunnerInternals } from './pool-connection.js';
+import { routedRunnerPrototype, type RoutingConnection } from './routed-runner.js';
 import { ScopeQueue } from './scope-queue.js';
 import { currentScope, TransactionScope, type ScopeKind } from './transaction-scope.js';
+import type { IsolationLevel } from './transaction.options.js';
+import { openingStatements } from './transaction.sql.js';
+
+/** What a transaction's BEGIN says (transaction.sql.ts). */
+export interface OpeningOptions {
+  isolation?: IsolationLevel;
+  readOnly?: boolean;
+  timeoutMs?: number;
+}
 
 const logger = new Logger('TxLock');
-const releaseNothing = async (): Promise<void> => undefined;
 // A ROLLBACK the library did not send (TypeORM's own savepoints, raw SQL): it may have released advisory locks.
 const FOREIGN_ROLLBACK = /^\s*ROLLBACK\b/i;
 
@@ -21,7 +32,7 @@ const FOREIGN_ROLLBACK = /^\s*ROLLBACK\b/i;
  * caller's transaction). The opening statements (BEGIN with its isolation/read-only/timeout, and any lock
  * taken before the first query) are held back and sent in the same round trip as the next statement.
  */
-export class TransactionConnection {
+export class TransactionConnection implements RoutingConnection {
   /** The transaction (or session) itself: the outermost scope on this connection. */
   readonly root: TransactionScope;
   /**
@@ -35,7 +46,13 @@ export class TransactionConnection {
   private savepoints = 0;
   private lost: unknown;
   private broken: unknown;
-  private joined?: QueryRunner;
+  private routed?: object;
+  private nestedCall?: (scope: TransactionScope, fn: () => Promise<unknown>) => Promise<unknown>;
+  // A cancel request on its way to the server: nothing else is sent until it has been delivered (see send()).
+  private cancelling?: Promise<void>;
+  private opening: OpeningOptions = {};
+  // TypeORM's own query() and stream() of the runner, before they were routed through the queue.
+  private readonly sendTypeorm: Pick<QueryRunner, 'query' | 'stream'>;
 
   private constructor(
     readonly queryRunner: PostgresQueryRunnerInternals,
@@ -48,8 +65,24 @@ export class TransactionConnection {
     client.on('error', this.onClientError);
     const query = queryRunner.query.bind(queryRunner);
     const stream = queryRunner.stream.bind(queryRunner);
+    this.sendTypeorm = { query, stream };
     queryRunner.query = ((...args: Parameters<QueryRunner['query']>) => this.typeormStatement(args[0], () => query(...args))) as QueryRunner['query'];
     queryRunner.stream = ((...args: Parameters<QueryRunner['stream']>) => this.typeormStatement(args[0], () => stream(...args))) as QueryRunner['stream'];
+    // Its own startTransaction() is TypeORM's raw savepoint (shared by every branch of the transaction); what it must
+    // never do is end the transaction itself, or run weaker than it asks.
+    const { startTransaction, commitTransaction, rollbackTransaction } = queryRunner;
+    queryRunner.startTransaction = (isolation?: string) => {
+      try {
+        assertIsolation(isolation, this.callerScope(), 'queryRunner.startTransaction()');
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return startTransaction.call(queryRunner);
+    };
+    queryRunner.commitTransaction = () =>
+      queryRunner.transactionDepth > 1 ? commitTransaction.call(queryRunner) : Promise.reject(new StrayTransactionEndError('commitTransaction'));
+    queryRunner.rollbackTransaction = () =>
+      queryRunner.transactionDepth > 1 ? rollbackTransaction.call(queryRunner) : Promise.reject(new StrayTransactionEndError('rollbackTransaction'));
     // manager.query() goes through DataSource.query(), which answers a released runner with TypeORM's own
     // error before our queue could say why: send it to the runner, which refuses with TransactionEndedError.
     Object.defineProperty(queryRunner.manager, 'query', {
@@ -60,19 +93,39 @@ export class TransactionConnection {
   }
 
   /**
-   * Takes a connection from the DataSource's pool, waiting at most `acquireTimeoutMs` (PoolExhaustedError).
-   * `holding`: the caller already holds another connection (for the error message).
+   * Takes a connection from the DataSource's pool, waiting at most `acquireTimeoutMs` (PoolExhaustedError), or
+   * until `signal` aborts (its reason). `holding`: the caller already holds another connection (for the error message).
    */
-  static async open(dataSource: DataSource, acquireTimeoutMs: number, kind: ScopeKind, holding: boolean): Promise<TransactionConnection> {
-    const { queryRunner, client } = await acquireConnection(dataSource, acquireTimeoutMs, holding);
+  static async open(dataSource: DataSource, acquireTimeoutMs: number, kind: ScopeKind, holding: boolean, signal?: AbortSignal): Promise<TransactionConnection> {
+    const { queryRunner, client } = await acquireConnection(dataSource, acquireTimeoutMs, holding, signal);
     return new TransactionConnection(queryRunner, client, dataSource, kind);
   }
 
-  /** Marks the transaction open and queues its opening statements; nothing is sent yet. */
-  begin(openingStatements: string[]): void {
-    this.pending = openingStatements;
+  /** Marks the transaction open and queues its opening statements (openingStatements()); nothing is sent yet. */
+  begin(opening: OpeningOptions = {}): void {
+    this.opening = opening;
+    this.pending = openingStatements(opening.isolation, opening.readOnly, opening.timeoutMs);
     this.queryRunner.isTransactionActive = true;
     this.queryRunner.transactionDepth = 1;
+  }
+
+  /**
+   * Makes `standing` (this transaction, or under a test transaction a savepoint that stands for one of the app's)
+   * run at `level`, if nothing has run in it yet: a transaction whose BEGIN is still held back begins at that level.
+   * False when it is too late (isolation.ts then refuses the call). Under a test transaction the level is only
+   * recorded: the test's transaction runs at its own (docs/testing.md).
+   */
+  raiseIsolation(standing: TransactionScope, level: IsolationLevel): boolean {
+    // Outside the app's transactions under a test, a TypeORM transaction would begin on its own in production.
+    if (standing.kind === 'test') return true;
+    if (standing.used) return false;
+    if (standing === this.root && standing.kind === 'transaction') {
+      if (this.begun || !this.pending) return false;
+      this.opening = { ...this.opening, isolation: level };
+      this.pending = openingStatements(level, this.opening.readOnly, this.opening.timeoutMs);
+    }
+    standing.isolation = level;
+    return true;
   }
 
   /**
@@ -80,24 +133,39 @@ export class TransactionConnection {
    * ours, with its rules) instead of TypeORM's own savepoint, which knows nothing of concurrent siblings.
    */
   routeManagerTransactions(nested: (scope: TransactionScope, fn: () => Promise<unknown>) => Promise<unknown>): void {
+    this.nestedCall = nested;
     const manager = this.queryRunner.manager;
     const transaction = (...args: unknown[]) => {
+      const scope = this.callerScope();
+      try {
+        assertIsolation(transactionIsolation(args), scope, 'manager.transaction()');
+      } catch (error) {
+        return Promise.reject(error);
+      }
       const fn = transactionCallback(args);
-      return nested(this.scopeOfCaller(), () => fn(manager));
+      return nested(scope, () => fn(manager));
     };
     Object.defineProperty(manager, 'transaction', { value: transaction, configurable: true, writable: true });
   }
 
   /**
-   * This transaction's query runner as TypeORM code that created a runner of its own sees it (see
-   * routeIntoTransactions): everything goes to the real one, but `release()` does nothing, since the
-   * transaction releases its connection itself when it ends.
+   * A query runner for TypeORM code that asked for one of its own (`dataSource.createQueryRunner()`, see
+   * routeIntoTransactions): it runs on this transaction's connection, its manual transactions are savepoints of ours,
+   * and its `release()` leaves the connection to the transaction (routed-runner.ts). One small object per call.
    */
-  get joinedRunner(): QueryRunner {
-    this.joined ??= new Proxy(this.queryRunner, {
-      get: (target, property, receiver) => (property === 'release' ? releaseNothing : Reflect.get(target, property, receiver)),
-    });
-    return this.joined;
+  routedRunner(): QueryRunner {
+    this.routed ??= routedRunnerPrototype(this, this.queryRunner, this.sendTypeorm);
+    return Object.create(this.routed) as QueryRunner;
+  }
+
+  /** Runs `fn` in a NESTED savepoint of `scope`, with the transaction host's rules (RoutingConnection). */
+  nested(scope: TransactionScope, fn: () => Promise<unknown>): Promise<unknown> {
+    return this.nestedCall!(scope, fn);
+  }
+
+  /** Throws WeakerIsolationError when `isolation` is stronger than what `scope` runs at (RoutingConnection). */
+  assertIsolation(isolation: string | undefined, scope: TransactionScope, where: string): void {
+    assertIsolation(isolation, scope, where);
   }
 
   /**
@@ -106,6 +174,7 @@ export class TransactionConnection {
    * callers must only pass SQL whose every value the library computed (integers, fixed keywords), never caller text.
    */
   exec(scope: TransactionScope, statements: string[]): Promise<QueryResult[]> {
+    markUsed(scope);
     return this.queue.submit(scope, () => this.send(statements));
   }
 
@@ -114,8 +183,9 @@ export class TransactionConnection {
    * its release must not let a concurrent statement of the same transaction land inside them, where a ROLLBACK
    * TO SAVEPOINT would silently undo it. `send` has exec()'s rule: library-computed SQL only.
    */
-  exclusive<T>(scope: TransactionScope, steps: (send: (statements: string[]) => Promise<QueryResult[]>) => Promise<T>): Promise<T> {
-    return this.queue.submit(scope, () => steps((statements) => this.send(statements)));
+  exclusive<T>(scope: TransactionScope, steps: (send: (statements: string[], signal?: AbortSignal) => Promise<QueryResult[]>) => Promise<T>): Promise<T> {
+    markUsed(scope);
+    return this.queue.submit(scope, () => steps((statements, signal) => this.send(statements, signal)));
   }
 
   /**
@@ -142,6 +212,7 @@ export class TransactionConnection {
   /** Opens a savepoint inside `parent` (when `parent` has its turn) and returns its scope. */
   async savepoint(parent: TransactionScope): Promise<TransactionScope> {
     const scope = new TransactionScope(this, 'savepoint', parent, this.savepointName());
+    markUsed(parent);
     await this.queue.submit(parent, async () => {
       await this.send([`SAVEPOINT ${scope.savepoint!}`]);
       this.queue.top = scope;
@@ -267,15 +338,21 @@ export class TransactionConnection {
     this.queue.fail(() => this.broken);
   }
 
-  // The scope a TypeORM call made now belongs to: the caller's when it runs on this connection, else the
-  // transaction itself (a manager kept from inside it and used from elsewhere).
-  private scopeOfCaller(): TransactionScope {
+  /**
+   * The scope a TypeORM call made now belongs to: the caller's when it runs on this connection, else the
+   * transaction itself (a manager kept from inside it and used from elsewhere).
+   */
+  callerScope(): TransactionScope {
     const scope = currentScope(this.dataSource);
     return scope && scope.connection === this ? scope : this.root;
   }
 
-  private typeormStatement<T>(sql: string, task: () => Promise<T>): Promise<T> {
-    return this.statement(this.scopeOfCaller(), () => {
+  /** Runs one TypeORM statement in `scope`'s turn (the caller's scope unless given). */
+  typeormStatement<T>(sql: string, task: () => Promise<T>): Promise<T>;
+  typeormStatement<T>(scope: TransactionScope, sql: string, task: () => Promise<T>): Promise<T>;
+  typeormStatement<T>(...args: [string, () => Promise<T>] | [TransactionScope, string, () => Promise<T>]): Promise<T> {
+    const [scope, sql, task] = args.length === 2 ? [this.callerScope(), ...args] : args;
+    return this.statement(scope, () => {
       if (FOREIGN_ROLLBACK.test(sql)) this.foreignRollbacks++;
       return task();
     });
@@ -285,6 +362,7 @@ export class TransactionConnection {
   // outside the app's transactions gets a savepoint of its own: as in autocommit, its failure undoes only itself
   // instead of aborting the test's transaction.
   private statement<T>(scope: TransactionScope, run: () => Promise<T>): Promise<T> {
+    markUsed(scope);
     return this.queue.submit(scope, async () => {
       const own = scope.kind === 'test' ? this.savepointName() : undefined;
       if (this.pending || own) await this.send(own ? [`SAVEPOINT ${own}`] : []);
@@ -299,7 +377,8 @@ export class TransactionConnection {
     });
   }
 
-  private async send(statements: string[]): Promise<QueryResult[]> {
+  // `signal`: when it aborts while the batch runs (a lock wait), the server is asked to cancel it.
+  private async send(statements: string[], signal?: AbortSignal): Promise<QueryResult[]> {
     const opening = this.pending ?? [];
     this.pending = undefined;
     if (opening.length > 0) this.begun = true;
@@ -307,11 +386,18 @@ export class TransactionConnection {
     if (batch.length === 0) return [];
     const sql = batch.join(';\n');
     this.dataSource.logger.logQuery(sql, undefined, this.queryRunner);
+    if (this.cancelling) await this.cancelling;
+    const cancel = () => (this.cancelling = cancelRunningQuery(poolOf(this.dataSource), this.client));
+    signal?.addEventListener('abort', cancel, { once: true });
     let raw: QueryResult | QueryResult[];
     try {
       raw = (await this.client.query(sql)) as QueryResult | QueryResult[];
     } catch (error) {
       throw this.explain(asQueryFailed(error, sql));
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+      // A cancel that was sent must reach the backend while it is idle, not during our next statement.
+      if (this.cancelling) await this.cancelling.finally(() => (this.cancelling = undefined));
     }
     const results = Array.isArray(raw) ? raw : [raw];
     return results.slice(opening.length);
@@ -363,4 +449,17 @@ export class TransactionConnection {
     this.queryRunner.isTransactionActive = false;
     this.queryRunner.transactionDepth = 0;
   }
+}
+
+// TypeORM's PostgresDriver keeps its pg Pool as `master`.
+function poolOf(dataSource: DataSource): Pool {
+  return (dataSource.driver as unknown as { master: Pool }).master;
+}
+
+// Records that something ran in the transaction `scope` belongs to (the nearest scope that stands for one): its
+// isolation can no longer be raised (raiseIsolation()).
+function markUsed(scope: TransactionScope): void {
+  let standing: TransactionScope | undefined = scope;
+  while (standing && standing.isolation === undefined && standing.kind !== 'test') standing = standing.parent;
+  if (standing) standing.used = true;
 }

@@ -32,9 +32,25 @@ export class TransactionScope {
   readonly afterRollback: TransactionHook[] = [];
   /** Per-scope state owned by other features (for example advisory locks taken in this frame), keyed by feature. */
   readonly locals = new Map<symbol, unknown>();
+  /**
+   * The isolation level this scope's transaction was opened at (set on scopes that stand for a transaction; the
+   * others run at their parent's): what a call inside may not ask to strengthen (isolation.ts).
+   */
+  isolation?: string;
+  /** True once something ran in this scope or inside it (set on scopes that stand for a transaction). */
+  used = false;
+  /**
+   * For a manual transaction on a routed query runner (`queryRunner.startTransaction()`): the async frames that awaited
+   * its start, i.e. the code that holds it open. A statement that must wait for it and that this code awaits would
+   * wait for ever (ScopeQueue refuses it).
+   */
+  owner?: readonly string[];
   /** `open`, then `ending` once its end is decided (nothing new is accepted), then `ended`. */
   private state: 'open' | 'ending' | 'ended' = 'open';
   private outcome?: ScopeOutcome;
+  // How many pieces of work keep this scope (or one inside it) from ending yet, and who waits for them.
+  private keepers = 0;
+  private kept?: { done: Promise<void>; resolve: () => void };
 
   constructor(
     readonly connection: TransactionConnection,
@@ -68,6 +84,35 @@ export class TransactionScope {
   finish(outcome: ScopeOutcome): void {
     this.state = 'ended';
     this.outcome ??= outcome;
+  }
+
+  /**
+   * Keeps this scope and the ones around it from ending (see keptOpen()) until the returned function is called:
+   * for detached work that was made to wait for its turn inside it (a lock call deferred by BranchLocks).
+   */
+  keepOpen(): () => void {
+    for (let scope: TransactionScope | undefined = this; scope; scope = scope.parent) scope.keepers++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (let scope: TransactionScope | undefined = this; scope; scope = scope.parent) {
+        if (--scope.keepers > 0 || !scope.kept) continue;
+        scope.kept.resolve();
+        scope.kept = undefined;
+      }
+    };
+  }
+
+  /** Resolves once nothing keeps this scope open (keepOpen()); undefined when nothing does, so the end need not wait. */
+  keptOpen(): Promise<void> | undefined {
+    if (this.keepers === 0) return undefined;
+    if (!this.kept) {
+      let resolve!: () => void;
+      const done = new Promise<void>((settle) => (resolve = settle));
+      this.kept = { done, resolve };
+    }
+    return this.kept.done;
   }
 
   /** True when `scope` is this scope or lies inside it. */

@@ -27,7 +27,7 @@ import { routeIntoTransactions } from './data-source-routing.js';
 import { DEFAULT_DATA_SOURCE_NAME, resolveDataSource } from './resolve-data-source.js';
 import { TransactionConnection } from './transaction-connection.js';
 import { currentScope, holdsConnection, runInScope, runOutsideTransactions, setTestScope, testScopeOf, type TransactionHook, type TransactionScope } from './transaction-scope.js';
-import { openingStatements } from './transaction.sql.js';
+import { assertIsolation, isolationFromSetting } from './isolation.js';
 import { PreparedStatements } from './prepared-statements.js';
 import { Propagation, readTransactionOptions, type TransactionOptions } from './transaction.options.js';
 
@@ -54,6 +54,8 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   private resolvedDataSource?: DataSource;
   private unroute?: () => void;
   private readonly statements = new PreparedStatements();
+  // The server's default_transaction_isolation for this DataSource's role, as the bootstrap check read it.
+  private serverIsolation?: string;
 
   constructor(
     @Inject(TXLOCK_MODULE_OPTIONS) private readonly options: TxLockModuleOptions,
@@ -178,7 +180,11 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
         if (scope && !scope.refusal()) throw new TransactionNotAllowedError(describe(fn));
         return scope ? this.outsideTransaction(fn) : fn();
     }
-    if (scope) throwIfEnded(scope);
+    if (scope) {
+      throwIfEnded(scope);
+      // Joined or nested, the call runs at the transaction's level: asking for a stronger one is refused, never weakened.
+      assertIsolation(options.isolation, scope, `${describe(fn)} (propagation ${propagation})`);
+    }
     switch (propagation) {
       case Propagation.REQUIRED:
         return scope ? this.join(scope, fn) : this.begin(options, fn);
@@ -229,7 +235,8 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
    * pooled connection. Not part of the public API.
    * @internal
    */
-  serverIdentified(server: { proxied: boolean }): void {
+  serverIdentified(server: { proxied: boolean; defaultIsolation?: string }): void {
+    this.serverIsolation = isolationFromSetting(server.defaultIsolation);
     if (!server.proxied && (this.options.pooler ?? 'none') === 'none' && this.options.preparedStatements !== false) this.statements.enable();
   }
 
@@ -263,7 +270,7 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
     if (testScopeOf(dataSource)) throw new TxLockConfigurationError('A test transaction is already open on this DataSource: end it (rollback()) before beginning another.');
     const connection = await TransactionConnection.open(dataSource, this.options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS, 'test', false);
     connection.routeManagerTransactions((scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)));
-    connection.begin(['BEGIN']);
+    connection.begin();
     setTestScope(dataSource, connection.root);
     return connection.root;
   }
@@ -285,7 +292,7 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   /** Begins a transaction on its own connection, retrying the whole of `fn` after serialization failures. */
   private begin<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T> {
     // Under a test transaction, a transaction of the app is a savepoint of the scope it starts in.
-    if (testScopeOf(this.dataSource)) return this.nested(currentScope(this.dataSource)!, fn, true);
+    if (testScopeOf(this.dataSource)) return this.nested(currentScope(this.dataSource)!, fn, this.isolationFor(options));
     const retries = options.retries ?? this.options.retries ?? 0;
     if (telemetry) return traceTransaction(telemetry, this.describeTransaction(options), (observed) => this.beginWithRetries(options, fn, retries, observed));
     // Without retries or a timeout to explain, one attempt is the whole story: no loop around it.
@@ -330,17 +337,18 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   ): Promise<T> {
     const dataSource = this.dataSource;
     const acquireTimeoutMs = this.options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS;
-    const connection = await TransactionConnection.open(dataSource, acquireTimeoutMs, 'transaction', holdsConnection());
+    const disconnected = requestAbortSignal.getStore();
+    const connection = await TransactionConnection.open(dataSource, acquireTimeoutMs, 'transaction', holdsConnection(), disconnected);
     connection.routeManagerTransactions((scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)));
     const scope = connection.root;
+    scope.isolation = this.isolationFor(options);
     let longLived: LongLivedResult | undefined;
     let result: T;
-    const disconnected = requestAbortSignal.getStore();
     const onDisconnect = () => scope.markRollbackOnly(disconnected!.reason);
     disconnected?.addEventListener('abort', onDisconnect, { once: true });
     if (disconnected?.aborted) onDisconnect(); // the client left while we waited for a connection
     try {
-      connection.begin(openingStatements(options.isolation ?? this.options.isolation, options.readOnly, options.timeoutMs ?? this.options.timeoutMs));
+      connection.begin({ isolation: options.isolation ?? this.options.isolation, readOnly: options.readOnly, timeoutMs: options.timeoutMs ?? this.options.timeoutMs });
       await connection.broadcast('BeforeTransactionStart');
       await connection.broadcast('AfterTransactionStart');
       result = await runInScope(dataSource, scope, async () => {
@@ -351,6 +359,9 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
         await longLived.finished;
         return longLived.handout as T;
       });
+      // Detached work deferred by a lock of this transaction has its turn before the end (BranchLocks).
+      const kept = scope.keptOpen();
+      if (kept) await kept;
       if (scope.rollbackOnly instanceof ClientDisconnectedError) throw scope.rollbackOnly;
       if (scope.rollbackOnly !== undefined) {
         throw new RollbackOnlyError('a call that joined it threw', { cause: scope.rollbackOnly });
@@ -396,16 +407,19 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * Runs `fn` in a savepoint of `parent`. `standsForTransaction`: the savepoint stands for a transaction of the
-   * app under a test transaction, so its afterCommit hooks run when it is released instead of waiting for the
-   * test transaction, which never commits.
+   * Runs `fn` in a savepoint of `parent`. `standsForTransaction` (the isolation level it was asked to run at): the
+   * savepoint stands for a transaction of the app under a test transaction, so its afterCommit hooks run when it is
+   * released instead of waiting for the test transaction, which never commits.
    */
-  private async nested<T>(parent: TransactionScope, fn: () => T | Promise<T>, standsForTransaction = false): Promise<T> {
+  private async nested<T>(parent: TransactionScope, fn: () => T | Promise<T>, standsForTransaction?: string): Promise<T> {
     const connection = parent.connection;
     const scope = await connection.savepoint(parent);
+    if (standsForTransaction !== undefined) scope.isolation = standsForTransaction;
     let result: T;
     try {
       result = await runInScope(this.dataSource, scope, fn);
+      const kept = scope.keptOpen();
+      if (kept) await kept;
       if (scope.rollbackOnly !== undefined) {
         throw new RollbackOnlyError('a call that joined its savepoint threw', { cause: scope.rollbackOnly });
       }
@@ -416,9 +430,14 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
       await this.runHooks(scope.afterRollback, 'afterRollback');
       throw error;
     }
-    if (!standsForTransaction) scope.mergeInto(parent);
+    if (standsForTransaction === undefined) scope.mergeInto(parent);
     else if (scope.afterCommit.length > 0) await this.runHooks(scope.afterCommit, 'afterCommit');
     return result;
+  }
+
+  // The level a transaction begun with `options` runs at: asked for, the module's, or the server's default.
+  private isolationFor(options: TransactionOptions): string {
+    return options.isolation ?? this.options.isolation ?? this.serverIsolation ?? 'READ COMMITTED';
   }
 
   // The settings a transaction span describes.

@@ -130,7 +130,9 @@ describe('server identification (the real server)', () => {
   it('identifies the PostgreSQL the suite runs on, with its advisory locks probed, in one statement', async () => {
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
-    const { rows } = await client.query<{ version: string; num: string }>(`SELECT version() AS version, current_setting('server_version_num') AS num`);
+    const { rows } = await client.query<{ version: string; num: string; isolation: string }>(
+      `SELECT version() AS version, current_setting('server_version_num') AS num, current_setting('default_transaction_isolation') AS isolation`,
+    );
     await client.end();
     const warnings: string[] = [];
     const log = RoundTripLog.attach(dataSource);
@@ -143,6 +145,7 @@ describe('server identification (the real server)', () => {
       major: Math.floor(Number(rows[0]!.num) / 10_000),
       // Through .ci/pgbouncer.sh's PgBouncer, the connection's BackendKeyData is PgBouncer's own.
       proxied: poolerUrl() !== undefined,
+      defaultIsolation: rows[0]!.isolation,
     });
     // CI runs this on PostgreSQL 15 and on the embedded PostgreSQL 18.
     expect(identity.major).toBeGreaterThanOrEqual(MIN_POSTGRES_MAJOR);

@@ -1,0 +1,35 @@
+import { InvalidOptionError, WeakerIsolationError } from '../errors.js';
+import type { TransactionScope } from './transaction-scope.js';
+import type { IsolationLevel } from './transaction.options.js';
+
+// PostgreSQL runs READ UNCOMMITTED as READ COMMITTED.
+const STRENGTH: Readonly<Record<string, number>> = { 'READ UNCOMMITTED': 0, 'READ COMMITTED': 0, 'REPEATABLE READ': 1, SERIALIZABLE: 2 };
+
+/** The level PostgreSQL runs when none is asked for: its default_transaction_isolation setting, as BEGIN spells it. */
+export function isolationFromSetting(setting: string | undefined): string | undefined {
+  const level = setting?.toUpperCase();
+  return level !== undefined && Object.hasOwn(STRENGTH, level) ? level : undefined;
+}
+
+// The scope that stands for `scope`'s transaction: the nearest one that records an isolation level (the test
+// transaction of nestjs-txlock/testing when there is none).
+function standingScope(scope: TransactionScope): TransactionScope {
+  let current = scope;
+  while (current.isolation === undefined && current.parent) current = current.parent;
+  return current;
+}
+
+/**
+ * Makes sure a call that asks for `requested` runs at a level at least as strong, inside `scope`'s transaction: a
+ * savepoint or a joined call runs at its transaction's level, which cannot change once something ran in it. So a
+ * stronger level raises the transaction's own when nothing has been sent in it yet (its BEGIN is still held back),
+ * and is refused with WeakerIsolationError otherwise, never silently weakened.
+ */
+export function assertIsolation(requested: string | undefined, scope: TransactionScope, where: string): void {
+  if (requested === undefined) return;
+  if (typeof requested !== 'string' || !Object.hasOwn(STRENGTH, requested)) throw new InvalidOptionError(`${where} isolation`, requested, Object.keys(STRENGTH));
+  const standing = standingScope(scope);
+  const current = standing.isolation ?? 'READ COMMITTED';
+  if (STRENGTH[requested]! <= STRENGTH[current]!) return;
+  if (!scope.connection.raiseIsolation(standing, requested as IsolationLevel)) throw new WeakerIsolationError(requested, current, where);
+}

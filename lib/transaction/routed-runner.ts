@@ -1,0 +1,124 @@
+import type { EntityManager, QueryRunner } from 'typeorm';
+import { awaitingChain } from '../common/await-chain.js';
+import { StrayTransactionEndError } from '../errors.js';
+import { transactionCallback, transactionIsolation } from './data-source-routing.js';
+import type { PostgresQueryRunnerInternals } from './pool-connection.js';
+import type { TransactionScope } from './transaction-scope.js';
+
+/** What a routed runner needs of the transaction's connection (TransactionConnection). */
+export interface RoutingConnection {
+  /** The scope a statement made now belongs to, by the caller's context. */
+  callerScope(): TransactionScope;
+  /** Runs one TypeORM statement in `scope`'s turn. */
+  typeormStatement<T>(scope: TransactionScope, sql: string, task: () => Promise<T>): Promise<T>;
+  /** Opens one of our savepoints inside `parent`, in its turn. */
+  savepoint(parent: TransactionScope): Promise<TransactionScope>;
+  /** Releases or rolls back a savepoint opened by savepoint(). */
+  endSavepoint(scope: TransactionScope, commit: boolean): Promise<void>;
+  /** Runs `fn` in a NESTED savepoint of `scope` (the transaction host's rules), as manager.transaction() does. */
+  nested(scope: TransactionScope, fn: () => Promise<unknown>): Promise<unknown>;
+  /** Throws WeakerIsolationError when `isolation` is stronger than what `scope` runs at. */
+  assertIsolation(isolation: string | undefined, scope: TransactionScope, where: string): void;
+  /** Tells TypeORM subscribers what a manual transaction does, as TypeORM's own runner would. */
+  broadcast(event: 'BeforeTransactionStart' | 'AfterTransactionStart' | 'BeforeTransactionCommit' | 'AfterTransactionCommit' | 'BeforeTransactionRollback' | 'AfterTransactionRollback'): Promise<void>;
+}
+
+/** The state of one runner handed out by `dataSource.createQueryRunner()` inside a transaction. */
+interface RoutedState {
+  /** Its manual transactions (startTransaction() calls), innermost last: savepoints of ours. */
+  manual?: TransactionScope[];
+  ownManager?: EntityManager;
+}
+
+type RoutedRunner = PostgresQueryRunnerInternals & RoutedState;
+
+/**
+ * The prototype of the runners `dataSource.createQueryRunner()` hands out inside a transaction: each inherits
+ * everything from the transaction's own runner (its connection, driver, broadcaster), so TypeORM code that makes a
+ * runner of its own joins the transaction, while its manual-transaction calls keep to that one runner:
+ * - `startTransaction()` opens a savepoint of ours that waits for its turn and keeps every other statement of the
+ *   transaction out until it ends, as a NESTED call does; statements through this runner (its `query()`, its
+ *   `manager`) run inside it. An isolation stronger than the transaction's is refused (WeakerIsolationError).
+ * - `commitTransaction()` / `rollbackTransaction()` end that savepoint; without one of its own they are refused
+ *   (StrayTransactionEndError), never a COMMIT or ROLLBACK of the whole transaction.
+ * - `release()` rolls back a manual transaction left open, and leaves the connection to the transaction.
+ * Made once per transaction; a runner is then one small object. `query`/`stream`: TypeORM's own, unrouted.
+ */
+export function routedRunnerPrototype(
+  connection: RoutingConnection,
+  runner: PostgresQueryRunnerInternals,
+  { query, stream }: Pick<QueryRunner, 'query' | 'stream'>,
+): object {
+  // Its open manual transaction, unless the caller runs in a savepoint opened inside that (a NESTED call in it).
+  const scopeOf = (routed: RoutedRunner): TransactionScope => {
+    const caller = connection.callerScope();
+    const manual = routed.manual?.at(-1);
+    return manual && !manual.encloses(caller) ? manual : caller;
+  };
+  const methods = {
+    query(this: RoutedRunner, ...args: Parameters<QueryRunner['query']>) {
+      return connection.typeormStatement(scopeOf(this), args[0], () => query(...args));
+    },
+    stream(this: RoutedRunner, ...args: Parameters<QueryRunner['stream']>) {
+      return connection.typeormStatement(scopeOf(this), args[0], () => stream(...args));
+    },
+    get manager(): EntityManager {
+      const routed = this as unknown as RoutedRunner;
+      return (routed.ownManager ??= routedManager(connection, routed, scopeOf));
+    },
+    // TypeORM's EntityManager constructor sets itself as its runner's manager.
+    set manager(manager: EntityManager) {
+      (this as unknown as RoutedRunner).ownManager = manager;
+    },
+    async startTransaction(this: RoutedRunner, isolation?: string): Promise<void> {
+      const parent = scopeOf(this);
+      connection.assertIsolation(isolation, parent, 'queryRunner.startTransaction()');
+      await connection.broadcast('BeforeTransactionStart');
+      const scope = await connection.savepoint(parent);
+      // Who awaits this call is the code that holds the manual transaction open (see ScopeQueue).
+      scope.owner = awaitingChain();
+      (this.manual ??= []).push(scope);
+      await connection.broadcast('AfterTransactionStart');
+    },
+    async commitTransaction(this: RoutedRunner): Promise<void> {
+      const scope = this.manual?.at(-1);
+      if (!scope) throw new StrayTransactionEndError('commitTransaction');
+      await connection.broadcast('BeforeTransactionCommit');
+      this.manual!.pop();
+      await connection.endSavepoint(scope, true);
+      scope.mergeInto(scope.parent!);
+      await connection.broadcast('AfterTransactionCommit');
+    },
+    async rollbackTransaction(this: RoutedRunner): Promise<void> {
+      const scope = this.manual?.at(-1);
+      if (!scope) throw new StrayTransactionEndError('rollbackTransaction');
+      await connection.broadcast('BeforeTransactionRollback');
+      this.manual!.pop();
+      await connection.endSavepoint(scope, false);
+      await connection.broadcast('AfterTransactionRollback');
+    },
+    async release(this: RoutedRunner): Promise<void> {
+      // The connection stays with the transaction; a manual transaction left open is undone, as a returned connection's would be.
+      const outermost = this.manual?.[0];
+      this.manual = undefined;
+      if (outermost && !outermost.ended) await connection.endSavepoint(outermost, false).catch(() => undefined);
+    },
+  };
+  return Object.create(runner, Object.getOwnPropertyDescriptors(methods)) as object;
+}
+
+// The EntityManager of a routed runner: its calls go through the runner, and its transaction() is a NESTED call.
+function routedManager(connection: RoutingConnection, runner: RoutedRunner, scopeOf: (routed: RoutedRunner) => TransactionScope): EntityManager {
+  const manager = runner.connection.createEntityManager(runner);
+  Object.defineProperty(manager, 'transaction', {
+    value: async (...args: unknown[]) => {
+      const scope = scopeOf(runner);
+      connection.assertIsolation(transactionIsolation(args), scope, 'manager.transaction()');
+      const fn = transactionCallback(args);
+      return connection.nested(scope, () => fn(manager));
+    },
+    configurable: true,
+    writable: true,
+  });
+  return manager;
+}

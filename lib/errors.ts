@@ -104,7 +104,7 @@ export class RollbackOnlyError extends TxLockError {
 export class TransactionEndedError extends TxLockError {
   constructor(
     /** What had ended (`test transaction`: the one nestjs-txlock/testing wraps a test in). */
-    readonly ended: 'transaction' | 'savepoint' | 'session lock' | 'test transaction',
+    readonly ended: 'transaction' | 'savepoint' | 'session lock' | 'test transaction' | 'after transaction',
     /**
      * How it had ended, when known: `abandoned` when its enclosing transaction (or savepoint) ended while this
      * NESTED call was still running, which rolled the savepoint back; `ending` when its end was under way.
@@ -118,7 +118,15 @@ export class TransactionEndedError extends TxLockError {
           ? 'was rolled back because the transaction around it ended while this call was still running'
           : `had already ${outcome}`;
     const what =
-      ended === 'savepoint' ? 'NESTED savepoint' : ended === 'session lock' ? 'session-scope lock call' : ended === 'test transaction' ? "test's transaction (a test that ended)" : 'transaction';
+      ended === 'savepoint'
+        ? 'NESTED savepoint'
+        : ended === 'session lock'
+          ? 'session-scope lock call'
+          : ended === 'test transaction'
+            ? "test's transaction (a test that ended)"
+            : ended === 'after transaction'
+              ? "TypeORM subscriber's afterTransactionCommit/afterTransactionRollback call"
+              : 'transaction';
     super(
       `This call belongs to a ${what} that ${state}, so it was refused and nothing was sent: it was started inside ` +
         `the ${what} but not awaited there (fire-and-forget work, an un-awaited promise, a timer or an event listener). ` +

@@ -16,6 +16,9 @@ interface Hold {
    * (TransactionScope.keepOpen) until it has had its turn; called to let the frame end.
    */
   release?: () => void;
+  /** Set once the call has settled; `onEnd` are called then (lock calls of another owner waiting for it). */
+  ended?: boolean;
+  onEnd?: (() => void)[];
 }
 
 interface Waiter {
@@ -86,8 +89,10 @@ export class BranchLocks {
       return await nestjsTxlockHold(hold, () => fn(left));
     } finally {
       this.holds.delete(hold);
+      hold.ended = true;
       this.admitWaiting();
       hold.release?.();
+      if (hold.onEnd) for (const ended of hold.onEnd) ended();
     }
   }
 
@@ -164,6 +169,34 @@ export class BranchLocks {
       waiter.admit();
     }
   }
+}
+
+/**
+ * Which of `keys` the calls of the current call chain hold for it: those held by the calls that await the current
+ * one (its own hold, the innermost, left out). For a lock of another owner, such as a transaction-scope lock inside
+ * a session-scope lock call, which counts them as held (re-entry). Detached work started inside such a call (a
+ * listener, a timer) first waits until the call that holds the key has returned, or awaits it after all (a promise
+ * awaited late), and gets none of them in the first case, so it takes the lock in the database itself. Call it
+ * inside a hold's body.
+ */
+export async function keysHeldForChain(keys: readonly bigint[]): Promise<Set<bigint>> {
+  const own = chainStorage.getStore();
+  const ancestors = own ? [...ancestorsOf(own)].slice(1) : [];
+  const holders = ancestors.filter((hold) => hold.keys.some((key) => keys.includes(key)));
+  if (holders.length === 0) return new Set();
+  if (!(await awaitChainsVisible())) return keysOf(ancestors);
+  await nextMacrotask();
+  for (let round = 0; ; round++) {
+    const awaiting = ancestors.slice(0, countAwaitingFrames(nestjsTxlockHold) - 1);
+    const running = holders.filter((hold) => !hold.ended && !awaiting.includes(hold));
+    if (running.length === 0) return keysOf(awaiting);
+    const pause = new Promise<void>((resolve) => setTimeout(resolve, RECHECK_MS[Math.min(round, RECHECK_MS.length - 1)]).unref());
+    await Promise.race([pause, ...running.map((hold) => new Promise<void>((resolve) => (hold.onEnd ??= []).push(resolve)))]);
+  }
+}
+
+function keysOf(holds: readonly Hold[]): Set<bigint> {
+  return new Set(holds.flatMap((hold) => hold.keys));
 }
 
 function ancestorsOf(parent: Hold): Set<Hold> {

@@ -3,7 +3,8 @@ import { LockNotAcquiredError, TableNotFoundError } from '../errors.js';
 import { observeLock } from '../telemetry/lock-telemetry.js';
 import { sqlState } from '../transaction/sql-state.js';
 import type { TransactionScope } from '../transaction/transaction-scope.js';
-import { alreadyHeld, countKeys, recordTaken } from './held-locks.js';
+import { keysHeldForChain } from './branch-locks.js';
+import { alreadyHeld, countKeys, recordTaken, type SessionKeys } from './held-locks.js';
 import { lockAborted, lockFailure, type LockRequest } from './lock-request.js';
 import type { TableLockMode, TableLockOptions } from './lock.options.js';
 import { lockSql } from './lock.sql.js';
@@ -19,7 +20,7 @@ const MANY_KEYS = 64;
  * transaction or savepoint was opened for this call, so a failure rolls it back and no savepoint is needed here.
  */
 export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRequest, own: boolean, logger: Logger): Promise<unknown> {
-  const session = currentSessionKeys(scope.connection.dataSource);
+  const session = await sessionKeysOfChain(currentSessionKeys(scope.connection.dataSource), request);
   const { timeoutMs, nowait, shared } = request;
   let taken: bigint[] | undefined;
   try {
@@ -99,6 +100,14 @@ export async function takeTableLocks(scope: TransactionScope, tables: readonly s
     if (after.length > 0) await send(after);
   });
   await (observation ? observation.granted(taking) : taking);
+}
+
+// The session keys this call may count as held: those its own awaiting call chain holds, not the ones a session-lock
+// call whose body started this one as detached work (a listener, a timer) holds meanwhile.
+async function sessionKeysOfChain(session: SessionKeys | undefined, request: LockRequest): Promise<SessionKeys | undefined> {
+  if (!session || !request.keys.some((key) => session.has(key))) return session;
+  const held = await keysHeldForChain(request.keys);
+  return new Map([...session].filter(([key]) => held.has(key)));
 }
 
 // The lock statement was cancelled because the request's signal aborted (or it aborted before it was sent).

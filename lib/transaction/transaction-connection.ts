@@ -9,7 +9,7 @@ import { assertIsolation } from './isolation.js';
 import { acquireConnection, type PostgresQueryRunnerInternals } from './pool-connection.js';
 import { routedRunnerPrototype, type RoutingConnection } from './routed-runner.js';
 import { ScopeQueue } from './scope-queue.js';
-import { currentScope, TransactionScope, type ScopeKind } from './transaction-scope.js';
+import { currentScope, runInScope, TransactionScope, type ScopeKind } from './transaction-scope.js';
 import type { IsolationLevel } from './transaction.options.js';
 import { openingStatements } from './transaction.sql.js';
 
@@ -51,6 +51,10 @@ export class TransactionConnection implements RoutingConnection {
   // A cancel request on its way to the server: nothing else is sent until it has been delivered (see send()).
   private cancelling?: Promise<void>;
   private opening: OpeningOptions = {};
+  // How many of the held-back statements open the transaction (BEGIN, SET LOCAL); the rest open savepoints.
+  private openingCount = 0;
+  // The savepoints whose SAVEPOINT is still held back (the innermost open ones, in order).
+  private heldSavepoints: TransactionScope[] = [];
   // TypeORM's own query() and stream() of the runner, before they were routed through the queue.
   private readonly sendTypeorm: Pick<QueryRunner, 'query' | 'stream'>;
 
@@ -105,6 +109,7 @@ export class TransactionConnection implements RoutingConnection {
   begin(opening: OpeningOptions = {}): void {
     this.opening = opening;
     this.pending = openingStatements(opening.isolation, opening.readOnly, opening.timeoutMs);
+    this.openingCount = this.pending.length;
     this.queryRunner.isTransactionActive = true;
     this.queryRunner.transactionDepth = 1;
   }
@@ -122,7 +127,9 @@ export class TransactionConnection implements RoutingConnection {
     if (standing === this.root && standing.kind === 'transaction') {
       if (this.begun || !this.pending) return false;
       this.opening = { ...this.opening, isolation: level };
-      this.pending = openingStatements(level, this.opening.readOnly, this.opening.timeoutMs);
+      const opening = openingStatements(level, this.opening.readOnly, this.opening.timeoutMs);
+      this.pending.splice(0, this.openingCount, ...opening);
+      this.openingCount = opening.length;
     }
     standing.isolation = level;
     return true;
@@ -174,8 +181,10 @@ export class TransactionConnection implements RoutingConnection {
    * callers must only pass SQL whose every value the library computed (integers, fixed keywords), never caller text.
    */
   exec(scope: TransactionScope, statements: string[]): Promise<QueryResult[]> {
-    markUsed(scope);
-    return this.queue.submit(scope, () => this.send(statements));
+    return this.queue.submit(scope, () => {
+      markUsed(scope);
+      return this.send(statements);
+    });
   }
 
   /**
@@ -184,8 +193,10 @@ export class TransactionConnection implements RoutingConnection {
    * TO SAVEPOINT would silently undo it. `send` has exec()'s rule: library-computed SQL only.
    */
   exclusive<T>(scope: TransactionScope, steps: (send: (statements: string[], signal?: AbortSignal) => Promise<QueryResult[]>) => Promise<T>): Promise<T> {
-    markUsed(scope);
-    return this.queue.submit(scope, () => steps((statements, signal) => this.send(statements, signal)));
+    return this.queue.submit(scope, () => {
+      markUsed(scope);
+      return steps((statements, signal) => this.send(statements, signal));
+    });
   }
 
   /**
@@ -209,12 +220,16 @@ export class TransactionConnection implements RoutingConnection {
     return `txlock_sp_${++this.savepoints}`;
   }
 
-  /** Opens a savepoint inside `parent` (when `parent` has its turn) and returns its scope. */
+  /**
+   * Opens a savepoint inside `parent` (when `parent` has its turn) and returns its scope. Like BEGIN, its SAVEPOINT
+   * is held back and travels with the first statement sent inside it; a savepoint that ends before anything was
+   * sent in it costs no round trip at all.
+   */
   async savepoint(parent: TransactionScope): Promise<TransactionScope> {
     const scope = new TransactionScope(this, 'savepoint', parent, this.savepointName());
-    markUsed(parent);
     await this.queue.submit(parent, async () => {
-      await this.send([`SAVEPOINT ${scope.savepoint!}`]);
+      (this.pending ??= []).push(`SAVEPOINT ${scope.savepoint!}`);
+      this.heldSavepoints.push(scope);
       this.queue.top = scope;
     });
     return scope;
@@ -230,7 +245,9 @@ export class TransactionConnection implements RoutingConnection {
     return this.queue.submit(
       scope,
       async () => {
-        if (commit) await this.send([`RELEASE SAVEPOINT ${name}`]);
+        if (this.dropHeldSavepoints(scope)) {
+          // Never sent: nothing to release or roll back.
+        } else if (commit) await this.send([`RELEASE SAVEPOINT ${name}`]);
         else await this.send([`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`]).catch((error: unknown) => this.markBroken(error));
         this.queue.top = scope.parent!;
         scope.finish(commit ? 'released' : 'rolled back');
@@ -252,7 +269,7 @@ export class TransactionConnection implements RoutingConnection {
     await this.queue.submit(
       this.root,
       async () => {
-        this.pending = undefined;
+        this.dropHeld();
         if (!this.begun) return;
         let result: QueryResult | undefined;
         try {
@@ -285,7 +302,7 @@ export class TransactionConnection implements RoutingConnection {
         await this.queue.submit(
           this.root,
           async () => {
-            this.pending = undefined;
+            this.dropHeld();
             if (this.begun) await this.send(['ROLLBACK']);
           },
           true,
@@ -315,6 +332,13 @@ export class TransactionConnection implements RoutingConnection {
     } else {
       await this.queryRunner.release();
     }
+  }
+
+  // The transaction ends: nothing held back is sent any more.
+  private dropHeld(): void {
+    this.pending = undefined;
+    this.heldSavepoints = [];
+    this.openingCount = 0;
   }
 
   /** Work not finished on this connection: savepoints still open inside the root, plus statements queued or running. */
@@ -362,8 +386,8 @@ export class TransactionConnection implements RoutingConnection {
   // outside the app's transactions gets a savepoint of its own: as in autocommit, its failure undoes only itself
   // instead of aborting the test's transaction.
   private statement<T>(scope: TransactionScope, run: () => Promise<T>): Promise<T> {
-    markUsed(scope);
     return this.queue.submit(scope, async () => {
+      markUsed(scope);
       const own = scope.kind === 'test' ? this.savepointName() : undefined;
       if (this.pending || own) await this.send(own ? [`SAVEPOINT ${own}`] : []);
       try {
@@ -381,7 +405,11 @@ export class TransactionConnection implements RoutingConnection {
   private async send(statements: string[], signal?: AbortSignal): Promise<QueryResult[]> {
     const opening = this.pending ?? [];
     this.pending = undefined;
-    if (opening.length > 0) this.begun = true;
+    this.heldSavepoints = [];
+    if (this.openingCount > 0) {
+      this.begun = true;
+      this.openingCount = 0;
+    }
     const batch = [...opening, ...statements];
     if (batch.length === 0) return [];
     const sql = batch.join(';\n');
@@ -408,9 +436,20 @@ export class TransactionConnection implements RoutingConnection {
     let outermost = this.queue.top;
     while (outermost.parent !== scope) outermost = outermost.parent!;
     const name = outermost.savepoint!;
-    await this.send([`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`]);
+    if (!this.dropHeldSavepoints(outermost)) await this.send([`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`]);
     for (let swept: TransactionScope = this.queue.top; swept !== scope; swept = swept.parent!) swept.finish('abandoned');
     this.queue.top = scope;
+  }
+
+  // Forgets the held-back SAVEPOINT of `scope` and of the savepoints inside it; false when `scope`'s own was sent
+  // already (the ones inside it that were not are forgotten all the same).
+  private dropHeldSavepoints(scope: TransactionScope): boolean {
+    const from = this.heldSavepoints.findIndex((held) => scope.encloses(held));
+    if (from < 0) return false;
+    const dropped = this.heldSavepoints.splice(from);
+    this.pending!.splice(this.pending!.length - dropped.length);
+    if (this.pending!.length === 0) this.pending = undefined;
+    return dropped[0] === scope;
   }
 
   // A lost connection: every later statement fails with ConnectionLostError (never with TypeORM's "query
@@ -429,11 +468,18 @@ export class TransactionConnection implements RoutingConnection {
   private readonly onClientError = (error: unknown): void => this.markLost(error);
 
   // The transaction has ended: a failing subscriber must not make a commit look like a rollback.
+  // Its queries run after the end, in autocommit on this connection (still ours until close()), as with plain TypeORM.
   private async afterEnd(event: 'AfterTransactionCommit' | 'AfterTransactionRollback'): Promise<void> {
+    if (this.dataSource.subscribers.length === 0) return;
+    const after = new TransactionScope(this, 'after transaction');
+    this.queue.top = after;
     try {
-      await this.broadcast(event);
+      await runInScope(this.dataSource, after, () => this.broadcast(event));
     } catch (error) {
       logger.error(`A TypeORM subscriber's ${event} failed after the transaction ended: ${error instanceof Error ? error.stack : String(error)}`);
+    } finally {
+      after.close();
+      after.finish('ended');
     }
   }
 

@@ -8,9 +8,10 @@ export type TransactionHook = () => unknown;
 
 /**
  * What a scope stands for on its connection. `test`: the transaction nestjs-txlock/testing wraps a test in,
- * which the app's own transactions become savepoints of.
+ * which the app's own transactions become savepoints of. `after transaction`: TypeORM subscribers'
+ * afterTransactionCommit/afterTransactionRollback, whose queries run in autocommit once the transaction ended.
  */
-export type ScopeKind = 'transaction' | 'savepoint' | 'session lock' | 'test';
+export type ScopeKind = 'transaction' | 'savepoint' | 'session lock' | 'test' | 'after transaction';
 
 /**
  * How a scope ended. `abandoned`: a NESTED savepoint rolled back because the scope around it ended while its

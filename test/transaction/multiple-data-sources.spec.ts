@@ -15,6 +15,7 @@ import {
   TxLockModule,
 } from '../../lib/index.js';
 import { createTestDatabase, expectAllReleased, poolerUrl, type TestDatabase } from '../support/database.js';
+import { RoundTripLog } from '../support/round-trips.js';
 
 @Entity('main_order')
 class Order {
@@ -135,6 +136,16 @@ describe('several DataSources in one app', () => {
       await shop.record('kept');
       await expect(shop.record('dropped', true)).rejects.toBeInstanceOf(Boom);
       expect(await labels(analyticsDs, 'analytics_event')).toEqual(['kept']);
+    });
+
+    it('REQUIRED then REQUIRES_NEW on the second DataSource, with no statement in the outer call, sends only the inner transaction', async () => {
+      for (const outerOnMain of [false, true]) {
+        const log = RoundTripLog.attach(analyticsDs);
+        const run = () => shop.analyticsTx.run(() => shop.analyticsTx.run({ propagation: 'REQUIRES_NEW' }, () => shop.events.insert({ label: 'inner' })));
+        await (outerOnMain ? shop.tx.run(run) : run());
+        log.stop();
+        expect(log.sent.map((sql) => sql.split(/\s+/)[0])).toEqual(['BEGIN', 'INSERT', 'COMMIT']);
+      }
     });
 
     it('nested across DataSources, each commits or rolls back on its own, and each context stays its own', async () => {

@@ -671,3 +671,19 @@ export class RunnerTransactionConflictError extends TxLockError {
     );
   }
 }
+
+/**
+ * nestjs-txlock/testing cannot reproduce what production would do here, so it fails the test rather than pass it
+ * where production would behave otherwise (docs/testing.md lists the differences).
+ */
+export class TestKitLimitError extends TxLockError {
+  constructor(
+    readonly what: string,
+    production: string,
+  ) {
+    super(
+      `nestjs-txlock/testing cannot reproduce ${what}: in production ${production}, but inside a test's transaction everything ` +
+        `runs on the test's one connection. Test this outside useRollbackPerTest(), on the file's own database (docs/testing.md).`,
+    );
+  }
+}

@@ -1,4 +1,3 @@
-import { AsyncResource } from 'node:async_hooks';
 import { CounterOverflowError } from '../errors.js';
 import { telemetry } from '../telemetry/telemetry.js';
 import { randomShardRow } from './counter-shards.js';
@@ -42,23 +41,31 @@ interface Batch {
  *
  * The drain loop runs in an AsyncResource made when the service was built, not in the first caller's
  * async context, so a hot key never keeps one request's AsyncLocalStorage state (CLS, our transaction
- * scope) alive.
+ * scope) alive. Under a test transaction, a batch belongs to its callers' test (they share a tag): it runs in
+ * their scope, and is refused like any other late work when it comes after the test ended.
  */
 export class CounterCoalescer {
   private readonly batches = new Map<string, Batch>();
-  private readonly detached = new AsyncResource('TxLockCounterCoalescer');
 
-  constructor(private readonly send: AddStatement) {}
+  /**
+   * `detached` runs the drain loop: in an async context made at bootstrap (TransactionHost.detached), or under a
+   * test transaction in the first caller's, since there each batch belongs to its callers' test.
+   */
+  constructor(
+    private readonly send: AddStatement,
+    private readonly detached: (drain: () => void) => void,
+  ) {}
 
-  add(key: string, delta: bigint, windowMs: string | null, shards = 1, limit: bigint | null = null): Promise<bigint> {
-    // Keys never contain NUL (validated), so this cannot confuse two (key, window, shards, limit) tuples.
-    const id = `${windowMs ?? ''}\u0000${shards}\u0000${limit ?? ''}\u0000${key}`;
+  /** `tag`: callers share a statement only with callers of the same tag (TransactionHost.sharingTag()). */
+  add(key: string, delta: bigint, windowMs: string | null, shards = 1, limit: bigint | null = null, tag = ''): Promise<bigint> {
+    // Keys never contain NUL (validated), so this cannot confuse two (tag, key, window, shards, limit) tuples.
+    const id = `${tag}\u0000${windowMs ?? ''}\u0000${shards}\u0000${limit ?? ''}\u0000${key}`;
     const existing = this.batches.get(id);
     const batch = existing ?? { key, windowMs, shards, limit, waiting: [] };
     const result = new Promise<bigint>((resolve, reject) => batch.waiting.push({ delta, resolve, reject }));
     if (!existing) {
       this.batches.set(id, batch);
-      this.detached.runInAsyncScope(() => void this.drain(id, batch));
+      this.detached(() => void this.drain(id, batch));
     }
     return result;
   }

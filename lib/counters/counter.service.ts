@@ -1,4 +1,5 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { AsyncResource } from 'node:async_hooks';
 import type { EntityTarget, ObjectLiteral } from 'typeorm';
 import { ensureTable } from '../common/ensure-table.js';
 import { EntityTable, type EntityValues } from '../common/entity-table.js';
@@ -53,7 +54,11 @@ export class CounterService implements OnModuleInit {
     this.options = resolveCounterOptions({ ...moduleOptions.counters, autoCreate: moduleOptions.counters?.autoCreate ?? moduleOptions.autoCreate });
     this.sql = new CounterSql(this.options.table);
     // Coalesced statements run outside any transaction by construction: the drain loop runs in no caller's context.
-    this.coalescer = new CounterCoalescer(async (key, delta, windowMs, limit) => BigInt((await this.addNow(key, delta, windowMs, limit)).value));
+    const drains = new AsyncResource('TxLockCounterCoalescer');
+    this.coalescer = new CounterCoalescer(
+      async (key, delta, windowMs, limit) => BigInt((await this.addNow(key, delta, windowMs, limit)).value),
+      (drain) => txHost.detached(drains, drain),
+    );
   }
 
   /** Creates the counters table at bootstrap when `counters.autoCreate` (or `autoCreate`) is on (safe for replicas booting together). */
@@ -163,7 +168,7 @@ export class CounterService implements OnModuleInit {
     const limit = options?.bigint ? null : SAFE_LIMIT;
     const value =
       this.options.coalesce && !this.txHost.isActive
-        ? await this.coalescer.add(validKey, delta, windowMs, shards, limit)
+        ? await this.coalescer.add(validKey, delta, windowMs, shards, limit, this.txHost.sharingTag())
         : (await this.addNow(randomShardRow(validKey, shards), delta, windowMs, limit)).value;
     return counterValue(value, options, key);
   }

@@ -60,12 +60,14 @@ export class SingleFlightService implements OnModuleInit {
   run<T>(key: string, compute: () => T | Promise<T>, options: SingleFlightOptions): Promise<T> {
     validateSingleFlight(key, options, 'single-flight');
     const id = JSON.stringify([options.namespace ?? '', key]);
-    let flight = this.flights.get(id);
+    // Under a test transaction a flight runs in its first caller's scope, so only callers of that scope share it.
+    const flightId = `${this.txHost.sharingTag()}\u0000${id}`;
+    let flight = this.flights.get(flightId);
     const joins = flight !== undefined;
     if (!flight) {
       const started = this.fly(id, compute, options.ttlMs);
-      flight = started.finally(() => this.flights.delete(id));
-      this.flights.set(id, flight);
+      flight = started.finally(() => this.flights.delete(flightId));
+      this.flights.set(flightId, flight);
     }
     const waiting = (options.timeoutMs === undefined ? flight : waitAtMost(flight, options.timeoutMs, id)) as Promise<T>;
     return joins && telemetry ? telemetry.trace('txlock.single_flight.wait', {}, () => waiting) : waiting;

@@ -11,6 +11,8 @@ export interface RoutingConnection {
   callerScope(): TransactionScope;
   /** Runs one TypeORM statement in `scope`'s turn. */
   typeormStatement<T>(scope: TransactionScope, sql: string, task: () => Promise<T>): Promise<T>;
+  /** Runs one TypeORM stream in `scope`'s turn. */
+  typeormStream<T>(scope: TransactionScope, sql: string, task: () => Promise<T>): Promise<T>;
   /** Opens one of our savepoints inside `parent`, in its turn. */
   savepoint(parent: TransactionScope): Promise<TransactionScope>;
   /** Releases or rolls back a savepoint opened by savepoint(). */
@@ -60,7 +62,7 @@ export function routedRunnerPrototype(
       return connection.typeormStatement(scopeOf(this), args[0], () => query(...args));
     },
     stream(this: RoutedRunner, ...args: Parameters<QueryRunner['stream']>) {
-      return connection.typeormStatement(scopeOf(this), args[0], () => stream(...args));
+      return connection.typeormStream(scopeOf(this), args[0], () => stream(...args));
     },
     get manager(): EntityManager {
       const routed = this as unknown as RoutedRunner;

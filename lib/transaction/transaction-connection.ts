@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { DataSource, QueryRunner } from 'typeorm';
+import { finished } from 'node:stream/promises';
 import type { Pool, PoolClient, QueryResult } from 'pg';
 import { CommitOutcomeUnknownError, ConnectionLostError, RollbackOnlyError, StrayTransactionEndError } from '../errors.js';
 import { cancelRunningQuery } from './cancel-query.js';
@@ -11,12 +12,19 @@ import { routedRunnerPrototype, type RoutingConnection } from './routed-runner.j
 import { ScopeQueue } from './scope-queue.js';
 import { currentScope, runInScope, TransactionScope, type ScopeKind } from './transaction-scope.js';
 import type { IsolationLevel } from './transaction.options.js';
-import { openingStatements } from './transaction.sql.js';
+import { openingStatements, standInStatements } from './transaction.sql.js';
 
 /** What a transaction's BEGIN says (transaction.sql.ts). */
 export interface OpeningOptions {
   isolation?: IsolationLevel;
   readOnly?: boolean;
+  timeoutMs?: number;
+}
+
+/** What a savepoint that stands for a transaction of the app under a test transaction was asked to run with. */
+export interface StandIn {
+  isolation: string;
+  readOnly: boolean;
   timeoutMs?: number;
 }
 
@@ -51,10 +59,13 @@ export class TransactionConnection implements RoutingConnection {
   // A cancel request on its way to the server: nothing else is sent until it has been delivered (see send()).
   private cancelling?: Promise<void>;
   private opening: OpeningOptions = {};
+  // Queued work that only finishes what the app started and ended (a stream's RELEASE).
+  private cleaningUp = 0;
   // How many of the held-back statements open the transaction (BEGIN, SET LOCAL); the rest open savepoints.
   private openingCount = 0;
-  // The savepoints whose SAVEPOINT is still held back (the innermost open ones, in order).
-  private heldSavepoints: TransactionScope[] = [];
+  // The savepoints whose SAVEPOINT is still held back (the innermost open ones, in order), with how many held-back
+  // statements open each.
+  private heldSavepoints: { scope: TransactionScope; statements: number }[] = [];
   // TypeORM's own query() and stream() of the runner, before they were routed through the queue.
   private readonly sendTypeorm: Pick<QueryRunner, 'query' | 'stream'>;
 
@@ -71,7 +82,7 @@ export class TransactionConnection implements RoutingConnection {
     const stream = queryRunner.stream.bind(queryRunner);
     this.sendTypeorm = { query, stream };
     queryRunner.query = ((...args: Parameters<QueryRunner['query']>) => this.typeormStatement(args[0], () => query(...args))) as QueryRunner['query'];
-    queryRunner.stream = ((...args: Parameters<QueryRunner['stream']>) => this.typeormStatement(args[0], () => stream(...args))) as QueryRunner['stream'];
+    queryRunner.stream = ((...args: Parameters<QueryRunner['stream']>) => this.typeormStream(this.callerScope(), args[0], () => stream(...args))) as QueryRunner['stream'];
     // Its own startTransaction() is TypeORM's raw savepoint (shared by every branch of the transaction); what it must
     // never do is end the transaction itself, or run weaker than it asks.
     const { startTransaction, commitTransaction, rollbackTransaction } = queryRunner;
@@ -225,11 +236,14 @@ export class TransactionConnection implements RoutingConnection {
    * is held back and travels with the first statement sent inside it; a savepoint that ends before anything was
    * sent in it costs no round trip at all.
    */
-  async savepoint(parent: TransactionScope): Promise<TransactionScope> {
+  async savepoint(parent: TransactionScope, standIn?: StandIn): Promise<TransactionScope> {
     const scope = new TransactionScope(this, 'savepoint', parent, this.savepointName());
+    // Standing for a transaction of the app under a test transaction: its readOnly and timeoutMs are set inside it.
+    const settings = standIn ? standInStatements(standIn.readOnly, standIn.timeoutMs) : [];
+    if (standIn) Object.assign(scope, { isolation: standIn.isolation, readOnly: standIn.readOnly, timeoutMs: standIn.timeoutMs });
     await this.queue.submit(parent, async () => {
-      (this.pending ??= []).push(`SAVEPOINT ${scope.savepoint!}`);
-      this.heldSavepoints.push(scope);
+      (this.pending ??= []).push(`SAVEPOINT ${scope.savepoint!}`, ...settings);
+      this.heldSavepoints.push({ scope, statements: 1 + settings.length });
       this.queue.top = scope;
     });
     return scope;
@@ -247,8 +261,14 @@ export class TransactionConnection implements RoutingConnection {
       async () => {
         if (this.dropHeldSavepoints(scope)) {
           // Never sent: nothing to release or roll back.
-        } else if (commit) await this.send([`RELEASE SAVEPOINT ${name}`]);
-        else await this.send([`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`]).catch((error: unknown) => this.markBroken(error));
+        } else if (commit && !scope.readOnly) {
+          // A stand-in's statement_timeout would outlive RELEASE: the one around it applies again.
+          const restore = scope.timeoutMs === undefined ? [] : [standInTimeout(scope.parent)];
+          await this.send([`RELEASE SAVEPOINT ${name}`, ...restore]);
+        } else {
+          // A read-only stand-in wrote nothing, and rolling it back also undoes its SET LOCAL transaction_read_only.
+          await this.send([`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`]).catch((error: unknown) => this.markBroken(error));
+        }
         this.queue.top = scope.parent!;
         scope.finish(commit ? 'released' : 'rolled back');
       },
@@ -345,7 +365,7 @@ export class TransactionConnection implements RoutingConnection {
   get pendingWork(): number {
     let open = 0;
     for (let scope = this.queue.top; scope !== this.root; scope = scope.parent!) open++;
-    return open + this.queue.pending;
+    return open + this.queue.pending - this.cleaningUp;
   }
 
   /** True once the connection itself broke: nothing more can be sent on it. */
@@ -379,6 +399,45 @@ export class TransactionConnection implements RoutingConnection {
     return this.statement(scope, () => {
       if (FOREIGN_ROLLBACK.test(sql)) this.foreignRollbacks++;
       return task();
+    });
+  }
+
+  /**
+   * A TypeORM stream (`createQueryBuilder().stream()`) in `scope`'s turn. Under a test transaction, outside the app's
+   * transactions, the stream's own savepoint stays open until the stream has ended (RELEASE, or ROLLBACK TO when it
+   * failed), while the stream goes to the caller at once: its cursor holds the connection until then anyway.
+   */
+  typeormStream<T>(scope: TransactionScope, sql: string, task: () => Promise<T>): Promise<T> {
+    if (scope.kind !== 'test') return this.typeormStatement(scope, sql, task);
+    return new Promise<T>((handOut, fail) => {
+      this.queue
+        .submit(scope, async () => {
+          markUsed(scope);
+          const own = this.savepointName();
+          await this.send([`SAVEPOINT ${own}`]);
+          let stream: T;
+          try {
+            stream = await task();
+          } catch (error) {
+            await this.send([`ROLLBACK TO SAVEPOINT ${own}`, `RELEASE SAVEPOINT ${own}`]).catch((rollbackError: unknown) => this.markBroken(rollbackError));
+            throw this.explain(error);
+          }
+          handOut(stream);
+          const failed = await finished(stream as unknown as NodeJS.ReadableStream).then(
+            () => false,
+            () => true,
+          );
+          // Once the stream has ended, what is left is ours, not the app's work still running (pendingWork).
+          this.cleaningUp++;
+          try {
+            await this.send(failed ? [`ROLLBACK TO SAVEPOINT ${own}`, `RELEASE SAVEPOINT ${own}`] : [`RELEASE SAVEPOINT ${own}`]);
+          } catch (error) {
+            this.markBroken(error);
+          } finally {
+            this.cleaningUp--;
+          }
+        })
+        .catch(fail);
     });
   }
 
@@ -444,12 +503,12 @@ export class TransactionConnection implements RoutingConnection {
   // Forgets the held-back SAVEPOINT of `scope` and of the savepoints inside it; false when `scope`'s own was sent
   // already (the ones inside it that were not are forgotten all the same).
   private dropHeldSavepoints(scope: TransactionScope): boolean {
-    const from = this.heldSavepoints.findIndex((held) => scope.encloses(held));
+    const from = this.heldSavepoints.findIndex((held) => scope.encloses(held.scope));
     if (from < 0) return false;
     const dropped = this.heldSavepoints.splice(from);
-    this.pending!.splice(this.pending!.length - dropped.length);
+    this.pending!.splice(this.pending!.length - dropped.reduce((count, held) => count + held.statements, 0));
     if (this.pending!.length === 0) this.pending = undefined;
-    return dropped[0] === scope;
+    return dropped[0]!.scope === scope;
   }
 
   // A lost connection: every later statement fails with ConnectionLostError (never with TypeORM's "query
@@ -508,4 +567,10 @@ function markUsed(scope: TransactionScope): void {
   let standing: TransactionScope | undefined = scope;
   while (standing && standing.isolation === undefined && standing.kind !== 'test') standing = standing.parent;
   if (standing) standing.used = true;
+}
+
+// The statement_timeout that applies around a stand-in savepoint once it is released: its nearest enclosing stand-in's, else the session's.
+function standInTimeout(around: TransactionScope | undefined): string {
+  for (let scope = around; scope; scope = scope.parent) if (scope.timeoutMs !== undefined) return standInStatements(false, scope.timeoutMs)[0]!;
+  return 'SET LOCAL statement_timeout TO DEFAULT';
 }

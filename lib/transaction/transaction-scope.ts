@@ -40,6 +40,10 @@ export class TransactionScope {
   isolation?: string;
   /** True once something ran in this scope or inside it (set on scopes that stand for a transaction). */
   used = false;
+  /** A savepoint standing for a readOnly transaction of the app under a test transaction (nestjs-txlock/testing). */
+  readOnly?: boolean;
+  /** A savepoint standing for a transaction of the app with a statement timeout, under a test transaction. */
+  timeoutMs?: number;
   /**
    * For a manual transaction on a routed query runner (`queryRunner.startTransaction()`): the async frames that awaited
    * its start, i.e. the code that holds it open. A statement that must wait for it and that this code awaits would
@@ -200,6 +204,46 @@ export function testScopeOf(dataSource: DataSource): TransactionScope | undefine
 export function setTestScope(dataSource: DataSource, scope: TransactionScope | undefined): void {
   if (scope) testScopes.set(dataSource, scope);
   else testScopes.delete(dataSource);
+}
+
+/**
+ * The scopes of one test's transactions, as the context of the test's own code: work the test starts (a direct
+ * provider call, a timer, an un-awaited promise) carries it, so it runs in that test's transaction, and finds it
+ * ended (TransactionEndedError) if it runs after the test, instead of committing between tests or writing into
+ * the next test's transaction.
+ */
+class TestBinding extends Map<DataSource, TransactionScope | null> {
+  constructor(readonly previous: ScopeMap | undefined) {
+    super(previous ?? NO_SCOPES);
+  }
+
+  /** Its test is still running: none of its test transactions has ended. */
+  get open(): boolean {
+    for (const scope of this.values()) if (scope?.kind === 'test' && scope.refusal()) return false;
+    return true;
+  }
+}
+
+/**
+ * Binds the caller's context (the test runner's, when called from a beforeEach hook or the test) to the test
+ * transaction about to begin on `dataSource`; the DataSources of one test share one binding. Called before the
+ * first await of beginTestTransaction(), so the runner's continuation (the test itself) inherits it. Returns the
+ * function that records the test transaction once it exists.
+ */
+export function bindCallerToTest(dataSource: DataSource): (root: TransactionScope) => void {
+  const store = transactionStorage.getStore();
+  const binding = store instanceof TestBinding && store.open ? store : new TestBinding(store);
+  if (binding !== store) transactionStorage.enterWith(binding);
+  return (root) => binding.set(dataSource, root);
+}
+
+/**
+ * Unbinds the caller's context from its test (called as the test ends, before its rollback's first await), so
+ * hooks that run after it are outside any test again; work the test started keeps the binding, and is refused.
+ */
+export function unbindCallerFromTest(): void {
+  const store = transactionStorage.getStore();
+  if (store instanceof TestBinding) transactionStorage.enterWith(store.previous ?? NO_SCOPES);
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   SerializationRetriesExhaustedError,
   TransactionNotAllowedError,
   TransactionRequiredError,
+  TestKitLimitError,
   TransactionTimeoutError,
   TxLockConfigurationError,
 } from '../errors.js';
@@ -26,7 +27,19 @@ import { asQueryFailed } from './connection-errors.js';
 import { routeIntoTransactions } from './data-source-routing.js';
 import { DEFAULT_DATA_SOURCE_NAME, resolveDataSource } from './resolve-data-source.js';
 import { TransactionConnection } from './transaction-connection.js';
-import { currentScope, holdsConnection, runInScope, runOutsideTransactions, setTestScope, testScopeOf, type TransactionHook, type TransactionScope } from './transaction-scope.js';
+import {
+  bindCallerToTest,
+  currentScope,
+  holdsConnection,
+  runInScope,
+  runOutsideTransactions,
+  setTestScope,
+  testScopeOf,
+  unbindCallerFromTest,
+  type TransactionHook,
+  type TransactionScope,
+} from './transaction-scope.js';
+import type { StandIn } from './transaction-connection.js';
 import { assertIsolation, isolationFromSetting } from './isolation.js';
 import { PreparedStatements } from './prepared-statements.js';
 import { Propagation, readTransactionOptions, type TransactionOptions } from './transaction.options.js';
@@ -37,6 +50,9 @@ const DEFAULT_BACKOFF = { minMs: 5, maxMs: 250 };
 
 // The live registration of each DataSource: a second one for the same DataSource is a configuration error.
 const registrations = new WeakMap<DataSource, TransactionHost>();
+// Tags of the scopes shared work is grouped by under a test transaction (sharingTag()).
+const scopeTags = new WeakMap<TransactionScope, string>();
+let lastScopeTag = 0;
 
 /**
  * The current transaction, and the one way to start one without a decorator. `@Transactional()` calls
@@ -53,6 +69,7 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger('TxLock');
   private resolvedDataSource?: DataSource;
   private unroute?: () => void;
+  private testUnroute?: () => void;
   private readonly statements = new PreparedStatements();
   // The server's default_transaction_isolation for this DataSource's role, as the bootstrap check read it.
   private serverIsolation?: string;
@@ -81,11 +98,14 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
       );
     }
     registrations.set(dataSource, this);
-    if (this.options.joinDataSource !== false) {
-      this.unroute = routeIntoTransactions(dataSource, (scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)));
-    }
+    if (this.options.joinDataSource !== false) this.unroute = this.routeDataSource();
     // Telemetry is on when an OpenTelemetry tracer or meter provider is registered by now.
     await startTelemetry();
+  }
+
+  private routeDataSource(): () => void {
+    const dataSource = this.dataSource;
+    return routeIntoTransactions(dataSource, (scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)));
   }
 
   /** Puts the DataSource back as it was (the app is closing). */
@@ -112,7 +132,8 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
 
   /** The EntityManager of the current transaction, or the DataSource's own manager outside one. */
   get manager(): EntityManager {
-    return this.scope()?.connection.queryRunner.manager ?? this.dataSource.manager;
+    // Under nestjs-txlock/testing, outside the app's transactions: the test's transaction, even with joinDataSource: false.
+    return currentScope(this.dataSource)?.connection.queryRunner.manager ?? this.dataSource.manager;
   }
 
   /** The QueryRunner of the current transaction, or undefined outside one. */
@@ -247,7 +268,9 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
    * @internal
    */
   outsideTransaction<T>(fn: () => T): T {
-    return testScopeOf(this.dataSource) ? fn() : runInScope(this.dataSource, null, fn);
+    if (!this.underTest()) return runInScope(this.dataSource, null, fn);
+    this.assertKitCanRunOwnWork('a statement that commits on its own connection (a lease)');
+    return fn();
   }
 
   /**
@@ -257,7 +280,22 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
    * @internal
    */
   detached<T>(resource: AsyncResource, fn: () => T): T {
-    return testScopeOf(this.dataSource) ? fn() : resource.runInAsyncScope(fn);
+    return this.underTest() ? fn() : resource.runInAsyncScope(fn);
+  }
+
+  /**
+   * A tag of the scope the caller runs in, under a test transaction ('' otherwise): work shared between callers
+   * (coalesced increments, single flights) is shared there only by callers of one scope, since it runs (and ends)
+   * in its callers' scope, and one request waiting for another's savepoint would wait for ever on the test's one
+   * connection. Not part of the public API.
+   * @internal
+   */
+  sharingTag(): string {
+    const scope = this.underTest() ? currentScope(this.dataSource) : undefined;
+    if (!scope) return '';
+    let tag = scopeTags.get(scope);
+    if (tag === undefined) scopeTags.set(scope, (tag = `test:${++lastScopeTag}`));
+    return tag;
   }
 
   /**
@@ -268,10 +306,15 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   async beginTestTransaction(): Promise<TransactionScope> {
     const dataSource = this.dataSource;
     if (testScopeOf(dataSource)) throw new TxLockConfigurationError('A test transaction is already open on this DataSource: end it (rollback()) before beginning another.');
+    // Before the first await: the test runner's continuation, the test itself, inherits the binding.
+    const bound = bindCallerToTest(dataSource);
     const connection = await TransactionConnection.open(dataSource, this.options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS, 'test', false);
     connection.routeManagerTransactions((scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)));
     connection.begin();
+    // Every statement the app sends on the DataSource belongs to the test, also with joinDataSource: false.
+    if (!this.unroute) this.testUnroute = this.routeDataSource();
     setTestScope(dataSource, connection.root);
+    bound(connection.root);
     return connection.root;
   }
 
@@ -281,9 +324,12 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
    * @internal
    */
   async endTestTransaction(): Promise<{ stillRunning: number }> {
+    unbindCallerFromTest();
     const root = testScopeOf(this.dataSource);
     if (!root) return { stillRunning: 0 };
     setTestScope(this.dataSource, undefined);
+    this.testUnroute?.();
+    this.testUnroute = undefined;
     const stillRunning = root.connection.pendingWork;
     await this.rollbackAndClose(root.connection, 'end of test');
     return { stillRunning };
@@ -291,13 +337,38 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
 
   /** Begins a transaction on its own connection, retrying the whole of `fn` after serialization failures. */
   private begin<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T> {
-    // Under a test transaction, a transaction of the app is a savepoint of the scope it starts in.
-    if (testScopeOf(this.dataSource)) return this.nested(currentScope(this.dataSource)!, fn, this.isolationFor(options));
+    if (this.underTest()) return this.beginUnderTest(options, fn);
     const retries = options.retries ?? this.options.retries ?? 0;
     if (telemetry) return traceTransaction(telemetry, this.describeTransaction(options), (observed) => this.beginWithRetries(options, fn, retries, observed));
     // Without retries or a timeout to explain, one attempt is the whole story: no loop around it.
     if (retries === 0 && (options.timeoutMs ?? this.options.timeoutMs) === undefined) return this.attempt(options, fn).result;
     return this.beginWithRetries(options, fn, retries);
+  }
+
+  // Under a test transaction, a transaction of the app is a savepoint of the scope it starts in, with its readOnly and
+  // timeoutMs applied there (isolation and retries cannot be: docs/testing.md).
+  private async beginUnderTest<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T> {
+    const parent = currentScope(this.dataSource)!;
+    if (parent.root !== parent) this.assertKitCanRunOwnWork('a transaction of its own (REQUIRES_NEW, a single flight)');
+    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
+    try {
+      return await this.nested(parent, fn, { isolation: this.isolationFor(options), readOnly: options.readOnly === true, timeoutMs });
+    } catch (error) {
+      throw this.explain(error, options);
+    }
+  }
+
+  // True when the caller runs under a test transaction of nestjs-txlock/testing (its own test's, even one that ended).
+  private underTest(): boolean {
+    return currentScope(this.dataSource)?.root.kind === 'test';
+  }
+
+  // Work that commits on a connection of its own in production runs in the caller's scope under the kit: inside a
+  // readOnly transaction it could not write, so the kit says it cannot reproduce that rather than fail otherwise.
+  private assertKitCanRunOwnWork(what: string): void {
+    for (let scope = currentScope(this.dataSource); scope; scope = scope.parent) {
+      if (scope.readOnly) throw new TestKitLimitError(`${what} inside a readOnly transaction`, 'it runs on a connection of its own and commits there');
+    }
   }
 
   private async beginWithRetries<T>(options: TransactionOptions, fn: () => T | Promise<T>, retries: number, observed?: TransactionObservation): Promise<T> {
@@ -407,14 +478,13 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * Runs `fn` in a savepoint of `parent`. `standsForTransaction` (the isolation level it was asked to run at): the
-   * savepoint stands for a transaction of the app under a test transaction, so its afterCommit hooks run when it is
-   * released instead of waiting for the test transaction, which never commits.
+   * Runs `fn` in a savepoint of `parent`. `standsForTransaction`: the savepoint stands for a transaction of the app
+   * under a test transaction (with what it was asked to run with), so its afterCommit hooks run when it is released
+   * instead of waiting for the test transaction, which never commits.
    */
-  private async nested<T>(parent: TransactionScope, fn: () => T | Promise<T>, standsForTransaction?: string): Promise<T> {
+  private async nested<T>(parent: TransactionScope, fn: () => T | Promise<T>, standsForTransaction?: StandIn): Promise<T> {
     const connection = parent.connection;
-    const scope = await connection.savepoint(parent);
-    if (standsForTransaction !== undefined) scope.isolation = standsForTransaction;
+    const scope = await connection.savepoint(parent, standsForTransaction);
     let result: T;
     try {
       result = await runInScope(this.dataSource, scope, fn);

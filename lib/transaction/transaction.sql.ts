@@ -22,11 +22,24 @@ export function openingStatements(isolation: IsolationLevel | undefined, readOnl
   }
   if (readOnly === true) begin += ' READ ONLY';
   const statements = [begin];
-  if (timeoutMs !== undefined) {
-    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_TIMER_MS) {
-      throw new InvalidOptionError('timeoutMs', timeoutMs, `a whole number from 1 to ${MAX_TIMER_MS}`);
-    }
-    statements.push(`SET LOCAL statement_timeout = ${timeoutMs}`);
-  }
+  if (timeoutMs !== undefined) statements.push(statementTimeout(timeoutMs));
   return statements;
+}
+
+/**
+ * What a savepoint that stands for a transaction of the app under a test transaction (nestjs-txlock/testing) sets
+ * inside itself, since its BEGIN is the test's: `SET LOCAL transaction_read_only = on` and `SET LOCAL
+ * statement_timeout`. A read-only transaction may always be made read-only, also inside a savepoint.
+ */
+export function standInStatements(readOnly: boolean, timeoutMs: number | undefined): string[] {
+  const statements = readOnly ? ['SET LOCAL transaction_read_only = on'] : [];
+  if (timeoutMs !== undefined) statements.push(statementTimeout(timeoutMs));
+  return statements;
+}
+
+function statementTimeout(timeoutMs: number): string {
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_TIMER_MS) {
+    throw new InvalidOptionError('timeoutMs', timeoutMs, `a whole number from 1 to ${MAX_TIMER_MS}`);
+  }
+  return `SET LOCAL statement_timeout = ${timeoutMs}`;
 }

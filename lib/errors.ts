@@ -592,3 +592,75 @@ export class UnsupportedServerError extends TxLockError {
     );
   }
 }
+
+/**
+ * One of the library's own statements (a counter, a get-or-create, a lease check, the single-flight store) failed
+ * inside a transaction with a serialization failure (40001: the transaction runs at REPEATABLE READ or SERIALIZABLE,
+ * by its `isolation` option or by the server's `default_transaction_isolation`, and a concurrent transaction
+ * conflicted with it) or a deadlock (40P01). PostgreSQL aborted the transaction: only running the whole of it again
+ * can succeed. It keeps the SQLSTATE as `code`, so `@Transactional({ retries })` and `TransactionHost.run({ retries })`
+ * retry it like any other serialization failure. (Outside a transaction the library retries its own statements
+ * itself: callers never see this there.)
+ */
+export class TransactionSerializationError extends TxLockError {
+  constructor(
+    /** `40001` serialization_failure or `40P01` deadlock_detected: retryable by TransactionHost. */
+    readonly code: '40001' | '40P01',
+    cause?: unknown,
+  ) {
+    const what =
+      code === '40001'
+        ? 'a serialization failure (SQLSTATE 40001): this transaction runs at REPEATABLE READ or SERIALIZABLE (its isolation ' +
+          "option, or the server's, database's or role's default_transaction_isolation) and conflicted with a concurrent transaction"
+        : 'a deadlock (SQLSTATE 40P01) with a concurrent transaction';
+    super(
+      `A nestjs-txlock statement inside this transaction failed with ${what}, so PostgreSQL aborted the transaction. ` +
+        `Retry the transaction: @Transactional({ retries: 3 }) or TransactionHost.run({ retries: 3 }, ...), or the module ` +
+        `option retries for every transaction.`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * One of the library's own statements outside a transaction (a counter, a get-or-create, a lease, the single-flight
+ * store) was cancelled by `statement_timeout`, or kept waiting for a row lock longer than `lock_timeout` even after
+ * the library sent it again, both settings of the server, database, role or connection. It had no effect: it ran in
+ * a transaction of its own, which PostgreSQL rolled back.
+ */
+export class ServerTimeoutError extends TxLockError {
+  constructor(
+    /** The setting that cancelled the statement. */
+    readonly setting: 'lock_timeout' | 'statement_timeout',
+    cause?: unknown,
+  ) {
+    const why =
+      setting === 'lock_timeout'
+        ? 'waited for a row lock held by concurrent statements on the same rows longer than lock_timeout, several times'
+        : 'ran longer than statement_timeout';
+    super(
+      `A nestjs-txlock statement ${why} (a setting of the server, database, role or connection), and PostgreSQL cancelled ` +
+        `it; it had no effect. Raise ${setting} for this role (ALTER ROLE ... SET ${setting} = ...), or lower the ` +
+        `contention on the key (counters: coalesce or shards).`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * PostgreSQL refused a write of the library's (a counter, a get-or-create, a lease, the single-flight store) because
+ * the transaction it ran in is read-only (SQLSTATE 25006): outside a transaction of yours, the database or role sets
+ * `default_transaction_read_only = on`, or the server is a hot standby (a read replica); inside one, that transaction
+ * is `readOnly: true` (or read-only by the same default). Nothing was written. Reads keep working.
+ */
+export class ReadOnlyTransactionError extends TxLockError {
+  constructor(cause?: unknown) {
+    super(
+      `PostgreSQL refused a nestjs-txlock write: the transaction it ran in is read-only (SQLSTATE 25006). Either the ` +
+        `database or role sets default_transaction_read_only = on, or the server is a read replica (hot standby), or the ` +
+        `call ran inside a readOnly transaction. Point this DataSource at the primary, turn default_transaction_read_only ` +
+        `off for this database or role, or make the call outside the read-only transaction. Nothing was written.`,
+      { cause },
+    );
+  }
+}

@@ -623,6 +623,49 @@ export class TransactionSerializationError extends TxLockError {
 }
 
 /**
+ * PostgreSQL ended the session of a transaction that sat idle (waiting for the application between two statements,
+ * or before COMMIT) longer than `idle_in_transaction_session_timeout`, a setting of the server, database or role.
+ * The server rolled the transaction back: none of it was committed, no afterCommit hook ran, and it is not retried
+ * (running the same slow body again would meet the same limit). `cause` is the server's error (SQLSTATE 25P03).
+ */
+export class IdleInTransactionTimeoutError extends TxLockError {
+  constructor(cause?: unknown) {
+    super(
+      `PostgreSQL ended this transaction's session because it sat idle inside the transaction longer than ` +
+        `idle_in_transaction_session_timeout (a setting of the server, database or role): the body waited for something ` +
+        `else (HTTP calls, file or queue I/O, a timer) between two statements or before COMMIT. The transaction was rolled ` +
+        `back and nothing of it was committed. Do the slow work before or after the transaction, or raise the setting for ` +
+        `this role (ALTER ROLE ... SET idle_in_transaction_session_timeout = ...).`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * A lock wait was ended by a timeout of the server, database, role or connection (`lock_timeout`, or
+ * `statement_timeout`, which also covers a transaction's `timeoutMs`) before the call's own `timeoutMs`, or on a
+ * call that set none. It is a LockTimeoutError (HTTP 423 through TxLockExceptionFilter, reason `'timeout'` from the
+ * try-lock calls); `timeoutMs` is the call's own, Infinity when it set none. Nothing ran under the lock.
+ */
+export class ServerLockTimeoutError extends LockTimeoutError {
+  constructor(
+    lock: string,
+    /** The setting that ended the wait. */
+    readonly setting: 'lock_timeout' | 'statement_timeout',
+    timeoutMs: number | undefined,
+    cause?: unknown,
+  ) {
+    super(lock, timeoutMs ?? Number.POSITIVE_INFINITY, cause);
+    const own = timeoutMs === undefined ? 'The call set no timeoutMs of its own' : `The call's own timeoutMs was ${timeoutMs} ms`;
+    this.message =
+      `Could not take the lock on ${lock}: PostgreSQL's ${setting} ended the wait (set on the server, database, role or ` +
+      `connection${setting === 'statement_timeout' ? ", or the transaction's timeoutMs" : ''}). ${own}. Another ` +
+      `transaction or session holds the lock. Pass a timeoutMs below ${setting} to decide the wait yourself, or raise ` +
+      `${setting} for this role.`;
+  }
+}
+
+/**
  * One of the library's own statements outside a transaction (a counter, a get-or-create, a lease, the single-flight
  * store) was cancelled by `statement_timeout`, or kept waiting for a row lock longer than `lock_timeout` even after
  * the library sent it again, both settings of the server, database, role or connection. It had no effect: it ran in

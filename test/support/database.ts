@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { DataSource, type DataSourceOptions, type MixedList, type EntitySchema, type EntitySubscriberInterface } from 'typeorm';
 import { createTestDatabase as createKitTestDatabase, type TestDatabase } from '../../lib/testing/test-postgres.js';
 
@@ -32,6 +32,23 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const via = new URL(pooler);
   [url.host, url.username, url.password] = [via.host, via.username, via.password];
   return { ...db, url: url.toString() };
+}
+
+/**
+ * Sets server settings as defaults of the database `name` (`ALTER DATABASE ... SET`), as a DBA or a platform does:
+ * they apply to every connection opened after this. Names and values are the caller's constants.
+ */
+export async function setDatabaseDefaults(name: string, settings: Record<string, string | number>): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl() });
+  await client.connect();
+  try {
+    for (const [setting, value] of Object.entries(settings)) {
+      if (!/^[a-z_]+$/.test(setting)) throw new Error(`not a setting name: ${setting}`);
+      await client.query(`ALTER DATABASE "${name}" SET ${setting} = '${String(value).replace(/'/g, "''")}'`);
+    }
+  } finally {
+    await client.end();
+  }
 }
 
 /**

@@ -707,3 +707,27 @@ export class ReadOnlyTransactionError extends TxLockError {
     );
   }
 }
+
+/**
+ * The library's tables are missing from the connection's `search_path`, but a table of that name exists in another
+ * schema: the role's or database's `search_path` leaves that schema out (`public`, say). Thrown at bootstrap.
+ */
+export class TableNotOnSearchPathError extends MissingTableError {
+  constructor(
+    table: string,
+    service: string,
+    option: string,
+    /** The schemas that have a table of that name. */
+    readonly schemas: readonly string[],
+    /** The connection's search_path, as PostgreSQL reports it. */
+    readonly searchPath: string,
+  ) {
+    super(table, service, option);
+    const qualified = `${schemas[0]}.${table.replace(/"/g, '')}`;
+    this.message =
+      `The table ${table} that ${service} uses is not on this connection's search_path (${searchPath}), but schema ` +
+      `${schemas.join(', ')} has one of that name. Name it with its schema: TxLockModule.forRoot({ ${option}: { table: ` +
+      `'${qualified}' } }) (each library table has its own table option), or add ${schemas[0]} to the search_path of ` +
+      `this role or database.`;
+  }
+}

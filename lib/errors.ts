@@ -731,3 +731,20 @@ export class TableNotOnSearchPathError extends MissingTableError {
       `this role or database.`;
   }
 }
+
+/**
+ * `extend()` was called on a lease this process had already given back with `release()`. While `atLeastForMs` still
+ * holds it, the row would otherwise be extended again, reviving a lease its holder said it was done with; as in
+ * ShedLock, a released lease cannot be extended. Acquire it again instead.
+ */
+export class LeaseReleasedError extends TxLockError {
+  constructor(
+    readonly leaseName: string,
+    readonly token: number,
+  ) {
+    super(
+      `Lease "${leaseName}" (token ${token}) was released by this process, so extend() does not revive it (it stays taken ` +
+        `only until lockedAt + atLeastForMs, to keep other replicas from running the same tick). Call acquire() to hold it again.`,
+    );
+  }
+}

@@ -26,12 +26,29 @@ export function poolerUrl(): string | undefined {
  */
 export async function createTestDatabase(): Promise<TestDatabase> {
   const db = await createKitTestDatabase(adminUrl());
+  const isolation = defaultIsolation();
+  if (isolation) await setDatabaseDefaults(db.name, { default_transaction_isolation: isolation });
   const pooler = poolerUrl();
   if (!pooler) return db;
   const url = new URL(db.url);
   const via = new URL(pooler);
   [url.host, url.username, url.password] = [via.host, via.username, via.password];
   return { ...db, url: url.toString() };
+}
+
+const ISOLATION_LEVELS = ['read committed', 'repeatable read', 'serializable'];
+
+/**
+ * The default isolation every test database gets when TXLOCK_TEST_DEFAULT_ISOLATION is set (.ci/serializable.sh sets
+ * it to `serializable`): `ALTER DATABASE ... SET default_transaction_isolation`, as a DBA would, so that every
+ * statement sent without an isolation of its own, the library's included, runs at it.
+ */
+export function defaultIsolation(): string | undefined {
+  const isolation = process.env.TXLOCK_TEST_DEFAULT_ISOLATION?.toLowerCase() || undefined;
+  if (isolation !== undefined && !ISOLATION_LEVELS.includes(isolation)) {
+    throw new Error(`TXLOCK_TEST_DEFAULT_ISOLATION must be one of ${ISOLATION_LEVELS.join(', ')}; got "${isolation}"`);
+  }
+  return isolation;
 }
 
 /**

@@ -133,6 +133,28 @@ describe('the library keeps its promises under server and role defaults', () => 
       expect(retried).toEqual({ second: 3, attempts: 2 });
       expect(await counters.get('shared')).toBe(3);
     });
+
+    it("an advisory lock's read-modify-write: at the server's SERIALIZABLE it fails with 40001 rather than lose an update; with the module's isolation READ COMMITTED it is exact", async () => {
+      const readModifyWrite = async (app: INestApplication) => {
+        const tx = app.get(TransactionHost);
+        await tx.dataSource.query('CREATE TABLE IF NOT EXISTS account (id int PRIMARY KEY, balance int NOT NULL); TRUNCATE account; INSERT INTO account VALUES (1, 0)');
+        const { values, errors } = await race(20, () =>
+          app.get(LockService).withAdvisoryLock(['account', 1], async () => {
+            const [{ balance }] = await tx.manager.query('SELECT balance FROM account WHERE id = 1');
+            await tx.manager.query('UPDATE account SET balance = $1 WHERE id = 1', [balance + 1]);
+          }),
+        );
+        const [{ balance }] = await tx.dataSource.query('SELECT balance FROM account WHERE id = 1');
+        return { done: values.length, failed: errors.map((error) => (error as { driverError?: { code?: string } }).driverError?.code), balance };
+      };
+      const [serializable] = await databaseWith({ default_transaction_isolation: 'serializable' });
+      const atDefault = await readModifyWrite(serializable!);
+      expect(atDefault.failed.length).toBeGreaterThan(0);
+      expect(new Set(atDefault.failed)).toEqual(new Set(['40001']));
+      expect(atDefault.balance).toBe(atDefault.done);
+      apps.push(await createTestApp({ url: db!.url, txlock: { isolation: 'READ COMMITTED' }, poolSize: 10 }));
+      expect(await readModifyWrite(apps.at(-1)!)).toEqual({ done: 20, failed: [], balance: 20 });
+    });
   });
 
   it("default_transaction_read_only = on: reads and locks work, every write is refused with ReadOnlyTransactionError naming the setting", async () => {

@@ -52,6 +52,17 @@ describe('server, database and role timeouts', () => {
     };
   };
 
+  /** Increments the counter row another session holds locked: refused by `setting` with ServerTimeoutError, having changed nothing. */
+  const expectRefusedWhileRowHeld = async (counters: CounterService, setting: 'lock_timeout' | 'statement_timeout') => {
+    const release = await holdCounterRow('row');
+    const error = await counters.increment('row').catch((e: unknown) => e);
+    await release();
+    expect(error).toBeInstanceOf(ServerTimeoutError);
+    expect(error).toMatchObject({ setting, message: expect.stringContaining(`longer than ${setting}`) });
+    expect(await counters.get('row')).toBe(0);
+    expect(await counters.increment('row')).toBe(1);
+  };
+
   /** Resolves once a statement of this database waits for a lock (another session's). */
   const someoneWaits = () =>
     eventually(async () => {
@@ -98,13 +109,7 @@ describe('server, database and role timeouts', () => {
 
     it('a counter increment kept waiting for its row past lock_timeout is sent again, then fails with ServerTimeoutError naming it, having changed nothing', async () => {
       const counters = (await databaseWith({ lock_timeout: '100ms' })).get(CounterService);
-      const release = await holdCounterRow('row');
-      const error = await counters.increment('row').catch((e: unknown) => e);
-      await release();
-      expect(error).toBeInstanceOf(ServerTimeoutError);
-      expect(error).toMatchObject({ setting: 'lock_timeout', message: expect.stringContaining('longer than lock_timeout') });
-      expect(await counters.get('row')).toBe(0);
-      expect(await counters.increment('row')).toBe(1);
+      await expectRefusedWhileRowHeld(counters, 'lock_timeout');
     });
 
     it('lease calls never fail on it: one winner among 20 callers per name, renewals and releases go through', async () => {
@@ -137,13 +142,7 @@ describe('server, database and role timeouts', () => {
     it('a counter increment cancelled by it fails with ServerTimeoutError naming it, having changed nothing; leases and counters work otherwise', async () => {
       const app = await databaseWith({ statement_timeout: '200ms' });
       const counters = app.get(CounterService);
-      const release = await holdCounterRow('row');
-      const error = await counters.increment('row').catch((e: unknown) => e);
-      await release();
-      expect(error).toBeInstanceOf(ServerTimeoutError);
-      expect(error).toMatchObject({ setting: 'statement_timeout', message: expect.stringContaining('longer than statement_timeout') });
-      expect(await counters.get('row')).toBe(0);
-      expect(await counters.increment('row')).toBe(1);
+      await expectRefusedWhileRowHeld(counters, 'statement_timeout');
       const leases = app.get(LeaseService);
       expect(await leases.run('job', (lease) => leases.extend(lease, 1_000).then(() => 'renewed'), { atMostForMs: 1_000 })).toEqual({ ran: true, value: 'renewed' });
     });

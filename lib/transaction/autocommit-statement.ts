@@ -90,21 +90,24 @@ async function checkOut(pool: Pool): Promise<CheckedOut> {
 }
 
 // The statement in a READ COMMITTED transaction of its own: BEGIN, the statement, COMMIT, three round trips paid only
-// after a serialization failure. Unnamed, as statements in transactions always are.
+// after a serialization failure. Unnamed, as statements in transactions always are. COMMIT is queued behind the
+// statement, so pg sends it as soon as the statement's answer is in, without waiting for a turn of the event loop
+// while the statement's row locks are held; after a failed statement it answers ROLLBACK (the transaction was aborted).
 async function inReadCommitted(connection: CheckedOut, sql: string, params: unknown[]): Promise<QueryResult> {
   for (let attempt = 1; ; attempt++) {
+    let failure: unknown;
     try {
       await connection.client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
-      const result = await connection.client.query(sql, params);
-      await connection.client.query('COMMIT');
-      return result;
+      const [statement, commit] = await Promise.allSettled([connection.client.query(sql, params), connection.client.query('COMMIT')]);
+      if (statement.status === 'fulfilled' && commit.status === 'fulfilled') return statement.value;
+      failure = statement.status === 'rejected' ? statement.reason : (commit as PromiseRejectedResult).reason;
     } catch (error) {
-      connection.failed(error);
-      if (!isConnectionLoss(error)) await connection.client.query('ROLLBACK').catch(connection.discard);
-      const state = sqlState(error);
-      const again = state !== undefined && (SERIALIZATION.has(state) || state === LOCK_NOT_AVAILABLE);
-      if (!again || isConnectionLoss(error) || attempt >= ATTEMPTS) throw explainAutocommit(asQueryFailed(error, sql));
+      failure = error;
     }
+    connection.failed(failure);
+    const state = sqlState(failure);
+    const again = state !== undefined && (SERIALIZATION.has(state) || state === LOCK_NOT_AVAILABLE);
+    if (!again || isConnectionLoss(failure) || attempt >= ATTEMPTS) throw explainAutocommit(asQueryFailed(failure, sql));
     await backoff(attempt);
   }
 }

@@ -687,3 +687,159 @@ export class TestKitLimitError extends TxLockError {
     );
   }
 }
+
+/**
+ * One of the library's own statements (a counter, a get-or-create, a lease check, the single-flight store) failed
+ * inside a transaction with a serialization failure (40001: the transaction runs at REPEATABLE READ or SERIALIZABLE,
+ * by its `isolation` option or by the server's `default_transaction_isolation`, and a concurrent transaction
+ * conflicted with it) or a deadlock (40P01). PostgreSQL aborted the transaction: only running the whole of it again
+ * can succeed. It keeps the SQLSTATE as `code`, so `@Transactional({ retries })` and `TransactionHost.run({ retries })`
+ * retry it like any other serialization failure. (Outside a transaction the library retries its own statements
+ * itself: callers never see this there.)
+ */
+export class TransactionSerializationError extends TxLockError {
+  constructor(
+    /** `40001` serialization_failure or `40P01` deadlock_detected: retryable by TransactionHost. */
+    readonly code: '40001' | '40P01',
+    cause?: unknown,
+  ) {
+    const what =
+      code === '40001'
+        ? 'a serialization failure (SQLSTATE 40001): this transaction runs at REPEATABLE READ or SERIALIZABLE (its isolation ' +
+          "option, or the server's, database's or role's default_transaction_isolation) and conflicted with a concurrent transaction"
+        : 'a deadlock (SQLSTATE 40P01) with a concurrent transaction';
+    super(
+      `A nestjs-txlock statement inside this transaction failed with ${what}, so PostgreSQL aborted the transaction. ` +
+        `Retry the transaction: @Transactional({ retries: 3 }) or TransactionHost.run({ retries: 3 }, ...), or the module ` +
+        `option retries for every transaction.`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * PostgreSQL ended the session of a transaction that sat idle (waiting for the application between two statements,
+ * or before COMMIT) longer than `idle_in_transaction_session_timeout`, a setting of the server, database or role.
+ * The server rolled the transaction back: none of it was committed, no afterCommit hook ran, and it is not retried
+ * (running the same slow body again would meet the same limit). `cause` is the server's error (SQLSTATE 25P03).
+ */
+export class IdleInTransactionTimeoutError extends TxLockError {
+  constructor(cause?: unknown) {
+    super(
+      `PostgreSQL ended this transaction's session because it sat idle inside the transaction longer than ` +
+        `idle_in_transaction_session_timeout (a setting of the server, database or role): the body waited for something ` +
+        `else (HTTP calls, file or queue I/O, a timer) between two statements or before COMMIT. The transaction was rolled ` +
+        `back and nothing of it was committed. Do the slow work before or after the transaction, or raise the setting for ` +
+        `this role (ALTER ROLE ... SET idle_in_transaction_session_timeout = ...).`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * A lock wait was ended by a timeout of the server, database, role or connection (`lock_timeout`, or
+ * `statement_timeout`, which also covers a transaction's `timeoutMs`) before the call's own `timeoutMs`, or on a
+ * call that set none. It is a LockTimeoutError (HTTP 423 through TxLockExceptionFilter, reason `'timeout'` from the
+ * try-lock calls); `timeoutMs` is the call's own, Infinity when it set none. Nothing ran under the lock.
+ */
+export class ServerLockTimeoutError extends LockTimeoutError {
+  constructor(
+    lock: string,
+    /** The setting that ended the wait. */
+    readonly setting: 'lock_timeout' | 'statement_timeout',
+    timeoutMs: number | undefined,
+    cause?: unknown,
+  ) {
+    super(lock, timeoutMs ?? Number.POSITIVE_INFINITY, cause);
+    const own = timeoutMs === undefined ? 'The call set no timeoutMs of its own' : `The call's own timeoutMs was ${timeoutMs} ms`;
+    this.message =
+      `Could not take the lock on ${lock}: PostgreSQL's ${setting} ended the wait (set on the server, database, role or ` +
+      `connection${setting === 'statement_timeout' ? ", or the transaction's timeoutMs" : ''}). ${own}. Another ` +
+      `transaction or session holds the lock. Pass a timeoutMs below ${setting} to decide the wait yourself, or raise ` +
+      `${setting} for this role.`;
+  }
+}
+
+/**
+ * One of the library's own statements outside a transaction (a counter, a get-or-create, a lease, the single-flight
+ * store) was cancelled by `statement_timeout`, or kept waiting for a row lock longer than `lock_timeout` even after
+ * the library sent it again, both settings of the server, database, role or connection. It had no effect: it ran in
+ * a transaction of its own, which PostgreSQL rolled back.
+ */
+export class ServerTimeoutError extends TxLockError {
+  constructor(
+    /** The setting that cancelled the statement. */
+    readonly setting: 'lock_timeout' | 'statement_timeout',
+    cause?: unknown,
+  ) {
+    const why =
+      setting === 'lock_timeout'
+        ? 'waited for a row lock held by concurrent statements on the same rows longer than lock_timeout, several times'
+        : 'ran longer than statement_timeout';
+    super(
+      `A nestjs-txlock statement ${why} (a setting of the server, database, role or connection), and PostgreSQL cancelled ` +
+        `it; it had no effect. Raise ${setting} for this role (ALTER ROLE ... SET ${setting} = ...), or lower the ` +
+        `contention on the key (counters: coalesce or shards).`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * PostgreSQL refused a write of the library's (a counter, a get-or-create, a lease, the single-flight store) because
+ * the transaction it ran in is read-only (SQLSTATE 25006): outside a transaction of yours, the database or role sets
+ * `default_transaction_read_only = on`, or the server is a hot standby (a read replica); inside one, that transaction
+ * is `readOnly: true` (or read-only by the same default). Nothing was written. Reads keep working.
+ */
+export class ReadOnlyTransactionError extends TxLockError {
+  constructor(cause?: unknown) {
+    super(
+      `PostgreSQL refused a nestjs-txlock write: the transaction it ran in is read-only (SQLSTATE 25006). Either the ` +
+        `database or role sets default_transaction_read_only = on, or the server is a read replica (hot standby), or the ` +
+        `call ran inside a readOnly transaction. Point this DataSource at the primary, turn default_transaction_read_only ` +
+        `off for this database or role, or make the call outside the read-only transaction. Nothing was written.`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * The library's tables are missing from the connection's `search_path`, but a table of that name exists in another
+ * schema: the role's or database's `search_path` leaves that schema out (`public`, say). Thrown at bootstrap.
+ */
+export class TableNotOnSearchPathError extends MissingTableError {
+  constructor(
+    table: string,
+    service: string,
+    option: string,
+    /** The schemas that have a table of that name. */
+    readonly schemas: readonly string[],
+    /** The connection's search_path, as PostgreSQL reports it. */
+    readonly searchPath: string,
+  ) {
+    super(table, service, option);
+    const qualified = `${schemas[0]}.${table.replace(/"/g, '')}`;
+    this.message =
+      `The table ${table} that ${service} uses is not on this connection's search_path (${searchPath}), but schema ` +
+      `${schemas.join(', ')} has one of that name. Name it with its schema: TxLockModule.forRoot({ ${option}: { table: ` +
+      `'${qualified}' } }) (each library table has its own table option), or add ${schemas[0]} to the search_path of ` +
+      `this role or database.`;
+  }
+}
+
+/**
+ * `extend()` was called on a lease this process had already given back with `release()`. While `atLeastForMs` still
+ * holds it, the row would otherwise be extended again, reviving a lease its holder said it was done with; as in
+ * ShedLock, a released lease cannot be extended. Acquire it again instead.
+ */
+export class LeaseReleasedError extends TxLockError {
+  constructor(
+    readonly leaseName: string,
+    readonly token: number,
+  ) {
+    super(
+      `Lease "${leaseName}" (token ${token}) was released by this process, so extend() does not revive it (it stays taken ` +
+        `only until lockedAt + atLeastForMs, to keep other replicas from running the same tick). Call acquire() to hold it again.`,
+    );
+  }
+}

@@ -221,7 +221,8 @@ export class LibraryModel {
     this.db.send(conn);
     const top = conn.top;
     const writes = (write: Write) => top.writes.push(write);
-    if (conn.readOnly) this.db.abort(conn, 'QueryFailedError:25006');
+    // The library names what its own statements (counters, get-or-create) meet in a transaction; the app's stay raw.
+    if (conn.readOnly) this.db.abort(conn, statement.kind === 'counter' || statement.kind === 'goc' ? 'ReadOnlyTransactionError' : 'QueryFailedError:25006');
     switch (statement.kind) {
       case 'insert':
         writes({ kind: 'row', label: onDataSource(ds, statement.label) });
@@ -232,7 +233,7 @@ export class LibraryModel {
         const key = onDataSource(ds, counterKey(statement.key));
         conn.touched.add('counter');
         if (this.db.serializationMayFail(conn, `c:${key}`) && this.db.choose(2, 'serialization failure (counter)') === 1) {
-          this.db.abort(conn, 'QueryFailedError:40001');
+          this.db.abort(conn, 'TransactionSerializationError');
         }
         this.db.hold(`c:${key}`, conn, top, false);
         if (statement.max !== undefined && this.db.counterValue(key, conn) + statement.by > statement.max) return 'ok:refused';

@@ -23,6 +23,8 @@ export const MODEL_ERRORS = [
   'LockNotAcquiredError',
   'LockLostError',
   'GetOrCreateSerializationError',
+  'TransactionSerializationError',
+  'ReadOnlyTransactionError',
   'QueryFailedError:23514',
   'QueryFailedError:25006',
   'QueryFailedError:25P02',

@@ -14,6 +14,7 @@ import {
 } from '../errors.js';
 import { explainConnectionLoss } from '../transaction/connection-errors.js';
 import { sqlState } from '../transaction/sql-state.js';
+import { currentScope } from '../transaction/transaction-scope.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
 import { IsolationLevel, Propagation } from '../transaction/transaction.options.js';
 import type { BulkGetOrCreateOptions, BulkGetOrCreateResult, GetOrCreateOptions, GetOrCreateResult } from './atomic.options.js';
@@ -269,6 +270,8 @@ export class AtomicService {
   }
 
   private async throwUnlessReadCommitted(table: EntityTable<ObjectLiteral>): Promise<void> {
+    // Outside a transaction each statement has a snapshot of its own, whatever the server's default isolation.
+    if (!currentScope(this.txHost.dataSource)) return;
     const [row] = await this.txHost.query<{ isolation: string }>(`SELECT current_setting('transaction_isolation') AS isolation`);
     if (row!.isolation !== 'read committed') throw new GetOrCreateSerializationError(table.entityName);
   }

@@ -15,7 +15,10 @@ export interface LeaseOptions {
 
 /** Options of `LeaseService.run()`. */
 export interface LeaseRunOptions extends LeaseOptions {
-  /** While fn runs, extend the lease by `atMostForMs` every this many ms (at most MAX_TIMER_MS). Default: no renewal. */
+  /**
+   * While fn runs, extend the lease by `atMostForMs` every this many ms: less than atMostForMs (a third of it leaves
+   * room for a missed renewal), at most MAX_TIMER_MS. Default: no renewal.
+   */
   renewEveryMs?: number;
 }
 
@@ -53,6 +56,14 @@ export function validateLease(name: unknown, options: LeaseRunOptions, where: st
   assertDurationMs(options.renewEveryMs, `${where} "renewEveryMs"`, 1, MAX_TIMER_MS, TIMER_BOUND);
   if ((options.atLeastForMs ?? 0) > options.atMostForMs) {
     throw new InvalidOptionError(`${where} "atLeastForMs"`, options.atLeastForMs, `at most atMostForMs (${options.atMostForMs})`);
+  }
+  // Each renewal pushes the end to atMostForMs from then: one that comes at or after the end finds the lease expired.
+  if (options.renewEveryMs !== undefined && options.renewEveryMs >= options.atMostForMs) {
+    throw new InvalidOptionError(
+      `${where} "renewEveryMs"`,
+      options.renewEveryMs,
+      `less than atMostForMs (${options.atMostForMs}), so that each renewal lands before the lease expires (a third of it survives a missed renewal)`,
+    );
   }
 }
 

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { ensureTable } from '../common/ensure-table.js';
 import { qualifiedTableName } from '../common/sql.js';
-import { InvalidOptionError, LeaseLostError } from '../errors.js';
+import { InvalidOptionError, LeaseLostError, LeaseReleasedError } from '../errors.js';
 import { explainMissingTable, type LibraryTable } from '../tables/library-table.js';
 import { traceLeaseAcquire, traceLeaseRenew } from '../telemetry/lease-telemetry.js';
 import { telemetry } from '../telemetry/telemetry.js';
@@ -72,6 +72,8 @@ export class LeaseService implements OnModuleInit {
   readonly holderId: string;
   private readonly table: string;
   private readonly controllers = new WeakMap<Lease, AbortController>();
+  // The Lease objects given back with release(): extend() refuses them rather than revive what was released.
+  private readonly released = new WeakSet<Lease>();
   private readonly detached = new AsyncResource('TxLockLeaseRenewal');
 
   constructor(
@@ -108,10 +110,14 @@ export class LeaseService implements OnModuleInit {
     return lease;
   }
 
-  /** Pushes the lease's end to `ms` from now. Throws LeaseLostError when it expired or changed hands. */
+  /**
+   * Pushes the lease's end to `ms` from now. Throws LeaseLostError when it expired or changed hands, and
+   * LeaseReleasedError when this process released it (even while atLeastForMs still keeps it taken).
+   */
   async extend(lease: Lease, ms: number): Promise<Lease> {
     validateLeaseRef(lease, 'extend');
     validateExtension(ms);
+    if (this.released.has(lease)) throw new LeaseReleasedError(lease.name, lease.token);
     const params = [lease.name, lease.token, ms];
     const rows = await (telemetry
       ? traceLeaseRenew(telemetry, lease.token, () => this.update<Pick<LeaseRow, 'lock_until'>>(leaseSql.extend(this.table), params))
@@ -121,16 +127,22 @@ export class LeaseService implements OnModuleInit {
     return lease;
   }
 
-  /** Gives the lease back; it stays taken until lockedAt + atLeastForMs. Releasing a lost lease does nothing. */
+  /**
+   * Gives the lease back; it stays taken until lockedAt + atLeastForMs, but this Lease can no longer be extended.
+   * Releasing a lost lease does nothing.
+   */
   async release(lease: Lease): Promise<void> {
     validateLeaseRef(lease, 'release');
+    this.released.add(lease);
     await this.update(leaseSql.release(this.table), [lease.name, lease.token, lease.atLeastForMs]);
   }
 
   /**
    * Acquires `name`, runs `fn`, and releases in `finally`. With `renewEveryMs`, the lease is extended by
    * `atMostForMs` while fn runs; if a renewal finds it lost, `lease.signal` aborts so fn can stop.
-   * Returns `{ ran: false }` without running fn when the lease is taken.
+   * Returns `{ ran: false }` without running fn when the lease is taken. A lease belongs to a holder id (this
+   * process), not to a call chain, so it is not re-entrant: a run() of a name inside a run() of the same name
+   * answers `{ ran: false }`.
    */
   async run<T>(name: string, fn: (lease: Lease) => T | Promise<T>, options: LeaseRunOptions): Promise<LeaseRunResult<T>> {
     validateLease(name, options, 'lease');

@@ -1,7 +1,8 @@
-import { LockAbortedError, LockNotAcquiredError, LockTimeoutError, TxLockError } from '../errors.js';
+import { LockAbortedError, LockNotAcquiredError, LockTimeoutError, ServerLockTimeoutError, TxLockError } from '../errors.js';
 import { observeLock, type LockObservation } from '../telemetry/lock-telemetry.js';
 import type { LockFeature } from '../telemetry/telemetry.types.js';
 import { requestAbortSignal } from '../transaction/client-disconnect.interceptor.js';
+import { isStatementTimeout } from '../transaction/library-statement-errors.js';
 import { sqlState } from '../transaction/sql-state.js';
 import { advisoryLockKey, lockKeyText, type LockKey } from './lock-key.js';
 import type { AdvisoryLockCallOptions } from './lock.options.js';
@@ -38,10 +39,16 @@ export function lockRequest(keys: readonly LockKey[], options: AdvisoryLockCallO
   };
 }
 
-/** The named error for a lock the database refused (55P03: lock_timeout, or NOWAIT), else the error itself. */
+/**
+ * The named error for a lock the database refused (55P03: the call's lock_timeout, or NOWAIT), else the error
+ * itself. A wait ended by a setting the call did not make (the server's, database's or role's lock_timeout on a
+ * call without timeoutMs, or statement_timeout) is a ServerLockTimeoutError naming that setting.
+ */
 export function lockFailure(error: unknown, label: string, wait: { timeoutMs?: number; nowait?: boolean }): unknown {
+  if (isStatementTimeout(error)) return new ServerLockTimeoutError(label, 'statement_timeout', wait.timeoutMs, error);
   if (sqlState(error) !== '55P03') return error;
-  return wait.timeoutMs !== undefined ? new LockTimeoutError(label, wait.timeoutMs, error) : new LockNotAcquiredError(label, error);
+  if (wait.timeoutMs !== undefined) return new LockTimeoutError(label, wait.timeoutMs, error);
+  return wait.nowait ? new LockNotAcquiredError(label, error) : new ServerLockTimeoutError(label, 'lock_timeout', undefined, error);
 }
 
 /**

@@ -2,13 +2,13 @@ import { Inject, Injectable, type OnApplicationBootstrap, type Type } from '@nes
 import { PARAMTYPES_METADATA, PROPERTY_DEPS_METADATA, SELF_DECLARED_DEPS_METADATA } from '@nestjs/common/constants.js';
 import { DiscoveryService } from '@nestjs/core';
 import { CounterService } from '../counters/counter.service.js';
-import { MissingTableError } from '../errors.js';
 import { LeaseService } from '../leases/lease.service.js';
 import { SingleFlightService } from '../single-flight/single-flight.service.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
 import { TXLOCK_DATA_SOURCE_NAME } from '../txlock.module-definition.js';
 import { getTxLockToken } from '../txlock-tokens.js';
 import { missingTables, type LibraryTable } from './library-table.js';
+import { missingTableError } from './search-path.js';
 
 /** A service that keeps its data in a table of its own. */
 interface TableService {
@@ -44,7 +44,7 @@ export class LibraryTablesCheck implements OnApplicationBootstrap {
       return table ? [table] : [];
     });
     const [missing] = await missingTables(this.txHost.dataSource, tables);
-    if (missing) throw new MissingTableError(missing.table, missing.service, missing.option);
+    if (missing) throw await missingTableError(this.txHost.dataSource, missing);
   }
 
   // Every token the app's own providers and controllers are injected with: constructor parameters (by type or

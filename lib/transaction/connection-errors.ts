@@ -1,5 +1,5 @@
 import { QueryFailedError } from 'typeorm';
-import { ConnectionLostError } from '../errors.js';
+import { ConnectionLostError, IdleInTransactionTimeoutError } from '../errors.js';
 import { sqlState } from './sql-state.js';
 
 // Class 08 (connection exception) and the server telling us it is going away: admin_shutdown (57P01, also
@@ -23,6 +23,15 @@ export function isConnectionLoss(error: unknown): boolean {
     current = candidate.driverError ?? candidate.cause;
   }
   return false;
+}
+
+/**
+ * IdleInTransactionTimeoutError when `lost`, what broke a transaction's connection, is PostgreSQL ending the session
+ * for sitting idle in the transaction longer than idle_in_transaction_session_timeout (25P03: the transaction was
+ * rolled back, so this is not an unknown outcome); else undefined.
+ */
+export function idleInTransactionTimeout(lost: unknown): IdleInTransactionTimeoutError | undefined {
+  return sqlState(lost) === '25P03' ? new IdleInTransactionTimeoutError(lost) : undefined;
 }
 
 /** `error` itself, or a ConnectionLostError wrapping it when it is a lost connection (never wrapped twice). */

@@ -4,7 +4,7 @@ import { finished } from 'node:stream/promises';
 import type { Pool, PoolClient, QueryResult } from 'pg';
 import { CommitOutcomeUnknownError, ConnectionLostError, RollbackOnlyError, StrayTransactionEndError } from '../errors.js';
 import { cancelRunningQuery } from './cancel-query.js';
-import { asQueryFailed, isConnectionLoss } from './connection-errors.js';
+import { asQueryFailed, idleInTransactionTimeout, isConnectionLoss } from './connection-errors.js';
 import { transactionCallback, transactionIsolation } from './data-source-routing.js';
 import { assertIsolation } from './isolation.js';
 import { acquireConnection, type PostgresQueryRunnerInternals } from './pool-connection.js';
@@ -512,16 +512,18 @@ export class TransactionConnection implements RoutingConnection {
   }
 
   // A lost connection: every later statement fails with ConnectionLostError (never with TypeORM's "query
-  // runner already released", which would hide why), and the connection is destroyed when closed.
+  // runner already released", which would hide why), or IdleInTransactionTimeoutError when the server ended the
+  // session of this idle transaction, and the connection is destroyed when closed.
   private explain(error: unknown): unknown {
-    if (error instanceof ConnectionLostError || !isConnectionLoss(error)) return error;
+    if (error instanceof ConnectionLostError || (!isConnectionLoss(error) && !idleInTransactionTimeout(error))) return error;
     this.markLost(error);
-    return new ConnectionLostError(error);
+    return idleInTransactionTimeout(this.lost) ?? new ConnectionLostError(error);
   }
 
+  // The server ending the session of an idle transaction (25P03) usually comes as the client's error event.
   private markLost(error: unknown): void {
     this.lost ??= error;
-    this.queue.fail(() => new ConnectionLostError(this.lost));
+    this.queue.fail(() => idleInTransactionTimeout(this.lost) ?? new ConnectionLostError(this.lost));
   }
 
   private readonly onClientError = (error: unknown): void => this.markLost(error);

@@ -23,7 +23,8 @@ import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { requestAbortSignal } from './client-disconnect.interceptor.js';
 import { longLivedResult, type LongLivedResult } from './result-lifetime.js';
 import { isRetryable, sqlState } from './sql-state.js';
-import { asQueryFailed } from './connection-errors.js';
+import { sendAutocommit } from './autocommit-statement.js';
+import { explainInTransaction } from './library-statement-errors.js';
 import { routeIntoTransactions } from './data-source-routing.js';
 import { DEFAULT_DATA_SOURCE_NAME, resolveDataSource } from './resolve-data-source.js';
 import { TransactionConnection } from './transaction-connection.js';
@@ -233,21 +234,23 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
    * Sends one of the library's own parameterised statements (counters, get-or-create, leases, single flight) in
    * the caller's transaction on this DataSource, or outside one on a pooled connection of its own (autocommit),
    * straight to pg: TypeORM's per-query work (a query runner, events, result wrapping) is not needed for them.
-   * Rows come back; a failure has TypeORM's QueryFailedError shape. Not part of the public API.
+   * Rows come back; a failure has TypeORM's QueryFailedError shape, or is a named error for what a server, database
+   * or role setting caused (see library-statement-errors.ts). Outside a transaction, failures that had no effect are
+   * sent again (sendAutocommit). Not part of the public API.
    * @internal
    */
   async query<Row = Record<string, unknown>>(sql: string, params: unknown[] = []): Promise<Row[]> {
     const scope = currentScope(this.dataSource);
-    if (scope) return (await scope.connection.query(scope, sql, params)).rows as Row[];
-    // Prepared only here, outside transactions: a statement a pooler lost can be sent again unnamed.
-    const query = this.statements.config(sql, params);
-    this.dataSource.logger.logQuery(sql, params);
-    try {
-      return (await this.pool.query(query)).rows as Row[];
-    } catch (error) {
-      if (this.statements.failedOnPooler(query, error)) return this.query(sql, params);
-      throw asQueryFailed(error, sql);
+    if (scope) {
+      try {
+        return (await scope.connection.query(scope, sql, params)).rows as Row[];
+      } catch (error) {
+        throw explainInTransaction(error);
+      }
     }
+    this.dataSource.logger.logQuery(sql, params);
+    // Prepared only here, outside transactions, where a failed statement had no effect and can be sent again.
+    return (await sendAutocommit(this.pool, this.statements, sql, params)).rows as Row[];
   }
 
   /**

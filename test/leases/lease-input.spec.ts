@@ -74,11 +74,26 @@ describe('lease names and durations that PostgreSQL, a JS Date or a Node timer c
     let extends_ = 0;
     const counting = Object.create(leases, { extend: { value: (...args: Parameters<LeaseService['extend']>) => (extends_++, leases.extend(...args)) } }) as LeaseService;
     const wait = () => new Promise((resolve) => setTimeout(resolve, 100));
-    expect(await outcome(() => counting.run('renewed', wait, { atMostForMs: 60_000, renewEveryMs: MAX_TIMER_MS + 1 }), /MAX_TIMER_MS/, () => ({ ran: true, extends: extends_ }))).toEqual(refused);
+    // atMostForMs above both, so that only the timer bound is in play (renewEveryMs must also stay below it).
+    const atMostForMs = MAX_TIMER_MS + 2;
+    expect(await outcome(() => counting.run('renewed', wait, { atMostForMs, renewEveryMs: MAX_TIMER_MS + 1 }), /MAX_TIMER_MS/, () => ({ ran: true, extends: extends_ }))).toEqual(refused);
     expect(await rows('renewed')).toBe(0);
     // The longest timer Node keeps: no renewal fires during a 100 ms job.
-    expect(await counting.run('renewed', wait, { atMostForMs: 60_000, renewEveryMs: MAX_TIMER_MS })).toEqual({ ran: true, value: undefined });
+    expect(await counting.run('renewed', wait, { atMostForMs, renewEveryMs: MAX_TIMER_MS })).toEqual({ ran: true, value: undefined });
     expect(extends_).toBe(0);
+  });
+
+  it('refuses renewEveryMs at or above atMostForMs, at the call and when @ScheduledLock is applied: the lease would lapse between renewals', async () => {
+    let ran = 0;
+    const job = () => ran++;
+    expect({
+      longer: await outcome(() => leases.run('renewed-late', job, { atMostForMs: 1_000, renewEveryMs: 5_000 }), /renewEveryMs.*less than atMostForMs \(1000\)/),
+      equal: await outcome(() => leases.run('renewed-late', job, { atMostForMs: 1_000, renewEveryMs: 1_000 }), /less than atMostForMs/),
+      scheduledLock: await outcome(() => ScheduledLock('renewed-late', { atMostForMs: 1_000, renewEveryMs: 1_500 } as never), /less than atMostForMs/, () => 'a decorator'),
+    }).toEqual({ longer: refused, equal: refused, scheduledLock: refused });
+    expect(ran).toBe(0);
+    expect(await rows('renewed-late')).toBe(0);
+    expect(await leases.run('renewed-late', job, { atMostForMs: 1_000, renewEveryMs: 999 })).toEqual({ ran: true, value: 0 });
   });
 
   it('refuses a holderId that PostgreSQL text cannot hold exactly', async () => {

@@ -1,6 +1,6 @@
 import { beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { DataSource } from 'typeorm';
-import { InvalidOptionError, LeaseLostError, LeaseService, ScheduledLock } from '../../lib/index.js';
+import { InvalidOptionError, LeaseLostError, LeaseReleasedError, LeaseService, ScheduledLock } from '../../lib/index.js';
 import { concurrently, valuesOf } from '../support/concurrency.js';
 import { runWorkers, spawnWorker } from '../support/processes.js';
 import { startWorkers } from '../support/start-line.js';
@@ -51,6 +51,23 @@ describe('LeaseService', () => {
     const first = (await leases.acquire('no-minimum', { atMostForMs: 60_000 }))!;
     await leases.release(first);
     expect((await leases.acquire('no-minimum', { atMostForMs: 60_000 }))?.token).toBe(first.token + 1);
+  });
+
+  it('refuses extend() of a lease it released, even while atLeastForMs keeps it taken: a released lease is not revived', async () => {
+    const lease = (await leases.acquire('released', { atMostForMs: 60_000, atLeastForMs: 30_000 }))!;
+    await leases.release(lease);
+    const holder = async () => (await leases.holders()).find((h) => h.name === 'released');
+    const held = await holder();
+    await expect(leases.extend(lease, 60_000)).rejects.toThrow(LeaseReleasedError);
+    // The row still ends where release() left it (lockedAt + atLeastForMs), and nobody else can take it before that.
+    expect(await holder()).toEqual(held);
+    expect(held!.lockUntil.getTime() - held!.lockedAt.getTime()).toBe(30_000);
+    expect(await leases.acquire('released', { atMostForMs: 60_000 })).toBeNull();
+  });
+
+  it('is not re-entrant: leases belong to a holder id, not to a call chain, so a nested run() of the same name does not run', async () => {
+    const outcome = await leases.run('outer', () => leases.run('outer', () => 'inner ran', { atMostForMs: 60_000 }), { atMostForMs: 60_000 });
+    expect(outcome).toEqual({ ran: true, value: { ran: false } });
   });
 
   it('fences a holder that was paused past its lease: its token is stale, its guarded write is rejected, the new holder writes', async () => {

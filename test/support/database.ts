@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { DataSource, type DataSourceOptions, type MixedList, type EntitySchema, type EntitySubscriberInterface } from 'typeorm';
 import { createTestDatabase as createKitTestDatabase, type TestDatabase } from '../../lib/testing/test-postgres.js';
 
@@ -26,12 +26,46 @@ export function poolerUrl(): string | undefined {
  */
 export async function createTestDatabase(): Promise<TestDatabase> {
   const db = await createKitTestDatabase(adminUrl());
+  const isolation = defaultIsolation();
+  if (isolation) await setDatabaseDefaults(db.name, { default_transaction_isolation: isolation });
   const pooler = poolerUrl();
   if (!pooler) return db;
   const url = new URL(db.url);
   const via = new URL(pooler);
   [url.host, url.username, url.password] = [via.host, via.username, via.password];
   return { ...db, url: url.toString() };
+}
+
+const ISOLATION_LEVELS = ['read committed', 'repeatable read', 'serializable'];
+
+/**
+ * The default isolation every test database gets when TXLOCK_TEST_DEFAULT_ISOLATION is set (.ci/serializable.sh sets
+ * it to `serializable`): `ALTER DATABASE ... SET default_transaction_isolation`, as a DBA would, so that every
+ * statement sent without an isolation of its own, the library's included, runs at it.
+ */
+export function defaultIsolation(): string | undefined {
+  const isolation = process.env.TXLOCK_TEST_DEFAULT_ISOLATION?.toLowerCase() || undefined;
+  if (isolation !== undefined && !ISOLATION_LEVELS.includes(isolation)) {
+    throw new Error(`TXLOCK_TEST_DEFAULT_ISOLATION must be one of ${ISOLATION_LEVELS.join(', ')}; got "${isolation}"`);
+  }
+  return isolation;
+}
+
+/**
+ * Sets server settings as defaults of the database `name` (`ALTER DATABASE ... SET`), as a DBA or a platform does:
+ * they apply to every connection opened after this. Names and values are the caller's constants.
+ */
+export async function setDatabaseDefaults(name: string, settings: Record<string, string | number>): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl() });
+  await client.connect();
+  try {
+    for (const [setting, value] of Object.entries(settings)) {
+      if (!/^[a-z_]+$/.test(setting)) throw new Error(`not a setting name: ${setting}`);
+      await client.query(`ALTER DATABASE "${name}" SET ${setting} = '${String(value).replace(/'/g, "''")}'`);
+    }
+  } finally {
+    await client.end();
+  }
 }
 
 /**

@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
 import type pg from 'pg';
-import type { DataSource } from 'typeorm';
-import { CounterService, TransactionHost } from '../../lib/index.js';
+import { Column, Entity, PrimaryGeneratedColumn, type DataSource } from 'typeorm';
+import { AtomicService, CounterService, TransactionHost } from '../../lib/index.js';
+import { race } from '../../lib/testing/race.js';
 import { poolerUrl, poolOf } from '../support/database.js';
 import { useTestApp } from '../support/test-app.js';
 
@@ -45,6 +46,36 @@ async function incrementConcurrently(counters: CounterService, key: string, time
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+
+@Entity('planned_item')
+class PlannedItem {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'text', unique: true })
+  k!: string;
+
+  @Column({ type: 'int', default: 0 })
+  v!: number;
+}
+
+const PLANNED_TABLE = `(id serial PRIMARY KEY, k text NOT NULL UNIQUE, v int NOT NULL DEFAULT 0, note text)`;
+
+// Online migrations that change what `SELECT *` / `RETURNING *` of get-or-create gives, while the statement is prepared
+// on every pooled connection: PostgreSQL then refuses it ("cached plan must not change result type") before running it.
+const MIGRATIONS: [string, (dataSource: DataSource) => Promise<unknown>][] = [
+  ['ALTER TABLE ... ADD COLUMN', (dataSource) => dataSource.query('ALTER TABLE planned_item ADD COLUMN note text')],
+  ['ALTER TABLE ... ALTER COLUMN ... TYPE', (dataSource) => dataSource.query('ALTER TABLE planned_item ALTER COLUMN v TYPE bigint')],
+  ['DROP TABLE and CREATE TABLE with a column more', (dataSource) => dataSource.query(`DROP TABLE planned_item; CREATE TABLE planned_item ${PLANNED_TABLE}`)],
+  [
+    'a search_path that finds another table of that name first',
+    async (dataSource) => {
+      await dataSource.query(`CREATE SCHEMA tenant; CREATE TABLE tenant.planned_item ${PLANNED_TABLE}`);
+      // Session state on the pooled connections, as an app's own SET (or a pooler's connect query) leaves it.
+      await onEveryConnection(dataSource, (client) => client.query('SET search_path = tenant, public'));
+    },
+  ],
+];
 
 describe('the library prepares its own statements outside transactions, on a direct connection only', () => {
   describe('by default', () => {
@@ -90,6 +121,27 @@ describe('the library prepares its own statements outside transactions, on a dir
       const counters = testApp.get(CounterService);
       expect((await incrementConcurrently(counters, 'likes', 50)).sort((a, b) => a - b)).toEqual(range(50));
       expect(await preparedStatements(testApp.dataSource)).toEqual([]);
+    });
+  });
+
+  (direct ? describe.each(MIGRATIONS) : describe.skip.each(MIGRATIONS))('after a schema change under them: %s', (_, migrate) => {
+    const testApp = useTestApp({ entities: [PlannedItem], poolSize: POOL_SIZE });
+
+    it('fails no call: a statement whose plan no longer fits is sent again unnamed, once, having run nothing', async () => {
+      const atomic = testApp.get(AtomicService);
+      const getOrCreateConcurrently = async (round: string) => race(POOL_SIZE * 2, (i) => atomic.getOrCreate(PlannedItem, { k: `${round}-${i}` }));
+      for (let round = 0; round < 5; round++) expect((await getOrCreateConcurrently(`warm-${round}`)).errors).toEqual([]);
+      const prepared = (await preparedStatements(testApp.dataSource)).filter((row) => /planned_item/.test(row.statement));
+      expect(prepared.length).toBeGreaterThanOrEqual(POOL_SIZE);
+
+      await migrate(testApp.dataSource);
+      for (let round = 0; round < 5; round++) {
+        const { values, errors } = await getOrCreateConcurrently(`after-${round}`);
+        expect(errors).toEqual([]);
+        expect(values.map((r) => r.created)).toEqual(Array(POOL_SIZE * 2).fill(true));
+      }
+      const [{ n }] = await testApp.dataSource.query(`SELECT count(*)::int AS n FROM planned_item WHERE k LIKE 'after-%'`);
+      expect(n).toBe(5 * POOL_SIZE * 2);
     });
   });
 

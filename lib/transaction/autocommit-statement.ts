@@ -1,0 +1,119 @@
+import type { Pool, PoolClient, QueryConfig, QueryResult } from 'pg';
+import { asQueryFailed, isConnectionLoss } from './connection-errors.js';
+import { explainAutocommit } from './library-statement-errors.js';
+import type { PreparedStatements } from './prepared-statements.js';
+import { sqlState } from './sql-state.js';
+
+// serialization_failure, deadlock_detected: the server's (database's, role's) default isolation is REPEATABLE READ or
+// SERIALIZABLE, or two statements locked rows in opposite orders.
+const SERIALIZATION = new Set(['40001', '40P01']);
+// lock_not_available: a row lock waited longer than the server's, database's or role's lock_timeout.
+const LOCK_NOT_AVAILABLE = '55P03';
+// feature_not_supported, which is what "cached plan must not change result type" is: a prepared statement's result
+// columns changed under it (ALTER TABLE ... ADD COLUMN, a column type, a table dropped and created again, another
+// search_path). Raised while the statement is planned again, before it runs.
+const FEATURE_NOT_SUPPORTED = '0A000';
+// How many times a statement is sent in all before its last failure is the answer (each failed attempt had no effect).
+const ATTEMPTS = 5;
+const BACKOFF_MS = { min: 5, max: 100 };
+
+/**
+ * Sends one of the library's own statements (counters, get-or-create, leases, single flight) outside any
+ * transaction: PostgreSQL runs it in a transaction of its own (autocommit), at the isolation the server, database
+ * or role makes the default.
+ *
+ * Whatever failed in autocommit had no effect (its implicit transaction was rolled back; only a lost connection
+ * leaves the outcome open, and that is never sent again). So the call keeps the contract it has on a server with
+ * default settings, at no cost while nothing fails:
+ * - a serialization failure or deadlock (40001/40P01: under a REPEATABLE READ or SERIALIZABLE default, concurrent
+ *   writers of one counter, lease or key conflict) sends the statement again, on the same connection, in an
+ *   explicit READ COMMITTED transaction, where it works as written: a concurrent update makes it wait and re-read
+ *   the row, never fail (a deadlock is sent again, at most ATTEMPTS times in all);
+ * - a prepared statement whose plan no longer fits the table (0A000 after a migration) is sent again unnamed once,
+ *   and the connection holding the stale plan is closed (fresh connections prepare the statement again);
+ * - a row lock that waited past `lock_timeout` is sent again after a short backoff, at most ATTEMPTS times in all;
+ * - a statement a pooler lost (PreparedStatements.failedOnPooler) is sent again unnamed.
+ * What is left is explained (a read-only database, statement_timeout, lock_timeout: named errors) and has
+ * TypeORM's QueryFailedError shape.
+ */
+export async function sendAutocommit(pool: Pool, statements: PreparedStatements, sql: string, params: unknown[]): Promise<QueryResult> {
+  let query: QueryConfig = statements.config(sql, params);
+  for (let attempt = 1; ; attempt++) {
+    const connection = await checkOut(pool);
+    try {
+      return await connection.client.query(query);
+    } catch (error) {
+      const state = sqlState(error);
+      if (statements.failedOnPooler(query, error) || (query.name !== undefined && state === FEATURE_NOT_SUPPORTED)) {
+        // The server connection keeps the stale plan (or lacks the statement) under that name: not for the next user.
+        connection.discard(error);
+        query = { text: sql, values: params };
+        continue;
+      }
+      if (state !== undefined && SERIALIZATION.has(state)) return await inReadCommitted(connection, sql, params);
+      connection.failed(error);
+      if (state !== LOCK_NOT_AVAILABLE || attempt >= ATTEMPTS) throw explainAutocommit(asQueryFailed(error, sql));
+    } finally {
+      connection.release();
+    }
+    await backoff(attempt);
+  }
+}
+
+/** A pooled connection checked out for one statement, with what decides its fate when it goes back. */
+interface CheckedOut {
+  client: PoolClient;
+  /** Marks the connection to be closed instead of reused. */
+  discard(reason: unknown): void;
+  /** Records a failure: a lost connection is closed, one that only refused a statement goes back to the pool. */
+  failed(error: unknown): void;
+  release(): void;
+}
+
+async function checkOut(pool: Pool): Promise<CheckedOut> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  const discard = (reason: unknown) => (broken ??= reason instanceof Error ? reason : new Error(String(reason)));
+  // A checked-out client has no listener of pg-pool's: one that breaks between two statements must not crash the process.
+  client.on('error', discard);
+  return {
+    client,
+    discard,
+    failed: (error) => {
+      if (isConnectionLoss(error)) discard(error);
+    },
+    release: () => {
+      client.removeListener('error', discard);
+      client.release(broken);
+    },
+  };
+}
+
+// The statement in a READ COMMITTED transaction of its own: BEGIN, the statement, COMMIT, three round trips paid only
+// after a serialization failure. Unnamed, as statements in transactions always are. COMMIT is queued behind the
+// statement, so pg sends it as soon as the statement's answer is in, without waiting for a turn of the event loop
+// while the statement's row locks are held; after a failed statement it answers ROLLBACK (the transaction was aborted).
+async function inReadCommitted(connection: CheckedOut, sql: string, params: unknown[]): Promise<QueryResult> {
+  for (let attempt = 1; ; attempt++) {
+    let failure: unknown;
+    try {
+      await connection.client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+      const [statement, commit] = await Promise.allSettled([connection.client.query(sql, params), connection.client.query('COMMIT')]);
+      if (statement.status === 'fulfilled' && commit.status === 'fulfilled') return statement.value;
+      failure = statement.status === 'rejected' ? statement.reason : (commit as PromiseRejectedResult).reason;
+    } catch (error) {
+      failure = error;
+    }
+    connection.failed(failure);
+    const state = sqlState(failure);
+    const again = state !== undefined && (SERIALIZATION.has(state) || state === LOCK_NOT_AVAILABLE);
+    if (!again || isConnectionLoss(failure) || attempt >= ATTEMPTS) throw explainAutocommit(asQueryFailed(failure, sql));
+    await backoff(attempt);
+  }
+}
+
+// Jittered exponential backoff, so that callers that failed together do not come back together.
+function backoff(attempt: number): Promise<void> {
+  const ceiling = Math.min(BACKOFF_MS.max, BACKOFF_MS.min * 2 ** attempt);
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * ceiling));
+}

@@ -1,6 +1,8 @@
 import type { INestApplicationContext } from '@nestjs/common';
 import { UnfinishedTestWorkError } from '../errors.js';
+import { identifyTestsBy } from '../transaction/transaction-scope.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
+import { currentTestIdentity } from './test-identity.js';
 import { getTxLockToken } from '../txlock-tokens.js';
 
 /** An open test transaction. */
@@ -32,6 +34,7 @@ type AppLike = INestApplicationContext | (() => INestApplicationContext);
  * try { await request(app.getHttpServer()).post('/likes/1').expect(201); } finally { await transaction.rollback(); }
  */
 export async function beginTestTransaction(app: AppLike, options: TestTransactionOptions = {}): Promise<TestTransaction> {
+  identifyTestsBy(currentTestIdentity);
   const host = hostOf(app, options);
   await host.beginTestTransaction();
   return {

@@ -25,22 +25,28 @@ export function createOwnQueryRunner(dataSource: DataSource): QueryRunner {
  * release leaves the connection to the transaction, its manual transactions are savepoints of ours), and a fresh
  * runner as before outside one. `dataSource.manager.transaction()` inside a transaction becomes `nested` (a NESTED
  * savepoint); an isolation stronger than the transaction's is refused (WeakerIsolationError). No prototype is
- * touched, so other DataSources and other libraries see plain TypeORM. Returns the function that puts everything back.
+ * touched, so other DataSources and other libraries see plain TypeORM. `joins`: which scopes calls join (all by
+ * default; with joinDataSource: false, only a test's, see TransactionHost). Returns the function that puts everything back.
  */
 export function routeIntoTransactions(
   dataSource: DataSource,
   nested: (scope: TransactionScope, fn: () => Promise<unknown>) => Promise<unknown>,
+  joins: (scope: TransactionScope) => boolean = () => true,
 ): () => void {
   const createQueryRunner: CreateQueryRunner = dataSource.createQueryRunner.bind(dataSource);
   const manager = dataSource.manager;
   const transaction = manager.transaction.bind(manager) as (...args: unknown[]) => Promise<unknown>;
   originals.set(dataSource, createQueryRunner);
-  define(dataSource, 'createQueryRunner', ((mode?: 'master' | 'slave') => {
+  const joined = (): TransactionScope | undefined => {
     const scope = currentScope(dataSource);
+    return scope && joins(scope) ? scope : undefined;
+  };
+  define(dataSource, 'createQueryRunner', ((mode?: 'master' | 'slave') => {
+    const scope = joined();
     return scope ? scope.connection.routedRunner() : createQueryRunner(mode);
   }) satisfies CreateQueryRunner);
   define(manager, 'transaction', (...args: unknown[]) => {
-    const scope = currentScope(dataSource);
+    const scope = joined();
     if (!scope) return transaction(...args);
     try {
       assertIsolation(transactionIsolation(args), scope, 'dataSource.transaction()');

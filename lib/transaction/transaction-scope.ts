@@ -187,7 +187,11 @@ const testScopes = new Map<DataSource, TransactionScope>();
  * one) the test transaction when the DataSource is under test; undefined otherwise.
  */
 export function currentScope(dataSource: DataSource): TransactionScope | undefined {
-  return transactionStorage.getStore()?.get(dataSource) ?? testScopes.get(dataSource);
+  const scope = transactionStorage.getStore()?.get(dataSource);
+  if (scope || !identifyTest) return scope ?? testScopes.get(dataSource);
+  // Under nestjs-txlock/testing: the test the caller's code belongs to, by the test runner's own context.
+  const identity = identifyTest();
+  return (identity && bindingsByTest.get(identity)?.get(dataSource)) || testScopes.get(dataSource);
 }
 
 /** True while some DataSource is under a test transaction. */
@@ -231,10 +235,24 @@ class TestBinding extends Map<DataSource, TransactionScope | null> {
  * function that records the test transaction once it exists.
  */
 export function bindCallerToTest(dataSource: DataSource): (root: TransactionScope) => void {
+  const identity = identifyTest?.();
   const store = transactionStorage.getStore();
-  const binding = store instanceof TestBinding && store.open ? store : new TestBinding(store);
+  const known = identity && bindingsByTest.get(identity);
+  const binding = known && known.open ? known : store instanceof TestBinding && store.open ? store : new TestBinding(store);
   if (binding !== store) transactionStorage.enterWith(binding);
+  if (identity) bindingsByTest.set(identity, binding);
   return (root) => binding.set(dataSource, root);
+}
+
+// The test of the code running now, as the test runner tracks it (set by nestjs-txlock/testing), and the binding of
+// each test: the runner's own context reaches the test's code (and what it starts) where enterWith() from a hook
+// cannot (jest 30 runs each hook and test in an AsyncLocalStorage.run() of its own).
+let identifyTest: (() => object | undefined) | undefined;
+const bindingsByTest = new WeakMap<object, TestBinding>();
+
+/** Tells the core how to know which test the running code belongs to (nestjs-txlock/testing). */
+export function identifyTestsBy(identify: () => object | undefined): void {
+  identifyTest ??= identify;
 }
 
 /**

@@ -70,7 +70,6 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   private readonly logger = new Logger('TxLock');
   private resolvedDataSource?: DataSource;
   private unroute?: () => void;
-  private testUnroute?: () => void;
   private readonly statements = new PreparedStatements();
   // The server's default_transaction_isolation for this DataSource's role, as the bootstrap check read it.
   private serverIsolation?: string;
@@ -104,9 +103,9 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
     await startTelemetry();
   }
 
-  private routeDataSource(): () => void {
+  private routeDataSource(joins?: (scope: TransactionScope) => boolean): () => void {
     const dataSource = this.dataSource;
-    return routeIntoTransactions(dataSource, (scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)));
+    return routeIntoTransactions(dataSource, (scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)), joins);
   }
 
   /** Puts the DataSource back as it was (the app is closing). */
@@ -314,8 +313,9 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
     const connection = await TransactionConnection.open(dataSource, this.options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS, 'test', false);
     connection.routeManagerTransactions((scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)));
     connection.begin();
-    // Every statement the app sends on the DataSource belongs to the test, also with joinDataSource: false.
-    if (!this.unroute) this.testUnroute = this.routeDataSource();
+    // Every statement the app sends on the DataSource belongs to a test, also with joinDataSource: false (then only
+    // code of a test joins: the app's transactions alone still leave plain TypeORM calls out, as in production).
+    this.unroute ??= this.routeDataSource((scope) => scope.root.kind === 'test');
     setTestScope(dataSource, connection.root);
     bound(connection.root);
     return connection.root;
@@ -331,8 +331,6 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
     const root = testScopeOf(this.dataSource);
     if (!root) return { stillRunning: 0 };
     setTestScope(this.dataSource, undefined);
-    this.testUnroute?.();
-    this.testUnroute = undefined;
     const stillRunning = root.connection.pendingWork;
     await this.rollbackAndClose(root.connection, 'end of test');
     return { stillRunning };

@@ -1,0 +1,225 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Controller, Get, Injectable, Param, type INestApplication } from '@nestjs/common';
+import request from 'supertest';
+import { Column, DataSource, Entity, PrimaryGeneratedColumn, type Repository } from 'typeorm';
+import {
+  CounterService,
+  InjectTxRepository,
+  SingleFlightService,
+  Transactional,
+  TransactionHost,
+  TransactionTimeoutError,
+} from '../../lib/index.js';
+import { beginTestTransaction, useRollbackPerTest } from '../../lib/testing/index.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createTestApp } from '../support/nest-app.js';
+import pg from 'pg';
+
+@Entity('fidelity_item')
+class FidelityItem {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'text' })
+  k!: string;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const outcome = (promise: Promise<unknown>): Promise<string> =>
+  promise.then(
+    () => 'ok',
+    (error: unknown) => (error as Error).constructor.name,
+  );
+
+@Injectable()
+class Items {
+  readonly late: Promise<string>[] = [];
+
+  constructor(
+    readonly ds: DataSource,
+    @InjectTxRepository(FidelityItem) readonly viaTx: Repository<FidelityItem>,
+    readonly counters: CounterService,
+    readonly flights: SingleFlightService,
+    readonly tx: TransactionHost,
+  ) {}
+
+  /** Records an entry a little after the call returns (an audit, a debounced save): work that outlives its caller. */
+  recordSoon(k: string, delayMs: number): void {
+    this.late.push(outcome(sleep(delayMs).then(() => this.ds.getRepository(FidelityItem).insert({ k }))));
+  }
+
+  @Transactional({ readOnly: true })
+  async readOnlyThatWrites(): Promise<void> {
+    await this.ds.getRepository(FidelityItem).insert({ k: 'written in a read-only transaction' });
+  }
+
+  @Transactional({ timeoutMs: 200 })
+  async slow(): Promise<void> {
+    await this.ds.query('SELECT pg_sleep(0.5)');
+  }
+
+  @Transactional({ timeoutMs: 5_000 })
+  async withinTimeout(): Promise<string> {
+    await this.ds.query('SELECT 1');
+    return ((await this.ds.query(`SELECT current_setting('statement_timeout') AS t`)) as { t: string }[])[0]!.t;
+  }
+}
+
+@Controller('views')
+class Views {
+  constructor(private readonly items: Items) {}
+
+  /** Answers at once; counts the views (and writes a row) a little later. */
+  @Get(':id')
+  view(@Param('id') id: string): { ok: true } {
+    setTimeout(() => {
+      for (let i = 0; i < 5; i++) this.items.late.push(outcome(this.items.counters.increment(`views:${id}`)));
+      this.items.late.push(outcome(this.items.viaTx.insert({ k: `viewed ${id}` })));
+    }, 100);
+    return { ok: true };
+  }
+}
+
+async function committed(db: TestDatabase): Promise<{ items: string[]; counters: number }> {
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  try {
+    const items = (await client.query<{ k: string }>('SELECT k FROM fidelity_item ORDER BY k')).rows.map((row) => row.k);
+    const counters = Number((await client.query<{ n: string }>('SELECT coalesce(sum(value), 0) AS n FROM txlock_counters')).rows[0]!.n);
+    return { items, counters };
+  } finally {
+    await client.end();
+  }
+}
+
+// nestjs-txlock/testing: a test sees what production sees, and nothing it writes survives it (#23, #28).
+for (const joinDataSource of [true, false]) {
+  describe(`the testing kit, joinDataSource: ${joinDataSource}`, () => {
+    let db: TestDatabase;
+    let app: INestApplication;
+    let items: Items;
+
+    beforeAll(async () => {
+      db = await createTestDatabase();
+      app = await createTestApp({
+        url: db.url,
+        entities: [FidelityItem],
+        providers: [Items],
+        controllers: [Views],
+        http: true,
+        txlock: { joinDataSource, counters: { autoCreate: true }, singleFlight: { autoCreate: true } },
+      });
+      items = app.get(Items);
+    });
+    afterAll(async () => {
+      await app?.close();
+      await db?.drop();
+    });
+
+    describe('with useRollbackPerTest()', () => {
+      useRollbackPerTest(() => app);
+
+      it('test 1 starts work that lands after it ended (r20)', async () => {
+        items.late.length = 0;
+        items.recordSoon('late, between tests', 50);
+        items.recordSoon('late, during the next test', 400);
+        await items.viaTx.insert({ k: "test 1's own" });
+      });
+
+      it('test 2 sees none of it, and the late writes were refused (r20)', async () => {
+        await sleep(600);
+        expect(await items.viaTx.find()).toEqual([]);
+        // Each landed in test 1 before its rollback (a slow teardown), or was refused: never in test 2, never committed.
+        for (const late of await Promise.all(items.late)) expect(['ok', 'TransactionEndedError']).toContain(late);
+        expect(await Promise.all(items.late)).toContain('TransactionEndedError');
+      });
+
+      it('test 3: nothing of tests 1 and 2 was committed', async () => {
+        expect((await committed(db)).items).toEqual([]);
+      });
+
+      it('writes through @InjectTxRepository, TransactionHost.getRepository()/manager and the DataSource are rolled back (r31)', async () => {
+        await items.viaTx.insert({ k: 'via @InjectTxRepository' });
+        await items.tx.getRepository(FidelityItem).insert({ k: 'via TransactionHost.getRepository()' });
+        await items.tx.manager.insert(FidelityItem, { k: 'via TransactionHost.manager' });
+        await items.ds.getRepository(FidelityItem).insert({ k: 'via the DataSource' });
+        await items.counters.increment('visits');
+        expect(await items.viaTx.count()).toBe(4);
+      });
+
+      it('the test after sees none of them, and none was committed (r31)', async () => {
+        expect(await items.viaTx.count()).toBe(0);
+        expect(await items.counters.get('visits')).toBe(0);
+        expect(await committed(db)).toEqual({ items: [], counters: 0 });
+      });
+
+      it('readOnly and timeoutMs of app transactions apply, with the errors production gives (r32)', async () => {
+        const readOnly = await items.readOnlyThatWrites().catch((error: unknown) => error);
+        expect((readOnly as { driverError?: { code?: string } }).driverError?.code).toBe('25006');
+        await expect(items.slow()).rejects.toBeInstanceOf(TransactionTimeoutError);
+        expect(await items.withinTimeout()).toBe('5s');
+        // After them, the test's own statements run with neither setting.
+        await items.viaTx.insert({ k: 'after' });
+        expect(((await items.ds.query(`SELECT current_setting('statement_timeout') AS t`)) as { t: string }[])[0]!.t).toBe('0');
+      });
+
+      it('a stream outside the app transactions is read to the end, and the test still rolls back (r21)', async () => {
+        await items.ds.query(`INSERT INTO fidelity_item (k) SELECT 'row ' || g FROM generate_series(1, 300) g`);
+        const stream = await items.ds.getRepository(FidelityItem).createQueryBuilder('i').stream();
+        let read = 0;
+        for await (const row of stream) if (row) read++;
+        expect(read).toBe(300);
+        expect(await items.viaTx.count()).toBe(300);
+      });
+
+      it('two requests of one test that share a single flight, one of them transactional, both get the value (r26)', async () => {
+        const report = () => items.flights.run('daily-report', async () => (await sleep(20), 42), { ttlMs: 60_000 });
+        const placeOrder = () =>
+          items.tx.run(async () => {
+            await items.ds.query('SELECT 1');
+            return report();
+          });
+        const stillWaiting = new Promise<string>((resolve) => setTimeout(resolve, 5_000, 'STILL WAITING').unref());
+        const both = await Promise.race([Promise.all([report(), placeOrder()]), stillWaiting]);
+        expect(both).toEqual([42, 42]);
+      });
+
+      it("a request's late increments and insert are refused alike once its test ended (r34)", async () => {
+        items.late.length = 0;
+        await request(app.getHttpServer()).get('/views/7').expect(200);
+      });
+
+      it('the test after sees neither (r34)', async () => {
+        await sleep(300);
+        expect(await items.counters.get('views:7')).toBe(0);
+        expect(await items.viaTx.count()).toBe(0);
+        expect(await Promise.all(items.late)).toEqual(Array(6).fill('TransactionEndedError'));
+        expect(await committed(db)).toEqual({ items: [], counters: 0 });
+      });
+    });
+
+    it('un-awaited coalesced increments issued as a test ends belong to it: rolled back or refused, never seen by the next test (r34)', async () => {
+      const test1 = await beginTestTransaction(app);
+      await items.counters.increment('coalesced');
+      const late = Array.from({ length: 20 }, () => outcome(items.counters.increment('coalesced')));
+      await expect(test1.rollback()).rejects.toThrow('still running');
+      const test2 = await beginTestTransaction(app);
+      await sleep(100);
+      const seen = await items.counters.get('coalesced');
+      await test2.rollback();
+      expect(seen).toBe(0);
+      expect((await committed(db)).counters).toBe(0);
+      for (const result of await Promise.all(late)) expect(['ok', 'TransactionEndedError']).toContain(result);
+    });
+
+    it('with beginTestTransaction(): work a test left running after its rollback is refused, never committed (r20)', async () => {
+      const test = await beginTestTransaction(app);
+      items.late.length = 0;
+      items.recordSoon('late', 100);
+      await test.rollback();
+      await sleep(200);
+      expect(await Promise.all(items.late)).toEqual(['TransactionEndedError']);
+      expect((await committed(db)).items).toEqual([]);
+    });
+  });
+}

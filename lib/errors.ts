@@ -1,3 +1,5 @@
+import { quoteValues } from './common/quoted-values.js';
+
 /**
  * Base class of every error nestjs-txlock throws. Catch this to handle any library error;
  * catch a subclass to handle one situation.
@@ -56,6 +58,7 @@ export class InvalidOptionError extends TxLockError {
   ) {
     const expected = typeof valid === 'string' ? valid : `one of ${valid.map(describeValue).join(', ')}`;
     super(message ?? `Invalid ${option} ${describeValue(value)}: expected ${expected}.`);
+    quoteValues(this, describeValue(value));
   }
 }
 
@@ -287,6 +290,7 @@ export class CounterOverflowError extends TxLockError {
         : `Incrementing ${target} would overflow its integer type; nothing was changed. Reset it, or use a wider column type.`,
       { cause },
     );
+    quoteValues(this, target);
   }
 }
 
@@ -421,6 +425,7 @@ export class LeaseLostError extends TxLockError {
       `Lease "${leaseName}" (token ${token}) is no longer held: it expired or was taken over. Stop the work that ` +
         `relied on it; raise atMostForMs or renew it more often (renewEveryMs) if the job legitimately runs longer.`,
     );
+    quoteValues(this, leaseName);
   }
 }
 
@@ -461,6 +466,7 @@ export class LockTimeoutError extends TxLockError {
         `Retry later, raise timeoutMs, or use nowait/onLocked: 'skip' when the work may be skipped.`,
       { cause },
     );
+    quoteValues(this, lock);
   }
 }
 
@@ -475,6 +481,7 @@ export class LockNotAcquiredError extends TxLockError {
         `Retry later, use timeoutMs to wait a while, or onLocked: 'skip' to skip silently.`,
       { cause },
     );
+    quoteValues(this, lock);
   }
 }
 
@@ -493,6 +500,7 @@ export class LockLostError extends TxLockError {
         `prefer transaction scope (the default) for locks that protect writes.`,
       { cause },
     );
+    quoteValues(this, lock);
   }
 }
 
@@ -544,6 +552,7 @@ export class ValueNotSerializableError extends TxLockError {
         `(undefined, a function, a bigint or a cycle). Return plain data (objects, arrays, strings, numbers, booleans, null).`,
       { cause },
     );
+    quoteValues(this, key);
   }
 }
 
@@ -574,6 +583,7 @@ export class SessionLockPoolerError extends TxLockError {
         `PostgreSQL. If the pooler keeps one server connection per client connection for its whole life ` +
         `(PgBouncer pool_mode=session), declare it with TxLockModule.forRoot({ pooler: 'session' }).`,
     );
+    quoteValues(this, lock);
   }
 }
 

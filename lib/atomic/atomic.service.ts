@@ -152,7 +152,7 @@ export class AtomicService {
     if (!Array.isArray(options?.conflictColumns) || options.conflictColumns.length === 0) {
       throw new InvalidOptionError('conflictColumns', options?.conflictColumns, 'a non-empty array of property names');
     }
-    const key = options.conflictColumns.map((property) => table.column(property, 'conflictColumns'));
+    const key = options.conflictColumns.flatMap((property) => table.columns(property, 'conflictColumns'));
     const plan = planBulk(table, rows as readonly ObjectLiteral[], key);
     const nullColumns = plan.nulls.map((n) => n.column);
     const unique = findUniqueKey(table.metadata, key, nullColumns) ?? this.throwMissingUnique(table, key);

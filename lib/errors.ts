@@ -25,7 +25,8 @@ export function describeValue(value: unknown): string {
     try {
       text = JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)) ?? String(value);
     } catch {
-      text = Object.prototype.toString.call(value);
+      // A cycle (a request, a socket): its class says what it is.
+      text = `an object of class ${(value as object).constructor?.name || 'Object'}`;
     }
   }
   return text.length > 120 ? `${text.slice(0, 117)}...` : text;
@@ -441,16 +442,21 @@ export class ClientDisconnectedError extends TxLockError {
  * argument that has no stable text form).
  */
 export class InvalidLockKeyError extends InvalidOptionError {
-  constructor(
-    readonly key: unknown,
-    reason: string,
-  ) {
+  /**
+   * What the refused key (or method argument) was, as a short description (describeValue(): at most 120
+   * characters), never the value itself: an argument may be a whole request, which a logger would print in full.
+   */
+  readonly key: string;
+
+  constructor(key: unknown, reason: string) {
+    const described = describeValue(key);
     super(
       'lock key',
-      key,
+      described,
       reason,
       `Invalid lock key: ${reason}. Pass a string, a number, a bigint or an array of those, or give the decorator key: (...args) => ...`,
     );
+    this.key = described;
   }
 }
 

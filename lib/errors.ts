@@ -457,6 +457,7 @@ export class InvalidLockKeyError extends InvalidOptionError {
       `Invalid lock key: ${reason}. Pass a string, a number, a bigint or an array of those, or give the decorator key: (...args) => ...`,
     );
     this.key = described;
+    quoteValues(this, described); // the default key's message names the argument by it
   }
 }
 

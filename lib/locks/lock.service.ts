@@ -125,7 +125,7 @@ export class LockService implements OnModuleInit {
    * when `timeoutMs`/`nowait` run out (the caller's transaction stays usable), TableNotFoundError.
    */
   async lockTables(targets: TableTarget | readonly TableTarget[], mode: TableLockMode, options: TableLockOptions = {}): Promise<void> {
-    const snapshot = readTableLockOptions(options);
+    const snapshot = readTableLockOptions(options, 'lockTables()');
     const list = validateTableLock(mode, targets, snapshot, 'lockTables()');
     const scope = this.txHost.scope();
     if (!scope) throw new LockRequiresTransactionError('lockTables()');
@@ -134,7 +134,7 @@ export class LockService implements OnModuleInit {
 
   /** Runs `fn` in a transaction (opened or joined as `options.propagation` says) that first locks the tables. */
   async withTableLock<T>(targets: TableTarget | readonly TableTarget[], mode: TableLockMode, fn: () => T | Promise<T>, options: TableLockOptions = {}): Promise<T> {
-    const snapshot = readTableLockOptions(options);
+    const snapshot = readTableLockOptions(options, 'withTableLock()');
     const list = validateTableLock(mode, targets, snapshot, 'withTableLock()');
     try {
       return await this.inTransaction({ propagation: snapshot.propagation }, fn, async (scope, own) => {

@@ -1,8 +1,8 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import type { EntityTarget, ObjectLiteral } from 'typeorm';
 import { ensureTable } from '../common/ensure-table.js';
-import { checkOptionKeys } from '../common/option-keys.js';
 import { EntityTable, type EntityValues } from '../common/entity-table.js';
+import { checkOptionKeys } from '../common/option-keys.js';
 import { CounterOverflowError, InvalidOptionError } from '../errors.js';
 import { explainMissingTable, type LibraryTable } from '../tables/library-table.js';
 import { explainConnectionLoss } from '../transaction/connection-errors.js';

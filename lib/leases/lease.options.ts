@@ -1,6 +1,6 @@
 import { assertDurationMs, MAX_DURATION_MS, MAX_TIMER_MS } from '../common/durations.js';
-import { isWellFormed, WELL_FORMED_TEXT } from '../common/text.js';
 import { allowedKeys, checkOptionKeys, type AllowedKeys, type KeyList } from '../common/option-keys.js';
+import { isWellFormed, WELL_FORMED_TEXT } from '../common/text.js';
 import { InvalidOptionError } from '../errors.js';
 
 /** How long a lease is held. */
@@ -44,7 +44,6 @@ export function validateLeaseText(text: unknown, option: string): void {
   if (!isWellFormed(text)) throw new InvalidOptionError(option, text, `a string that is ${WELL_FORMED_TEXT}`);
 }
 
-/** Throws InvalidOptionError unless the lease name and durations make sense. */
 /** The keys of LeaseOptions. */
 export const LEASE_OPTION_KEYS: KeyList<LeaseOptions> = { atMostForMs: true, atLeastForMs: true };
 /** What acquire() and run() take. */

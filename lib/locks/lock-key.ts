@@ -109,7 +109,7 @@ function argumentText(arg: unknown, index: number, methodName: string): string {
     throw new InvalidLockKeyError(
       arg,
       `argument ${index + 1} of ${methodName} (${describeValue(arg)}) has no JSON form (${why}), so it cannot be part of the ` +
-        `default key; give @AdvisoryLock() a key made of what identifies the work, e.g. key: (req) => ['report', req.params.id]`,
+        `default key; give the decorator a key made of what identifies the work, e.g. key: (req) => ['report', req.params.id]`,
     );
   }
 }

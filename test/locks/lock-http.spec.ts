@@ -96,7 +96,7 @@ describe('lock errors over HTTP', () => {
     const [error] = KeepErrors.caught as InvalidLockKeyError[];
     expect(error).toBeInstanceOf(InvalidLockKeyError);
     expect(error!.message).toMatch(/argument 1 of ReportsController\.export \(an object of class IncomingMessage\) has no JSON form/);
-    expect(error!.message).toMatch(/give @AdvisoryLock\(\) a key/);
+    expect(error!.message).toMatch(/give the decorator a key/);
     const properties = inspect({ ...error }, { depth: null, maxArrayLength: null, maxStringLength: null });
     expect({ message: error!.message.length < 1_024, properties: properties.length < 1_024 }).toEqual({ message: true, properties: true });
     // What a logger prints of it (stack and properties): a few lines, not the request.

@@ -629,6 +629,7 @@ export class LockAbortedError extends TxLockError {
     cause?: unknown,
   ) {
     super(`The wait for the lock on ${lock} was aborted (its signal fired) before the lock was taken, so the work did not run.`, { cause });
+    quoteValues(this, lock);
   }
 }
 

@@ -198,7 +198,7 @@ describe('OpenTelemetry spans and metrics (in-memory exporters)', () => {
     const failures: unknown[] = [];
 
     // Locks: a timeout and a busy nowait, in the transaction the call opens and in one the caller opened; a session
-    // lock timeout; a try-lock.
+    // lock timeout; an aborted wait; a try-lock.
     const release = await holding((body) => locks.withAdvisoryLocks([['user', canary], canary], body));
     for (const key of [['user', canary], canary]) {
       failures.push(await failure(locks.withAdvisoryLock(key, async () => undefined, { timeoutMs: 30 })));
@@ -206,6 +206,7 @@ describe('OpenTelemetry spans and metrics (in-memory exporters)', () => {
       failures.push(await failure(tx.run(() => locks.withAdvisoryLock(key, async () => undefined, { timeoutMs: 30 }))));
       failures.push(await failure(tx.run(() => locks.withAdvisoryLock(key, async () => undefined, { nowait: true }))));
       failures.push(await failure(locks.withAdvisoryLock(key, async () => undefined, { scope: 'session', timeoutMs: 30 })));
+      failures.push(await failure(locks.withAdvisoryLock(key, async () => undefined, { signal: AbortSignal.timeout(30) })));
       expect(await locks.tryAdvisoryLock(key, async () => undefined)).toEqual({ ran: false, reason: 'locked' });
     }
     await release();
@@ -234,7 +235,7 @@ describe('OpenTelemetry spans and metrics (in-memory exporters)', () => {
 
     // Every call failed as it should, and the caller's error still names its key (that is the caller's to log).
     expect(failures.map((error) => (error as Error).constructor.name)).toEqual([
-      ...Array.from({ length: 2 }, () => ['LockTimeoutError', 'LockNotAcquiredError', 'LockTimeoutError', 'LockNotAcquiredError', 'LockTimeoutError']).flat(),
+      ...Array.from({ length: 2 }, () => ['LockTimeoutError', 'LockNotAcquiredError', 'LockTimeoutError', 'LockNotAcquiredError', 'LockTimeoutError', 'LockAbortedError']).flat(),
       'InvalidCounterKeyError',
       'CounterOverflowError',
       'LeaseLostError',
@@ -252,6 +253,7 @@ describe('OpenTelemetry spans and metrics (in-memory exporters)', () => {
     expect(exceptions).toEqual(expect.arrayContaining([
       { span: 'txlock.transaction', type: 'LockTimeoutError' },
       { span: 'txlock.transaction', type: 'LockNotAcquiredError' },
+      { span: 'txlock.transaction', type: 'LockAbortedError' },
       { span: 'txlock.transaction', type: 'InvalidCounterKeyError' },
       { span: 'txlock.transaction', type: 'CounterOverflowError' },
       { span: 'txlock.transaction', type: 'LeaseLostError' },

@@ -1,3 +1,5 @@
+import { quoteValues } from './common/quoted-values.js';
+
 /**
  * Base class of every error nestjs-txlock throws. Catch this to handle any library error;
  * catch a subclass to handle one situation.
@@ -23,7 +25,8 @@ export function describeValue(value: unknown): string {
     try {
       text = JSON.stringify(value, (_, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)) ?? String(value);
     } catch {
-      text = Object.prototype.toString.call(value);
+      // A cycle (a request, a socket): its class says what it is.
+      text = `an object of class ${(value as object).constructor?.name || 'Object'}`;
     }
   }
   return text.length > 120 ? `${text.slice(0, 117)}...` : text;
@@ -56,6 +59,7 @@ export class InvalidOptionError extends TxLockError {
   ) {
     const expected = typeof valid === 'string' ? valid : `one of ${valid.map(describeValue).join(', ')}`;
     super(message ?? `Invalid ${option} ${describeValue(value)}: expected ${expected}.`);
+    quoteValues(this, describeValue(value));
   }
 }
 
@@ -287,6 +291,7 @@ export class CounterOverflowError extends TxLockError {
         : `Incrementing ${target} would overflow its integer type; nothing was changed. Reset it, or use a wider column type.`,
       { cause },
     );
+    quoteValues(this, target);
   }
 }
 
@@ -421,6 +426,7 @@ export class LeaseLostError extends TxLockError {
       `Lease "${leaseName}" (token ${token}) is no longer held: it expired or was taken over. Stop the work that ` +
         `relied on it; raise atMostForMs or renew it more often (renewEveryMs) if the job legitimately runs longer.`,
     );
+    quoteValues(this, leaseName);
   }
 }
 
@@ -436,16 +442,22 @@ export class ClientDisconnectedError extends TxLockError {
  * argument that has no stable text form).
  */
 export class InvalidLockKeyError extends InvalidOptionError {
-  constructor(
-    readonly key: unknown,
-    reason: string,
-  ) {
+  /**
+   * What the refused key (or method argument) was, as a short description (describeValue(): at most 120
+   * characters), never the value itself: an argument may be a whole request, which a logger would print in full.
+   */
+  readonly key: string;
+
+  constructor(key: unknown, reason: string) {
+    const described = describeValue(key);
     super(
       'lock key',
-      key,
+      described,
       reason,
       `Invalid lock key: ${reason}. Pass a string, a number, a bigint or an array of those, or give the decorator key: (...args) => ...`,
     );
+    this.key = described;
+    quoteValues(this, described); // the default key's message names the argument by it
   }
 }
 
@@ -461,6 +473,7 @@ export class LockTimeoutError extends TxLockError {
         `Retry later, raise timeoutMs, or use nowait/onLocked: 'skip' when the work may be skipped.`,
       { cause },
     );
+    quoteValues(this, lock);
   }
 }
 
@@ -475,6 +488,7 @@ export class LockNotAcquiredError extends TxLockError {
         `Retry later, use timeoutMs to wait a while, or onLocked: 'skip' to skip silently.`,
       { cause },
     );
+    quoteValues(this, lock);
   }
 }
 
@@ -493,6 +507,7 @@ export class LockLostError extends TxLockError {
         `prefer transaction scope (the default) for locks that protect writes.`,
       { cause },
     );
+    quoteValues(this, lock);
   }
 }
 
@@ -544,6 +559,7 @@ export class ValueNotSerializableError extends TxLockError {
         `(undefined, a function, a bigint or a cycle). Return plain data (objects, arrays, strings, numbers, booleans, null).`,
       { cause },
     );
+    quoteValues(this, key);
   }
 }
 
@@ -574,6 +590,7 @@ export class SessionLockPoolerError extends TxLockError {
         `PostgreSQL. If the pooler keeps one server connection per client connection for its whole life ` +
         `(PgBouncer pool_mode=session), declare it with TxLockModule.forRoot({ pooler: 'session' }).`,
     );
+    quoteValues(this, lock);
   }
 }
 
@@ -612,6 +629,7 @@ export class LockAbortedError extends TxLockError {
     cause?: unknown,
   ) {
     super(`The wait for the lock on ${lock} was aborted (its signal fired) before the lock was taken, so the work did not run.`, { cause });
+    quoteValues(this, lock);
   }
 }
 

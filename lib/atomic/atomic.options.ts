@@ -1,3 +1,5 @@
+import { allowedKeys } from '../common/option-keys.js';
+
 /** Options of `getOrCreate`. */
 export interface GetOrCreateOptions {
   /**
@@ -32,3 +34,9 @@ export interface BulkGetOrCreateResult<Entity> {
   /** Whether this call created each row; a repeated key counts as created at its first position only. */
   created: boolean[];
 }
+
+/** The option keys of each AtomicService call that takes options. */
+export const ATOMIC_CALLS = {
+  getOrCreate: allowedKeys<GetOrCreateOptions>('AtomicService.getOrCreate()', { lock: true }),
+  bulkGetOrCreate: allowedKeys<BulkGetOrCreateOptions<object>>('AtomicService.bulkGetOrCreate()', { conflictColumns: true }),
+};

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { EntityTarget, ObjectLiteral } from 'typeorm';
 import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata.js';
 import { EntityTable, type BoundColumn, type EntityValues } from '../common/entity-table.js';
+import { checkOptionKeys } from '../common/option-keys.js';
 import { advisoryKey } from '../common/sql.js';
 import {
   AdvisoryIsolationError,
@@ -17,7 +18,7 @@ import { sqlState } from '../transaction/sql-state.js';
 import { currentScope } from '../transaction/transaction-scope.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
 import { IsolationLevel, Propagation } from '../transaction/transaction.options.js';
-import type { BulkGetOrCreateOptions, BulkGetOrCreateResult, GetOrCreateOptions, GetOrCreateResult } from './atomic.options.js';
+import { ATOMIC_CALLS, type BulkGetOrCreateOptions, type BulkGetOrCreateResult, type GetOrCreateOptions, type GetOrCreateResult } from './atomic.options.js';
 import {
   bulkGetOrCreateStatement,
   bulkReadStatement,
@@ -82,6 +83,7 @@ export class AtomicService {
     defaults: EntityValues<Entity> = {},
     options: GetOrCreateOptions = {},
   ): Promise<GetOrCreateResult<Entity>> {
+    checkOptionKeys(options, ATOMIC_CALLS.getOrCreate);
     if (options.lock !== undefined && options.lock !== 'advisory') throw new InvalidOptionError('lock', options.lock, ['advisory']);
     const table = EntityTable.of(this.txHost.dataSource, target);
     const bound = table.bindWhere(where);
@@ -150,10 +152,11 @@ export class AtomicService {
     options: BulkGetOrCreateOptions<Entity>,
   ): Promise<BulkGetOrCreateResult<Entity>> {
     const table = EntityTable.of(this.txHost.dataSource, target);
+    checkOptionKeys(options, ATOMIC_CALLS.bulkGetOrCreate);
     if (!Array.isArray(options?.conflictColumns) || options.conflictColumns.length === 0) {
       throw new InvalidOptionError('conflictColumns', options?.conflictColumns, 'a non-empty array of property names');
     }
-    const key = options.conflictColumns.map((property) => table.column(property, 'conflictColumns'));
+    const key = options.conflictColumns.flatMap((property) => table.columns(property, 'conflictColumns'));
     const plan = planBulk(table, rows as readonly ObjectLiteral[], key);
     const nullColumns = plan.nulls.map((n) => n.column);
     const unique = findUniqueKey(table.metadata, key, nullColumns) ?? this.throwMissingUnique(table, key);

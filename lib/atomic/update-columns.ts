@@ -1,6 +1,7 @@
 import type { ObjectLiteral } from 'typeorm';
 import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata.js';
 import type { BoundColumn, EntityTable } from '../common/entity-table.js';
+import { quoteValues } from '../common/quoted-values.js';
 import { describeValue, InvalidOptionError } from '../errors.js';
 
 /**
@@ -48,7 +49,7 @@ function keyChangeError(
 ): InvalidOptionError {
   const property = column.propertyPath;
   const key = unique.map((c) => c.propertyPath).join(', ');
-  return new InvalidOptionError(
+  const error = new InvalidOptionError(
     `values.${property}`,
     next,
     `the where value ${describeValue(current)}`,
@@ -57,4 +58,5 @@ function keyChangeError(
       `it. To change the key, update the row by its key in a separate call (for example repository.update(where, ` +
       `{ ${property}: newValue })), then use the new key in updateOrCreate.`,
   );
+  return quoteValues(error, describeValue(current));
 }

@@ -1,5 +1,6 @@
 import type { DataSource, EntityMetadata, EntityTarget, ObjectLiteral } from 'typeorm';
 import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata.js';
+import type { RelationMetadata } from 'typeorm/metadata/RelationMetadata.js';
 import { InvalidOptionError } from '../errors.js';
 import { quoteIdentifier, type SqlParams } from './sql.js';
 
@@ -47,13 +48,27 @@ export class EntityTable<Entity extends ObjectLiteral> {
     return column;
   }
 
-  /** Each property of `values` with its column and persisted value; undefined properties are left out. */
+  /**
+   * The columns a property stands for: its own column, or the join columns of a many-to-one or owning one-to-one
+   * relation (several for a composite key). InvalidOptionError naming the entity for anything else.
+   */
+  columns(property: string, argument: string): ColumnMetadata[] {
+    return this.joinedRelation(property)?.joinColumns ?? [this.column(property, argument)];
+  }
+
+  /**
+   * Each property of `values` with its column and persisted value; undefined properties are left out. A relation
+   * (many-to-one, owning one-to-one) stands for its join columns, as in TypeORM's save(): the related entity, or an
+   * object with the referenced columns (`{ id }`), gives their values; null makes them NULL.
+   */
   bind(values: ObjectLiteral, argument: string): BoundColumn[] {
     return Object.keys(values)
       .filter((property) => values[property] !== undefined)
-      .map((property) => {
+      .flatMap((property) => {
+        const relation = this.joinedRelation(property);
+        if (relation) return this.bindRelation(relation, values[property], `${argument}.${property}`);
         const column = this.column(property, argument);
-        return { column, value: this.persisted(column, values[property]) };
+        return [{ column, value: this.persisted(column, values[property]) }];
       });
   }
 
@@ -75,6 +90,35 @@ export class EntityTable<Entity extends ObjectLiteral> {
         throw new InvalidOptionError(`${argument} property`, property, `a column property of ${this.metadata.name}`);
       }
     }
+  }
+
+  // A relation whose foreign key this table holds, unless the property is a column of its own (`publisherId`).
+  private joinedRelation(property: string): RelationMetadata | undefined {
+    if (this.metadata.findColumnWithPropertyPathStrict(property)) return undefined;
+    const relation = this.metadata.findRelationWithPropertyPath(property);
+    return relation && (relation.isManyToOne || relation.isOneToOneOwner) && relation.joinColumns.length > 0 ? relation : undefined;
+  }
+
+  // The join columns' values from a related entity or `{ id }` (the referenced columns), from null, or, for a
+  // single join column, from the referenced value itself (`author: 5`), as save() takes them.
+  private bindRelation(relation: RelationMetadata, related: unknown, option: string): BoundColumn[] {
+    const single = relation.joinColumns.length === 1;
+    return relation.joinColumns.map((column) => {
+      const referenced = column.referencedColumn!;
+      let value: unknown;
+      if (related === null) value = null;
+      else if (typeof related === 'object') value = referenced.getEntityValue(related as ObjectLiteral);
+      else if (single) value = related;
+      if (value === undefined) {
+        throw new InvalidOptionError(
+          option,
+          related,
+          `a ${relation.inverseEntityMetadata.name} with its ${relation.joinColumns.map((c) => c.referencedColumn!.propertyPath).join(', ')} ` +
+            `(the value of ${relation.joinColumns.map((c) => c.databaseName).join(', ')}), or null`,
+        );
+      }
+      return { column, value: this.persisted(column, value) };
+    });
   }
 
   private isInsertable(property: string): boolean {

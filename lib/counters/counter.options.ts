@@ -1,4 +1,5 @@
 import { assertDurationMs, MAX_DURATION_MS } from '../common/durations.js';
+import { allowedKeys, type KeyList } from '../common/option-keys.js';
 import { qualifiedTableName } from '../common/sql.js';
 import type { BigIntValueOption, Integer } from './counter-value.js';
 
@@ -87,6 +88,20 @@ export interface ResolvedCounterOptions {
   autoCreate: boolean;
   coalesce: boolean;
 }
+
+const BIGINT: KeyList<BigIntValueOption> = { bigint: true };
+const WINDOW: KeyList<CounterWindowOptions> = { ...BIGINT, windowMs: true };
+const BOUNDS = { max: true, min: true } as const;
+/** The option keys each CounterService call takes (tryIncrement() reads `shards` only to refuse it with its reason). */
+export const COUNTER_CALLS = {
+  increment: allowedKeys<CounterIncrementOptions>('CounterService.increment()', { ...WINDOW, shards: true }),
+  decrement: allowedKeys<CounterIncrementOptions>('CounterService.decrement()', { ...WINDOW, shards: true }),
+  tryIncrement: allowedKeys<CounterBoundOptions & CounterIncrementOptions>('CounterService.tryIncrement()', { ...WINDOW, ...BOUNDS, shards: true }),
+  tryDecrement: allowedKeys<CounterBoundOptions & CounterIncrementOptions>('CounterService.tryDecrement()', { ...WINDOW, ...BOUNDS, shards: true }),
+  get: allowedKeys<BigIntValueOption>('CounterService.get()', BIGINT),
+  getMany: allowedKeys<BigIntValueOption>('CounterService.getMany()', BIGINT),
+  incrementColumn: allowedKeys<ColumnBoundOptions>('CounterService.incrementColumn()', { ...BIGINT, ...BOUNDS }),
+};
 
 const DEFAULT_TABLE = 'txlock_counters';
 

@@ -3,6 +3,7 @@ import { AsyncResource } from 'node:async_hooks';
 import type { EntityTarget, ObjectLiteral } from 'typeorm';
 import { ensureTable } from '../common/ensure-table.js';
 import { EntityTable, type EntityValues } from '../common/entity-table.js';
+import { checkOptionKeys } from '../common/option-keys.js';
 import { CounterOverflowError, InvalidOptionError } from '../errors.js';
 import { explainMissingTable, type LibraryTable } from '../tables/library-table.js';
 import { explainConnectionLoss } from '../transaction/connection-errors.js';
@@ -15,6 +16,7 @@ import { CounterCoalescer } from './counter-coalescer.js';
 import { allShardRows, keyOfRow, randomShardRow, shardCount } from './counter-shards.js';
 import { counterValue, isSafe, readBounds, SAFE_LIMIT, toCounterKey, toInteger, withinSafeRange, type BigIntValueOption, type CounterValue, type Integer } from './counter-value.js';
 import {
+  COUNTER_CALLS,
   resolveCounterOptions,
   windowParam,
   type BoundedResult,
@@ -73,11 +75,13 @@ export class CounterService implements OnModuleInit {
    * this call changed (see CounterIncrementOptions); `get(key)` returns the total.
    */
   async increment<Options extends CounterIncrementOptions = object>(key: string, by: Integer = 1, options?: Options): Promise<CounterValue<Options>> {
+    checkOptionKeys(options, COUNTER_CALLS.increment);
     return this.add(key, toInteger(by, 'by', { nonNegative: true }), options);
   }
 
   /** Subtracts `by` (default 1, not negative) from `key` and returns the new value (it may go below zero; see tryDecrement). */
   async decrement<Options extends CounterIncrementOptions = object>(key: string, by: Integer = 1, options?: Options): Promise<CounterValue<Options>> {
+    checkOptionKeys(options, COUNTER_CALLS.decrement);
     return this.add(key, -toInteger(by, 'by', { nonNegative: true }), options);
   }
 
@@ -87,22 +91,26 @@ export class CounterService implements OnModuleInit {
    * a key other calls increment with `shards` the bound would only see the row `key` itself.
    */
   async tryIncrement<Options extends CounterBoundOptions & { max: Integer }>(key: string, by: Integer, options: Options): Promise<BoundedResult<CounterValue<Options>>> {
+    checkOptionKeys(options, COUNTER_CALLS.tryIncrement);
     return this.tryAdd(key, toInteger(by, 'by', { nonNegative: true }), options);
   }
 
   /** Subtracts `by` only if the value stays at least `min` (stock, credits): it never goes below. */
   async tryDecrement<Options extends CounterBoundOptions & { min: Integer }>(key: string, by: Integer, options: Options): Promise<BoundedResult<CounterValue<Options>>> {
+    checkOptionKeys(options, COUNTER_CALLS.tryDecrement);
     return this.tryAdd(key, -toInteger(by, 'by', { nonNegative: true }), options);
   }
 
   /** The value of `key` (the total of its shards for a sharded key): 0 when it does not exist or its window has ended. */
   async get<Options extends BigIntValueOption = object>(key: string, options?: Options): Promise<CounterValue<Options>> {
+    checkOptionKeys(options, COUNTER_CALLS.get);
     const rows = await this.query<{ value: string | null }>(this.sql.get, [allShardRows(toCounterKey(key))], key);
     return counterValue(rows[0]?.value ?? 0, options, key);
   }
 
   /** The values of `keys` in one statement, in the order given (0 for missing or ended counters; totals for sharded keys). */
   async getMany<Options extends BigIntValueOption = object>(keys: readonly string[], options?: Options): Promise<Map<string, CounterValue<Options>>> {
+    checkOptionKeys(options, COUNTER_CALLS.getMany);
     const valid = keys.map(toCounterKey);
     const rows = await this.query<{ key: string; value: string }>(this.sql.getMany, [valid.flatMap(allShardRows)], 'counters');
     const totals = new Map<string, bigint>();
@@ -149,6 +157,7 @@ export class CounterService implements OnModuleInit {
     by: Integer,
     bounds?: Options,
   ): Promise<CounterValue<Options>[]> {
+    checkOptionKeys(bounds, COUNTER_CALLS.incrementColumn);
     const dataSource = this.txHost.dataSource;
     const table = EntityTable.of(dataSource, target);
     const normalize = (metadata: Parameters<typeof dataSource.driver.normalizeType>[0]) => dataSource.driver.normalizeType(metadata);

@@ -1,4 +1,5 @@
 import { assertDurationMs, MAX_DURATION_MS, MAX_TIMER_MS } from '../common/durations.js';
+import { allowedKeys, checkOptionKeys, type AllowedKeys, type KeyList } from '../common/option-keys.js';
 import { isWellFormed, WELL_FORMED_TEXT } from '../common/text.js';
 import { InvalidOptionError } from '../errors.js';
 
@@ -46,10 +47,19 @@ export function validateLeaseText(text: unknown, option: string): void {
   if (!isWellFormed(text)) throw new InvalidOptionError(option, text, `a string that is ${WELL_FORMED_TEXT}`);
 }
 
-/** Throws InvalidOptionError unless the lease name and durations make sense. */
-export function validateLease(name: unknown, options: LeaseRunOptions, where: string): void {
+/** The keys of LeaseOptions. */
+export const LEASE_OPTION_KEYS: KeyList<LeaseOptions> = { atMostForMs: true, atLeastForMs: true };
+/** What acquire() and run() take. */
+export const LEASE_CALLS = {
+  acquire: allowedKeys<LeaseOptions>('LeaseService.acquire()', LEASE_OPTION_KEYS),
+  run: allowedKeys<LeaseRunOptions>('LeaseService.run()', { ...LEASE_OPTION_KEYS, renewEveryMs: true }),
+};
+
+/** Throws InvalidOptionError for a bad lease name, a key `allowed` lacks, or a duration out of range. */
+export function validateLease(name: unknown, options: LeaseRunOptions, where: string, allowed: AllowedKeys): void {
   validateLeaseText(name, `${where} name`);
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError(`${where} options`, options, 'an object with atMostForMs');
+  checkOptionKeys(options, allowed);
   if (options.atMostForMs === undefined) throw new InvalidOptionError(`${where} "atMostForMs"`, undefined, `a whole number of milliseconds from 1 to ${MAX_DURATION_MS} (${DURATION_BOUND})`);
   assertDurationMs(options.atMostForMs, `${where} "atMostForMs"`, 1, MAX_DURATION_MS, DURATION_BOUND);
   assertDurationMs(options.atLeastForMs, `${where} "atLeastForMs"`, 0, MAX_DURATION_MS, DURATION_BOUND);

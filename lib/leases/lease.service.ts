@@ -13,6 +13,7 @@ import { TransactionHost } from '../transaction/transaction.host.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import {
+  LEASE_CALLS,
   validateExtension,
   validateLease,
   validateLeaseRef,
@@ -98,7 +99,11 @@ export class LeaseService implements OnModuleInit {
    * the new token exists.
    */
   async acquire(name: string, options: LeaseOptions): Promise<Lease | null> {
-    validateLease(name, options, 'lease');
+    validateLease(name, options, 'lease', LEASE_CALLS.acquire);
+    return this.take(name, options);
+  }
+
+  private async take(name: string, options: LeaseOptions): Promise<Lease | null> {
     const params = [name, this.holderId, options.atMostForMs];
     const rows = await (telemetry
       ? traceLeaseAcquire(telemetry, this.holderId, () => this.query<LeaseRow[]>(leaseSql.acquire(this.table), params))
@@ -145,8 +150,8 @@ export class LeaseService implements OnModuleInit {
    * answers `{ ran: false }`.
    */
   async run<T>(name: string, fn: (lease: Lease) => T | Promise<T>, options: LeaseRunOptions): Promise<LeaseRunResult<T>> {
-    validateLease(name, options, 'lease');
-    const lease = await this.acquire(name, options);
+    validateLease(name, options, 'lease', LEASE_CALLS.run);
+    const lease = await this.take(name, options);
     if (!lease) return { ran: false };
     const renewal = options.renewEveryMs ? this.renew(lease, options.renewEveryMs, options.atMostForMs) : undefined;
     let failed = false;

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
+import { allowedKeys } from '../common/option-keys.js';
 import { injectInto, validateDataSourceName, wrapMethod } from '../common/wrap-method.js';
-import { validateLease, type LeaseOptions } from './lease.options.js';
+import { LEASE_OPTION_KEYS, validateLease, type LeaseOptions } from './lease.options.js';
 import { LeaseService } from './lease.service.js';
 
 const logger = new Logger('TxLock');
@@ -10,6 +11,8 @@ export interface ScheduledLockOptions extends LeaseOptions {
   /** The name of the DataSource (its TxLockModule registration) whose lease table to use. Default: the default one. */
   dataSource?: string;
 }
+
+const DECORATOR_KEYS = allowedKeys<ScheduledLockOptions>('@ScheduledLock()', { ...LEASE_OPTION_KEYS, dataSource: true });
 
 /**
  * Runs a scheduled method (`@Cron`, `@Interval` of @nestjs/schedule) at most once per lease window across
@@ -23,13 +26,14 @@ export interface ScheduledLockOptions extends LeaseOptions {
  * async nightlyStats() { ... }
  */
 export function ScheduledLock(name: string, options: ScheduledLockOptions): MethodDecorator {
-  validateLease(name, options, '@ScheduledLock()');
-  const dataSource = validateDataSourceName(options.dataSource, '@ScheduledLock()');
+  validateLease(name, options, '@ScheduledLock()', DECORATOR_KEYS);
+  const { dataSource: dataSourceName, ...leaseOptions } = options;
+  const dataSource = validateDataSourceName(dataSourceName, '@ScheduledLock()');
   return (target, key, descriptor) => {
     const leases = injectInto(target, LeaseService, 'ScheduledLock', dataSource);
     wrapMethod('ScheduledLock', target, key, descriptor, (original, methodName) =>
       async function scheduledLock(this: object, ...args: unknown[]) {
-        const outcome = await leases(this).run(name, () => original.apply(this, args), options);
+        const outcome = await leases(this).run(name, () => original.apply(this, args), leaseOptions);
         if (outcome.ran) return outcome.value;
         logger.debug(`${methodName} skipped: lease "${name}" is held by another run`);
         return undefined;

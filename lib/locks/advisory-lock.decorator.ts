@@ -1,10 +1,11 @@
 import { Logger, UseFilters } from '@nestjs/common';
+import { allowedKeys, checkOptionKeys } from '../common/option-keys.js';
 import { injectInto, validateDataSourceName, wrapMethod } from '../common/wrap-method.js';
 import { InvalidOptionError } from '../errors.js';
 import { markSessionScope } from '../server/pooler.js';
 import { TxLockExceptionFilter } from './lock-exception.filter.js';
 import { defaultMethodKey, lockKeyText, type LockKey } from './lock-key.js';
-import { validateAdvisoryOptions, type AdvisoryLockCallOptions } from './lock.options.js';
+import { ADVISORY_LOCK_CALL_KEYS, validateAdvisoryOptions, type AdvisoryLockCallOptions } from './lock.options.js';
 import { LockService } from './lock.service.js';
 
 const logger = new Logger('TxLock');
@@ -32,6 +33,8 @@ export interface AdvisoryLockOptions extends AdvisoryLockCallOptions {
   dataSource?: string;
 }
 
+const DECORATOR_KEYS = allowedKeys<AdvisoryLockOptions>('@AdvisoryLock()', { ...ADVISORY_LOCK_CALL_KEYS, key: true, keys: true, onLocked: true, dataSource: true });
+
 /**
  * Runs the method holding a PostgreSQL advisory lock, so calls with the same key never run at the same time,
  * across processes and replicas. In transaction scope (default) it opens a transaction when none is active
@@ -48,6 +51,7 @@ export interface AdvisoryLockOptions extends AdvisoryLockCallOptions {
  * async rebuildReports() { ... }
  */
 export function AdvisoryLock(options: AdvisoryLockOptions = {}): MethodDecorator {
+  checkOptionKeys(options, DECORATOR_KEYS);
   const { key, keys, onLocked = 'throw', dataSource, ...callOptions } = options;
   validateDataSourceName(dataSource, '@AdvisoryLock()');
   validateAdvisoryOptions(callOptions, '@AdvisoryLock()');

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isWellFormed, WELL_FORMED_TEXT } from '../common/text.js';
-import { InvalidLockKeyError, InvalidOptionError } from '../errors.js';
+import { describeValue, InvalidLockKeyError, InvalidOptionError } from '../errors.js';
 
 /** One part of a lock key. Numbers and bigints count as their decimal text: `5`, `5n` and `'5'` are the same part. */
 export type LockKeyPart = string | number | bigint;
@@ -95,16 +95,22 @@ export function validateNamespace(namespace: unknown, allowReserved = false): vo
  * give the decorator a `key` then.
  */
 export function defaultMethodKey(methodName: string, args: readonly unknown[]): string[] {
-  return [methodName, ...args.map((arg) => argumentText(arg, methodName))];
+  return [methodName, ...args.map((arg, index) => argumentText(arg, index, methodName))];
 }
 
-function argumentText(arg: unknown, methodName: string): string {
+function argumentText(arg: unknown, index: number, methodName: string): string {
   if (typeof arg === 'string') return arg;
   if (typeof arg === 'number' || typeof arg === 'bigint') return String(arg);
   try {
     return JSON.stringify(arg, sortedReplacer) ?? 'undefined';
   } catch (error) {
-    throw new InvalidLockKeyError(arg, `an argument of ${methodName} has no JSON form (${(error as Error).message}); give @AdvisoryLock() a key`);
+    // A cycle overflows the stack here rather than being named: the sorted copies are new objects each time.
+    const why = error instanceof RangeError ? 'it refers to itself' : String((error as Error).message).split('\n')[0];
+    throw new InvalidLockKeyError(
+      arg,
+      `argument ${index + 1} of ${methodName} (${describeValue(arg)}) has no JSON form (${why}), so it cannot be part of the ` +
+        `default key; give the decorator a key made of what identifies the work, e.g. key: (req) => ['report', req.params.id]`,
+    );
   }
 }
 

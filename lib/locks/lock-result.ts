@@ -6,3 +6,12 @@ export type LockRunResult<T> = { ran: true; value: T } | { ran: false; reason: '
 
 /** What running under a lock came to: fn's value, or the error saying why the lock was not taken. */
 export type LockOutcome<T> = { ran: true; value: T } | { ran: false; failure: unknown };
+
+/**
+ * Carries a lock that could not be had (busy, or timed out) out of the transaction the lock call opened or joined:
+ * `failure` is the LockNotAcquiredError/LockTimeoutError the caller gets. Not part of the public API.
+ * @internal
+ */
+export class NotAcquired {
+  constructor(readonly failure: unknown) {}
+}

@@ -1,3 +1,4 @@
+import { allowedKeys, checkOptionKeys, type KeyList } from '../common/option-keys.js';
 import { InvalidOptionError } from '../errors.js';
 import { Propagation } from '../transaction/transaction.options.js';
 import { validateNamespace } from './lock-key.js';
@@ -108,21 +109,45 @@ export function validateAdvisoryOptions(options: AdvisoryLockCallOptions, where:
   }
 }
 
+/** The keys of AdvisoryLockCallOptions. */
+export const ADVISORY_LOCK_CALL_KEYS: KeyList<AdvisoryLockCallOptions> = {
+  timeoutMs: true,
+  nowait: true,
+  signal: true,
+  shared: true,
+  scope: true,
+  namespace: true,
+  propagation: true,
+  label: true,
+};
+const WITH_ADVISORY_LOCK = allowedKeys<AdvisoryLockCallOptions>('withAdvisoryLock()', ADVISORY_LOCK_CALL_KEYS);
+const TRY_ADVISORY_LOCK = allowedKeys<AdvisoryLockCallOptions>('tryAdvisoryLock()', ADVISORY_LOCK_CALL_KEYS);
+
+/** The keys of TableLockOptions. */
+export const TABLE_LOCK_KEYS: KeyList<TableLockOptions> = { timeoutMs: true, nowait: true, signal: true, propagation: true };
+const TABLE_LOCK_CALLS = {
+  'lockTables()': allowedKeys<TableLockOptions>('lockTables()', TABLE_LOCK_KEYS),
+  'withTableLock()': allowedKeys<TableLockOptions>('withTableLock()', TABLE_LOCK_KEYS),
+};
+
 /**
  * A checked copy of advisory lock options, each field read once: what the call goes on with, so an options
- * object changed after its first use (or a getter) cannot slip a different value past the check.
+ * object changed after its first use (or a getter) cannot slip a different value past the check. A key the
+ * options do not have is refused.
  */
-export function readAdvisoryOptions(options: AdvisoryLockCallOptions, where: string): AdvisoryLockCallOptions {
+export function readAdvisoryOptions(options: AdvisoryLockCallOptions, where: 'withAdvisoryLock()' | 'tryAdvisoryLock()'): AdvisoryLockCallOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError(`${where} options`, options, 'an options object');
+  checkOptionKeys(options, where === 'withAdvisoryLock()' ? WITH_ADVISORY_LOCK : TRY_ADVISORY_LOCK);
   const { timeoutMs, nowait, shared, scope, namespace, propagation, label, signal } = options;
   const snapshot = { timeoutMs, nowait, shared, scope, namespace, propagation, label, signal };
   validateAdvisoryOptions(snapshot, where);
   return snapshot;
 }
 
-/** A copy of table lock options, each field read once (validateTableLock() checks it). */
-export function readTableLockOptions(options: TableLockOptions): TableLockOptions {
+/** A copy of table lock options, each field read once (validateTableLock() checks it); a key they do not have is refused. */
+export function readTableLockOptions(options: TableLockOptions, where: keyof typeof TABLE_LOCK_CALLS): TableLockOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('table lock options', options, 'an options object');
+  checkOptionKeys(options, TABLE_LOCK_CALLS[where]);
   const { timeoutMs, nowait, propagation, signal } = options;
   return { timeoutMs, nowait, propagation, signal };
 }

@@ -10,7 +10,7 @@ import { TXLOCK_DATA_SOURCE_NAME, TXLOCK_MODULE_OPTIONS } from '../txlock.module
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { advisoryLockKey, RESERVED_LOCK_NAMESPACE, type LockKey } from './lock-key.js';
 import { failureReason, lockRequest, type LockRequest } from './lock-request.js';
-import type { LockOutcome, LockRunResult } from './lock-result.js';
+import { NotAcquired, type LockOutcome, type LockRunResult } from './lock-result.js';
 import { readAdvisoryOptions, readTableLockOptions, type AdvisoryLockCallOptions, type TableLockMode, type TableLockOptions } from './lock.options.js';
 import { BranchLocks } from './branch-locks.js';
 import { readHolders, type AdvisoryLockHolder } from './lock-holders.js';
@@ -125,7 +125,7 @@ export class LockService implements OnModuleInit {
    * when `timeoutMs`/`nowait` run out (the caller's transaction stays usable), TableNotFoundError.
    */
   async lockTables(targets: TableTarget | readonly TableTarget[], mode: TableLockMode, options: TableLockOptions = {}): Promise<void> {
-    const snapshot = readTableLockOptions(options);
+    const snapshot = readTableLockOptions(options, 'lockTables()');
     const list = validateTableLock(mode, targets, snapshot, 'lockTables()');
     const scope = this.txHost.scope();
     if (!scope) throw new LockRequiresTransactionError('lockTables()');
@@ -134,7 +134,7 @@ export class LockService implements OnModuleInit {
 
   /** Runs `fn` in a transaction (opened or joined as `options.propagation` says) that first locks the tables. */
   async withTableLock<T>(targets: TableTarget | readonly TableTarget[], mode: TableLockMode, fn: () => T | Promise<T>, options: TableLockOptions = {}): Promise<T> {
-    const snapshot = readTableLockOptions(options);
+    const snapshot = readTableLockOptions(options, 'withTableLock()');
     const list = validateTableLock(mode, targets, snapshot, 'withTableLock()');
     try {
       return await this.inTransaction({ propagation: snapshot.propagation }, fn, async (scope, own) => {
@@ -231,9 +231,4 @@ export class LockService implements OnModuleInit {
     if (joins) return guarded(outer, false, () => this.txHost.run({ propagation }, fn));
     return this.txHost.run(transaction, () => guarded(this.txHost.scope()!, true, async () => fn()));
   }
-}
-
-/** A lock that could not be had (busy, or timed out): `failure` is the LockNotAcquiredError/LockTimeoutError. */
-class NotAcquired {
-  constructor(readonly failure: unknown) {}
 }

@@ -1,7 +1,8 @@
 import { UseFilters } from '@nestjs/common';
+import { allowedKeys, checkOptionKeys } from '../common/option-keys.js';
 import { injectInto, validateDataSourceName, wrapMethod } from '../common/wrap-method.js';
 import { TxLockExceptionFilter } from './lock-exception.filter.js';
-import type { TableLockMode, TableLockOptions } from './lock.options.js';
+import { TABLE_LOCK_KEYS, type TableLockMode, type TableLockOptions } from './lock.options.js';
 import { LockService } from './lock.service.js';
 import { validateTableLock, type TableTarget } from './table-targets.js';
 
@@ -10,6 +11,8 @@ export interface TableLockDecoratorOptions extends TableLockOptions {
   /** The name of the DataSource (its TxLockModule registration) whose tables to lock. Default: the default one. */
   dataSource?: string;
 }
+
+const DECORATOR_KEYS = allowedKeys<TableLockDecoratorOptions>('@TableLock()', { ...TABLE_LOCK_KEYS, dataSource: true });
 
 /**
  * Runs the method in a transaction (opened, or joined as `options.propagation` says) that first takes
@@ -25,13 +28,15 @@ export interface TableLockDecoratorOptions extends TableLockOptions {
  * async sessionFor(userId: number) { ... }
  */
 export function TableLock(mode: TableLockMode, targets: TableTarget | readonly TableTarget[], options: TableLockDecoratorOptions = {}): MethodDecorator {
-  const list = validateTableLock(mode, targets, options, '@TableLock()');
-  const dataSource = validateDataSourceName(options.dataSource, '@TableLock()');
+  checkOptionKeys(options, DECORATOR_KEYS);
+  const { dataSource: name, ...lockOptions } = options;
+  const list = validateTableLock(mode, targets, lockOptions, '@TableLock()');
+  const dataSource = validateDataSourceName(name, '@TableLock()');
   return (target, propertyKey, descriptor) => {
     const locks = injectInto(target, LockService, 'TableLock', dataSource);
     wrapMethod('TableLock', target, propertyKey, descriptor, (original) =>
       async function tableLock(this: object, ...args: unknown[]) {
-        return locks(this).withTableLock(list, mode, () => original.apply(this, args), options);
+        return locks(this).withTableLock(list, mode, () => original.apply(this, args), lockOptions);
       },
     );
     UseFilters(TxLockExceptionFilter)(target, propertyKey, descriptor);

@@ -1,6 +1,7 @@
+import { allowedKeys } from '../common/option-keys.js';
 import { injectInto, validateDataSourceName, wrapMethod } from '../common/wrap-method.js';
 import { defaultMethodKey, lockKeyText, type LockKey } from '../locks/lock-key.js';
-import { validateSingleFlight, type SingleFlightOptions } from './single-flight.options.js';
+import { SINGLE_FLIGHT_OPTION_KEYS, validateSingleFlight, type SingleFlightOptions } from './single-flight.options.js';
 import { SingleFlightService } from './single-flight.service.js';
 
 /** Options of `@SingleFlight()`. */
@@ -14,6 +15,8 @@ export interface SingleFlightDecoratorOptions extends SingleFlightOptions {
   dataSource?: string;
 }
 
+const DECORATOR_KEYS = allowedKeys<SingleFlightDecoratorOptions>('@SingleFlight()', { ...SINGLE_FLIGHT_OPTION_KEYS, key: true, dataSource: true });
+
 /**
  * Computes the method's result once across all processes for equal keys, and shares it for `ttlMs`
  * (see SingleFlightService). Works on provider methods and controller handlers; the method then returns
@@ -25,7 +28,7 @@ export interface SingleFlightDecoratorOptions extends SingleFlightOptions {
  * stats() { return this.expensiveStats(); }
  */
 export function SingleFlight(options: SingleFlightDecoratorOptions): MethodDecorator {
-  validateSingleFlight(typeof options.key === 'string' ? options.key : undefined, options, '@SingleFlight()');
+  validateSingleFlight(typeof options.key === 'string' ? options.key : undefined, options, '@SingleFlight()', DECORATOR_KEYS);
   if (options.key !== undefined && typeof options.key !== 'function') lockKeyText(options.key); // a bad constant key fails now
   const { key, dataSource, ...runOptions } = options;
   validateDataSourceName(dataSource, '@SingleFlight()');

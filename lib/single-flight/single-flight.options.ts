@@ -1,5 +1,6 @@
 import { assertDurationMs, MAX_DURATION_MS, MAX_TIMER_MS } from '../common/durations.js';
 import { isWellFormed, WELL_FORMED_TEXT } from '../common/text.js';
+import { allowedKeys, checkOptionKeys, type AllowedKeys, type KeyList } from '../common/option-keys.js';
 import { InvalidOptionError } from '../errors.js';
 
 /** Options of `SingleFlightService.run()`. */
@@ -36,12 +37,19 @@ const TIMER_BOUND = 'MAX_TIMER_MS, the longest delay a Node timer keeps';
  * either one not well-formed UTF-16 (refused as counter keys, lock keys and lease names are), or
  * out-of-range durations. (NUL is fine here: keys are stored JSON-encoded, which escapes it.)
  */
-export function validateSingleFlight(key: unknown, options: SingleFlightOptions, where: string): void {
+/** The keys of SingleFlightOptions. */
+export const SINGLE_FLIGHT_OPTION_KEYS: KeyList<SingleFlightOptions> = { ttlMs: true, namespace: true, timeoutMs: true };
+/** What SingleFlightService.run() takes. */
+export const SINGLE_FLIGHT_RUN = allowedKeys<SingleFlightOptions>('SingleFlightService.run()', SINGLE_FLIGHT_OPTION_KEYS);
+
+/** Throws InvalidOptionError for a bad key, a key of `options` that `allowed` lacks, or a value out of range. */
+export function validateSingleFlight(key: unknown, options: SingleFlightOptions, where: string, allowed: AllowedKeys): void {
   if (key !== undefined) {
     if (typeof key !== 'string' || key.length === 0) throw new InvalidOptionError(`${where} key`, key, 'a non-empty string');
     if (!isWellFormed(key)) throw new InvalidOptionError(`${where} key`, key, `a string that is ${WELL_FORMED_TEXT}`);
   }
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError(`${where} options`, options, 'an object with ttlMs');
+  checkOptionKeys(options, allowed);
   if (options.ttlMs === undefined) throw new InvalidOptionError(`${where} "ttlMs"`, undefined, `a whole number of milliseconds from 1 to ${MAX_DURATION_MS} (${TTL_BOUND})`);
   assertDurationMs(options.ttlMs, `${where} "ttlMs"`, 1, MAX_DURATION_MS, TTL_BOUND);
   assertDurationMs(options.timeoutMs, `${where} "timeoutMs"`, 1, MAX_TIMER_MS, TIMER_BOUND);

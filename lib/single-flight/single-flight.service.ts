@@ -10,7 +10,7 @@ import { telemetry } from '../telemetry/telemetry.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
-import { validateSingleFlight, type SingleFlightOptions } from './single-flight.options.js';
+import { SINGLE_FLIGHT_RUN, validateSingleFlight, type SingleFlightOptions } from './single-flight.options.js';
 import { singleFlightSql } from './single-flight.sql.js';
 import { CacheManagerSingleFlightStore, PostgresSingleFlightStore, type CacheLike, type SingleFlightStore } from './single-flight.store.js';
 
@@ -58,7 +58,7 @@ export class SingleFlightService implements OnModuleInit {
    * that computed it included) gets its JSON round trip, so all see the same value.
    */
   run<T>(key: string, compute: () => T | Promise<T>, options: SingleFlightOptions): Promise<T> {
-    validateSingleFlight(key, options, 'single-flight');
+    validateSingleFlight(key, options, 'single-flight', SINGLE_FLIGHT_RUN);
     const id = JSON.stringify([options.namespace ?? '', key]);
     // Under a test transaction a flight runs in its first caller's scope, so only callers of that scope share it.
     const flightId = `${this.txHost.sharingTag()}\u0000${id}`;

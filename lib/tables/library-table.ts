@@ -23,7 +23,16 @@ export function explainMissingTable(error: unknown, table: LibraryTable): unknow
 
 /** Which of `tables` do not exist in the database, in one query. */
 export async function missingTables(dataSource: DataSource, tables: readonly LibraryTable[]): Promise<LibraryTable[]> {
+  const present = await tablesExist(dataSource, tables.map((t) => t.table));
+  return tables.filter((_, i) => !present[i]);
+}
+
+/**
+ * Whether each of `tables` (quoted, possibly schema-qualified names) exists, in one catalog read through `source`
+ * (a DataSource or a query runner): it needs no right on the tables and runs on a read-only database.
+ */
+export async function tablesExist(source: Pick<DataSource, 'query'>, tables: readonly string[]): Promise<boolean[]> {
   if (tables.length === 0) return [];
-  const [row] = (await dataSource.query(`SELECT ${tables.map((_, i) => `to_regclass($${i + 1}) IS NOT NULL AS t${i}`).join(', ')}`, tables.map((t) => t.table))) as Record<string, boolean>[];
-  return tables.filter((_, i) => row![`t${i}`] !== true);
+  const [row] = (await source.query(`SELECT ${tables.map((_, i) => `to_regclass($${i + 1}) IS NOT NULL AS t${i}`).join(', ')}`, [...tables])) as Record<string, boolean>[];
+  return tables.map((_, i) => row![`t${i}`] === true);
 }

@@ -1,4 +1,6 @@
 import type { Attributes, Counter, Histogram, Meter, Span, Tracer } from '@opentelemetry/api';
+import { withoutQuotedValues } from '../common/quoted-values.js';
+import { NotAcquired } from '../locks/lock-result.js';
 
 type OpenTelemetryApi = typeof import('@opentelemetry/api');
 
@@ -69,11 +71,32 @@ export class Telemetry {
     });
   }
 
-  /** Records `error` on `span` and sets its status to ERROR. */
+  /**
+   * Records `error` on `span` (an `exception` event whose type is the error's class) and sets its status to ERROR
+   * with the error's message, less the keys and other caller values the library's errors quote (recordedError()).
+   */
   fail(span: Span, error: unknown): void {
-    span.recordException(error instanceof Error ? error : String(error));
-    span.setStatus({ code: this.api.SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+    const recorded = recordedError(error);
+    span.recordException(recorded);
+    span.setStatus({ code: this.api.SpanStatusCode.ERROR, message: recorded.message });
   }
+}
+
+/**
+ * What a span records of a failure: the class name as the exception's type (not pg's SQLSTATE `code`, which
+ * OpenTelemetry would prefer), the message and stack trace without the caller's values the library's errors quote
+ * (lock keys, counter keys, lease names, single-flight keys, option values). A lock that was not acquired is
+ * recorded as the LockTimeoutError/LockNotAcquiredError the caller gets, not as the wrapper that carried it out of
+ * the transaction; a thrown value that is not an Error by its type alone.
+ */
+export function recordedError(thrown: unknown): { name: string; message: string; stack?: string } {
+  const error = thrown instanceof NotAcquired ? thrown.failure : thrown;
+  if (!(error instanceof Error)) {
+    const type = typeof error === 'object' && error !== null ? (error.constructor?.name ?? 'Object') : typeof error;
+    return { name: type, message: `a value of type ${type} was thrown instead of an Error` };
+  }
+  const name = error.constructor?.name && error.constructor.name !== 'Error' ? error.constructor.name : error.name;
+  return { name, message: withoutQuotedValues(error, error.message), ...(error.stack ? { stack: withoutQuotedValues(error, error.stack) } : {}) };
 }
 
 /**

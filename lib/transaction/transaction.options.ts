@@ -1,4 +1,5 @@
 import { MAX_TIMER_MS } from '../common/durations.js';
+import { allowedKeys, checkOptionKeys, type KeyList } from '../common/option-keys.js';
 import { InvalidOptionError } from '../errors.js';
 
 /** How a transactional call relates to a transaction that may already be active. */
@@ -50,13 +51,19 @@ export interface TransactionOptions {
 const PROPAGATIONS = Object.values(Propagation);
 const ISOLATIONS = Object.values(IsolationLevel);
 
+/** The keys of TransactionOptions. */
+export const TRANSACTION_OPTION_KEYS: KeyList<TransactionOptions> = { propagation: true, isolation: true, readOnly: true, timeoutMs: true, retries: true };
+const RUN_KEYS = allowedKeys<TransactionOptions>('TransactionHost.run()', TRANSACTION_OPTION_KEYS);
+
 /**
  * A copy of `options` with each field read once, after checking every one (InvalidOptionError names the valid
- * values). Called on every call, never cached by object identity: an options object changed after its first
- * use is checked again, and the copy is what the call goes on with, so a getter cannot answer differently later.
+ * values, or for a key outside `allowed` the valid keys and the closest one). Called on every call, never cached by
+ * object identity: an options object changed after its first use is checked again, and the copy is what the call
+ * goes on with, so a getter cannot answer differently later.
  */
-export function readTransactionOptions(options: TransactionOptions, where = 'transaction option'): TransactionOptions {
+export function readTransactionOptions(options: TransactionOptions, where = 'transaction option', allowed = RUN_KEYS): TransactionOptions {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError(where, options, 'an options object');
+  checkOptionKeys(options, allowed);
   const { propagation, isolation, readOnly, timeoutMs, retries } = options;
   if (propagation !== undefined && !PROPAGATIONS.includes(propagation)) {
     throw new InvalidOptionError(`${where} "propagation"`, propagation, PROPAGATIONS);

@@ -1,12 +1,15 @@
+import { allowedKeys } from '../common/option-keys.js';
 import { injectInto, validateDataSourceName, wrapMethod } from '../common/wrap-method.js';
 import { TransactionHost } from './transaction.host.js';
-import { readTransactionOptions, type TransactionOptions } from './transaction.options.js';
+import { readTransactionOptions, TRANSACTION_OPTION_KEYS, type TransactionOptions } from './transaction.options.js';
 
 /** Options of `@Transactional()`: the transaction's, and which DataSource it runs on. */
 export interface TransactionalOptions extends TransactionOptions {
   /** The name of the DataSource (its TxLockModule registration) the transaction runs on. Default: the default one. */
   dataSource?: string;
 }
+
+const TRANSACTIONAL_KEYS = allowedKeys<TransactionalOptions>('@Transactional()', { ...TRANSACTION_OPTION_KEYS, dataSource: true });
 
 /**
  * Runs the method in a transaction (see TransactionOptions for propagation, isolation, readOnly,
@@ -25,7 +28,7 @@ export interface TransactionalOptions extends TransactionOptions {
  * async record(event: Event) { ... }
  */
 export function Transactional(options: TransactionalOptions = {}): MethodDecorator {
-  readTransactionOptions(options, '@Transactional()'); // fails now; each call checks again (options may change)
+  readTransactionOptions(options, '@Transactional()', TRANSACTIONAL_KEYS); // fails now; each call checks again (options may change)
   const dataSource = validateDataSourceName(options.dataSource, '@Transactional()');
   return (target, key, descriptor) => {
     const host = injectInto(target, TransactionHost, 'Transactional', dataSource);
@@ -34,7 +37,8 @@ export function Transactional(options: TransactionalOptions = {}): MethodDecorat
         // Named after the method so propagation errors can say which method was called.
         const call = { [methodName]: () => original.apply(this, args) }[methodName]!;
         try {
-          return host(this).run(options, call);
+          // The options as read now (they may have changed), less `dataSource`, which TransactionHost.run() refuses.
+          return host(this).run(readTransactionOptions(options, '@Transactional()', TRANSACTIONAL_KEYS), call);
         } catch (error) {
           return Promise.reject(error); // always a Promise, even when the instance was not made by Nest
         }

@@ -1,4 +1,4 @@
-import { Column, CreateDateColumn, Entity, ManyToOne, OneToMany, PrimaryGeneratedColumn, Unique, VersionColumn } from 'typeorm';
+import { Column, CreateDateColumn, Entity, JoinColumn, ManyToOne, OneToMany, PrimaryColumn, PrimaryGeneratedColumn, Unique, VersionColumn } from 'typeorm';
 
 /** One session per client key (seed 004): the unique key is what makes getOrCreate exact. */
 @Entity('atomic_session')
@@ -158,5 +158,70 @@ export class Novel {
   author!: Author | null;
 }
 
+/** A publisher: the one side of Edition's relation. */
+@Entity('atomic_publisher')
+export class Publisher {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'text' })
+  name!: string;
+}
+
+/**
+ * A yearly edition per publisher: a many-to-one relation that shares its join column with a foreign key property
+ * of its own (`publisherId`), in the unique key, as peers' entities often have it.
+ */
+@Entity('atomic_edition')
+@Unique(['publisher', 'year'])
+export class Edition {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'int' })
+  publisherId!: number;
+
+  @ManyToOne(() => Publisher)
+  @JoinColumn({ name: 'publisherId' })
+  publisher!: Publisher;
+
+  @Column({ type: 'int' })
+  year!: number;
+
+  @Column({ type: 'text', nullable: true })
+  title!: string | null;
+}
+
+/** A region with a composite primary key: relations to it have two join columns. */
+@Entity('atomic_region')
+export class Region {
+  @PrimaryColumn({ type: 'text' })
+  country!: string;
+
+  @PrimaryColumn({ type: 'text' })
+  code!: string;
+}
+
+/** A store per region and name: the unique key holds a relation with two join columns. */
+@Entity('atomic_store')
+@Unique(['region', 'name'])
+export class Store {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @ManyToOne(() => Region)
+  @JoinColumn([
+    { name: 'regionCountry', referencedColumnName: 'country' },
+    { name: 'regionCode', referencedColumnName: 'code' },
+  ])
+  region!: Region;
+
+  @Column({ type: 'text' })
+  name!: string;
+
+  @Column({ type: 'int', default: 0 })
+  visits!: number;
+}
+
 /** All entities of the atomic tests. */
-export const ATOMIC_ENTITIES = [Session, LooseSession, Domain, Setting, TenantSetting, GlobalSetting, Book, Author, Novel];
+export const ATOMIC_ENTITIES = [Session, LooseSession, Domain, Setting, TenantSetting, GlobalSetting, Book, Author, Novel, Publisher, Edition, Region, Store];

@@ -7,6 +7,7 @@ import { DataSource } from 'typeorm';
 import { AdvisoryLock, InvalidOptionError, LockService, SessionLockPoolerError, TxLockModule, type TxLockModuleOptions } from '../../lib/index.js';
 import { race } from '../../lib/testing/race.js';
 import { createTestDatabase, directUrl, expectAllReleased, poolerUrl, type TestDatabase } from '../support/database.js';
+import { nativePg } from '../support/native-client.js';
 import { createTestApp } from '../support/nest-app.js';
 import { RoundTripLog } from '../support/round-trips.js';
 
@@ -74,7 +75,7 @@ describe('session-scope locks and poolers', () => {
     await expectAllReleased(app.get(DataSource));
   });
 
-  (behindPooler ? it.skip : it)('checks each pooled connection once: one SELECT pg_backend_pid() on its first session lock, none after', async () => {
+  (behindPooler ? it.skip : it)('checks each pooled connection once: one SELECT pg_backend_pid() on its first session lock, none after (native client: none)', async () => {
     const fresh = await createTestApp({ url: db.url, poolSize: 2 });
     try {
       const dataSource = fresh.get(DataSource);
@@ -92,7 +93,8 @@ describe('session-scope locks and poolers', () => {
       const [first, second] = [await sent(), await sent()];
       await held.release();
       expect(second).toEqual([expect.stringContaining('pg_advisory_lock('), expect.stringContaining('pg_advisory_unlock('), 'SELECT pg_advisory_unlock_all()']);
-      expect(first).toEqual(['SELECT pg_backend_pid() AS pid', ...second]);
+      // pg's native client cannot show its backend key: its target was checked once, on a connection of its own.
+      expect(first).toEqual(nativePg ? second : ['SELECT pg_backend_pid() AS pid', ...second]);
     } finally {
       await fresh.close();
     }

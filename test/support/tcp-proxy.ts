@@ -1,5 +1,18 @@
 import net from 'node:net';
 
+/** Options of TcpProxy.start(). */
+export interface TcpProxyOptions {
+  /**
+   * Give each client a backend key of the proxy's own (the BackendKeyData message rewritten) while still passing
+   * every statement to the backend the connection was opened on: what a client sees of PgBouncer, pgcat or
+   * Supavisor, which answer with keys of their own. Unencrypted connections only.
+   */
+  ownBackendKey?: boolean;
+}
+
+/** The process id a proxy started with `ownBackendKey` gives every client: above Linux's largest pid (2^22). */
+export const PROXY_BACKEND_PID = 0x7fff_fff0;
+
 /**
  * A TCP proxy in front of the test PostgreSQL server, to break connections on purpose: drop every open
  * connection (the server restarting, the network failing), refuse new ones while "down", or let the server
@@ -17,10 +30,10 @@ export class TcpProxy {
   ) {}
 
   /** Starts a proxy to the server of `databaseUrl`; its `url` is the same URL through the proxy. */
-  static async start(databaseUrl: string): Promise<TcpProxy> {
+  static async start(databaseUrl: string, options: TcpProxyOptions = {}): Promise<TcpProxy> {
     const target = new URL(databaseUrl);
     let proxy!: TcpProxy;
-    const server = net.createServer((client) => proxy.accept(client, target));
+    const server = net.createServer((client) => proxy.accept(client, target, options.ownBackendKey === true));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const url = new URL(databaseUrl);
     url.hostname = '127.0.0.1';
@@ -50,15 +63,17 @@ export class TcpProxy {
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private accept(client: net.Socket, target: URL): void {
+  private accept(client: net.Socket, target: URL, ownBackendKey: boolean): void {
     if (this.down) {
       client.destroy();
       return;
     }
     const upstream = net.connect(Number(target.port || 5432), target.hostname);
     this.sockets.add(client).add(upstream);
+    const keys = ownBackendKey ? new BackendKeyRewriter() : undefined;
     let commitSent = false;
-    client.on('data', (chunk) => {
+    client.on('data', (received: Buffer) => {
+      const chunk = keys ? keys.fromClient(received, (answer) => client.write(answer)) : received;
       // A simple-protocol Query message ('Q') carrying COMMIT.
       if (this.loseCommitReply && chunk[0] === 0x51 && chunk.includes('COMMIT')) {
         this.loseCommitReply = false;
@@ -72,7 +87,7 @@ export class TcpProxy {
         upstream.end();
         return;
       }
-      client.write(chunk);
+      client.write(keys ? keys.fromServer(chunk) : chunk);
     });
     const close = () => {
       client.destroy();
@@ -82,5 +97,51 @@ export class TcpProxy {
     };
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
+  }
+}
+
+// Protocol codes of the requests a client may send before its StartupMessage to ask for encryption.
+const SSL_REQUEST = 80877103;
+const GSSENC_REQUEST = 80877104;
+
+/**
+ * Plays a pooler at the start of one connection: refuses encryption itself ('N', as a pooler without TLS does) and
+ * rewrites the process id of the server's BackendKeyData message ('K'), passing everything else on.
+ */
+class BackendKeyRewriter {
+  private startupSeen = false;
+  private buffered = Buffer.alloc(0);
+  private done = false;
+
+  /** What of the client's `chunk` goes on to the server; an encryption request is answered here with `refuse`. */
+  fromClient(chunk: Buffer, refuse: (answer: Buffer) => void): Buffer {
+    if (this.startupSeen || chunk.length !== 8) {
+      this.startupSeen = true;
+      return chunk;
+    }
+    const code = chunk.readInt32BE(4);
+    if (chunk.readInt32BE(0) !== 8 || (code !== SSL_REQUEST && code !== GSSENC_REQUEST)) return chunk;
+    refuse(Buffer.from('N'));
+    return Buffer.alloc(0);
+  }
+
+  fromServer(chunk: Buffer): Buffer {
+    if (this.done) return chunk;
+    let rest = Buffer.concat([this.buffered, chunk]);
+    const out: Buffer[] = [];
+    while (rest.length >= 5 && rest.length >= 1 + rest.readInt32BE(1)) {
+      const message = Buffer.from(rest.subarray(0, 1 + rest.readInt32BE(1)));
+      rest = rest.subarray(message.length);
+      out.push(message);
+      if (message[0] === 0x4b) {
+        message.writeInt32BE(PROXY_BACKEND_PID, 5);
+        this.done = true;
+        out.push(rest);
+        rest = Buffer.alloc(0);
+        break;
+      }
+    }
+    this.buffered = rest;
+    return Buffer.concat(out);
   }
 }

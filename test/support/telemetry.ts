@@ -12,6 +12,11 @@ export interface CollectedTelemetry {
   points<T = number>(name: string): Promise<DataPoint<T>[]>;
   /** Forgets the finished spans. */
   resetSpans(): void;
+  /**
+   * Everything the exporters hold, as text: each finished span's name, attributes, events (names and attributes),
+   * links and status, and the attributes of every metric's data points. For asserting what never appears.
+   */
+  everything(): Promise<string>;
 }
 
 /**
@@ -49,6 +54,21 @@ export function useTelemetry(): CollectedTelemetry {
       return (metric?.dataPoints ?? []) as DataPoint<T>[];
     },
     resetSpans: () => spanExporter.reset(),
+    async everything() {
+      await tracerProvider.forceFlush();
+      const spans = spanExporter.getFinishedSpans().map((span) => ({
+        name: span.name,
+        attributes: span.attributes,
+        events: span.events.map((event) => ({ name: event.name, attributes: event.attributes })),
+        links: span.links.map((link) => link.attributes),
+        status: span.status,
+      }));
+      const { resourceMetrics } = await reader.collect();
+      const metrics = resourceMetrics.scopeMetrics.flatMap((scope) =>
+        scope.metrics.map((metric) => ({ name: metric.descriptor.name, attributes: metric.dataPoints.map((point) => point.attributes) })),
+      );
+      return JSON.stringify({ spans, metrics });
+    },
   };
 }
 

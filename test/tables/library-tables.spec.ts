@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { Injectable, type INestApplication } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
@@ -7,6 +8,7 @@ import { DataSource } from 'typeorm';
 import {
   CounterService,
   LeaseService,
+  LockService,
   MissingTableError,
   ScheduledLock,
   SingleFlight,
@@ -14,7 +16,7 @@ import {
   TxLockTablesMigration,
   type TxLockModuleOptions,
 } from '../../lib/index.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createTestDatabase, directUrl, type TestDatabase } from '../support/database.js';
 
 @Injectable()
 class UsesCounters {
@@ -65,9 +67,9 @@ describe("the library's tables", () => {
     await db.drop();
   });
 
-  const boot = async (providers: unknown[], txlock: TxLockModuleOptions = {}, extra: Record<string, unknown> = {}) => {
+  const boot = async (providers: unknown[], txlock: TxLockModuleOptions = {}, extra: Record<string, unknown> = {}, url = db.url) => {
     const moduleRef = await Test.createTestingModule({
-      imports: [TypeOrmModule.forRoot({ type: 'postgres', url: db.url, extra: { max: 3 }, ...extra }), TxLockModule.forRoot(txlock)],
+      imports: [TypeOrmModule.forRoot({ type: 'postgres', url, extra: { max: 3 }, ...extra }), TxLockModule.forRoot(txlock)],
       providers: providers as never[],
     }).compile();
     app = moduleRef.createNestApplication({ logger: false });
@@ -117,5 +119,62 @@ describe("the library's tables", () => {
     expect(await booted.get(CounterService).increment('visits')).toBe(1);
     await booted.get(DataSource).undoLastMigration();
     expect(await tables(db.url)).toEqual([]);
+  });
+
+  // r30: CREATE TABLE IF NOT EXISTS was sent at every bootstrap, and PostgreSQL checks the right to create (and
+  // read-only mode) before it sees that the table exists: apps whose migrations run as another role could not boot.
+  describe('autoCreate when the tables exist (made by the owner, as a migration does)', () => {
+    // Straight to the server: the role below is not in the test pooler's user list, and a pooler's server
+    // connections opened before ALTER DATABASE would keep the old default.
+    const owner = () => directUrl(db.url);
+    const migrate = async () => {
+      const dataSource = await new DataSource({ type: 'postgres', url: owner(), migrations: [TxLockTablesMigration] }).initialize();
+      try {
+        await dataSource.runMigrations();
+        // Nobody but the owner may create tables in the schema, whatever the server version's default.
+        await dataSource.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
+      } finally {
+        await dataSource.destroy();
+      }
+    };
+    const asOwner = async (sql: string) => {
+      const dataSource = await new DataSource({ type: 'postgres', url: owner() }).initialize();
+      try {
+        await dataSource.query(sql);
+      } finally {
+        await dataSource.destroy();
+      }
+    };
+
+    it('a role with SELECT, INSERT, UPDATE and DELETE only boots with autoCreate and uses every feature', async () => {
+      await migrate();
+      const role = `txlock_dml_${randomBytes(4).toString('hex')}`;
+      const password = randomBytes(12).toString('hex');
+      await asOwner(`CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+      try {
+        await asOwner(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`);
+        const url = new URL(owner());
+        [url.username, url.password] = [role, password];
+        const booted = await boot([UsesCounters, NightlyJob, Reports], { autoCreate: true }, {}, url.toString());
+        expect(await booted.get(CounterService).increment('visits')).toBe(1);
+        expect(await booted.get(NightlyJob).run()).toBe('ran');
+        expect(await booted.get(Reports).summary()).toBe(42);
+        // The role really may not create tables: what autoCreate used to send is refused.
+        await expect(booted.get(DataSource).query('CREATE TABLE IF NOT EXISTS "txlock_counters" ("key" text PRIMARY KEY)')).rejects.toThrow(/permission denied/);
+      } finally {
+        await app?.close();
+        app = undefined;
+        await asOwner(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
+      }
+    });
+
+    it('a read-only database (default_transaction_read_only) boots with autoCreate and serves reads and locks', async () => {
+      await migrate();
+      await asOwner(`DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = on', current_database()); END $$`);
+      const booted = await boot([UsesCounters, NightlyJob, Reports], { autoCreate: true }, {}, owner());
+      const counters = booted.get(CounterService);
+      expect(await booted.get(LockService).withAdvisoryLock('report', () => counters.get('visits'))).toBe(0);
+      expect(await booted.get(DataSource).query('SHOW default_transaction_read_only')).toEqual([{ default_transaction_read_only: 'on' }]);
+    });
   });
 });

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import type { Attributes } from '@opentelemetry/api';
 import type { DataPoint, Histogram } from '@opentelemetry/sdk-metrics';
@@ -7,6 +8,7 @@ import {
   InvalidOptionError,
   LeaseLostError,
   LeaseService,
+  LockNotAcquiredError,
   LockService,
   LockTimeoutError,
   SingleFlightService,
@@ -181,5 +183,87 @@ describe('OpenTelemetry spans and metrics (in-memory exporters)', () => {
     expect(await otel.spans('txlock.single_flight.wait')).toHaveLength(1);
     const [lock] = (await otel.spans('txlock.lock.acquire')).filter((span) => span.attributes['txlock.lock.feature'] === 'single_flight');
     expect(lock!.attributes['txlock.lock.outcome']).toBe('acquired');
+  });
+
+  // r27: keys reached spans through the errors recorded on them (a single-flight key on the wait span's status and
+  // exception event, a lock's key in LockTimeoutError's message on the caller's transaction span), and a lock call
+  // refused in the transaction it opened ended that span as ERROR "[object Object]".
+  it('no key reaches a span or a metric, whatever fails; recorded exceptions carry their class as type', async () => {
+    const canary = randomUUID();
+    const counters = testApp.get(CounterService);
+    const leases = testApp.get(LeaseService);
+    const flights = testApp.get(SingleFlightService);
+    otel.resetSpans();
+    const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (error: unknown) => error);
+    const failures: unknown[] = [];
+
+    // Locks: a timeout and a busy nowait, in the transaction the call opens and in one the caller opened; a session
+    // lock timeout; an aborted wait; a try-lock.
+    const release = await holding((body) => locks.withAdvisoryLocks([['user', canary], canary], body));
+    for (const key of [['user', canary], canary]) {
+      failures.push(await failure(locks.withAdvisoryLock(key, async () => undefined, { timeoutMs: 30 })));
+      failures.push(await failure(locks.withAdvisoryLock(key, async () => undefined, { nowait: true })));
+      failures.push(await failure(tx.run(() => locks.withAdvisoryLock(key, async () => undefined, { timeoutMs: 30 }))));
+      failures.push(await failure(tx.run(() => locks.withAdvisoryLock(key, async () => undefined, { nowait: true }))));
+      failures.push(await failure(locks.withAdvisoryLock(key, async () => undefined, { scope: 'session', timeoutMs: 30 })));
+      failures.push(await failure(locks.withAdvisoryLock(key, async () => undefined, { signal: AbortSignal.timeout(30) })));
+      expect(await locks.tryAdvisoryLock(key, async () => undefined)).toEqual({ ran: false, reason: 'locked' });
+    }
+    await release();
+    // Counters: a key the library refuses, and one that overflows what a number holds, in transactions.
+    failures.push(await failure(tx.run(() => counters.increment(`${canary}\u0000`))));
+    await counters.increment(canary, Number.MAX_SAFE_INTEGER);
+    failures.push(await failure(tx.run(() => counters.increment(canary, 1))));
+    // Leases: a renewal that finds the lease lost.
+    const lease = await leases.acquire(canary, { atMostForMs: 60_000 });
+    await testApp.dataSource.query(`UPDATE txlock_leases SET holder = 'another', lock_until = clock_timestamp() - interval '1 second' WHERE name = $1`, [canary]);
+    failures.push(await failure(tx.run(() => leases.extend(lease!, 1_000))));
+    // Single flight: a caller that stops waiting for the computation in flight, and a value JSON cannot carry.
+    const computing = gate();
+    const started = gate();
+    const leader = flights.run(canary, async () => {
+      started.open();
+      await computing.opened;
+      return 1;
+    }, { ttlMs: 60_000 });
+    await started.opened;
+    failures.push(await failure(flights.run(canary, async () => 1, { ttlMs: 60_000, timeoutMs: 30 })));
+    computing.open();
+    await leader;
+    failures.push(await failure(flights.run(`${canary}:undefined`, async () => undefined, { ttlMs: 60_000 })));
+    failures.push(await failure(tx.run(() => flights.run(`${canary}\uD800`, async () => 1, { ttlMs: 60_000 }))));
+
+    // Every call failed as it should, and the caller's error still names its key (that is the caller's to log).
+    expect(failures.map((error) => (error as Error).constructor.name)).toEqual([
+      ...Array.from({ length: 2 }, () => ['LockTimeoutError', 'LockNotAcquiredError', 'LockTimeoutError', 'LockNotAcquiredError', 'LockTimeoutError', 'LockAbortedError']).flat(),
+      'InvalidCounterKeyError',
+      'CounterOverflowError',
+      'LeaseLostError',
+      'LockTimeoutError',
+      'ValueNotSerializableError',
+      'InvalidOptionError',
+    ]);
+    for (const error of failures) expect((error as Error).message).toContain(canary);
+
+    const recorded = await otel.everything();
+    expect(recorded.includes(canary)).toBe(false);
+    expect(recorded).toContain('<redacted>'); // the exporters did get the failures
+    expect(recorded).not.toContain('[object Object]');
+    const exceptions = (await otel.spans()).flatMap((span) => span.events.filter((event) => event.name === 'exception').map((event) => ({ span: span.name, type: event.attributes!['exception.type'] })));
+    expect(exceptions).toEqual(expect.arrayContaining([
+      { span: 'txlock.transaction', type: 'LockTimeoutError' },
+      { span: 'txlock.transaction', type: 'LockNotAcquiredError' },
+      { span: 'txlock.transaction', type: 'LockAbortedError' },
+      { span: 'txlock.transaction', type: 'InvalidCounterKeyError' },
+      { span: 'txlock.transaction', type: 'CounterOverflowError' },
+      { span: 'txlock.transaction', type: 'LeaseLostError' },
+      { span: 'txlock.transaction', type: 'InvalidOptionError' },
+      { span: 'txlock.single_flight.wait', type: 'LockTimeoutError' },
+      { span: 'txlock.transaction', type: 'ValueNotSerializableError' }, // the single flight's own transaction
+    ]));
+    // A lock refused in the transaction the call opened ends that span with the lock's error, not its carrier.
+    const refused = (await otel.spans('txlock.transaction')).filter((span) => span.status.code === 2).map((span) => span.status.message);
+    expect(refused).toContain(new LockTimeoutError('<redacted>', 30).message);
+    expect(refused).toContain(new LockNotAcquiredError('<redacted>').message);
   });
 });

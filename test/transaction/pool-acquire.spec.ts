@@ -26,6 +26,11 @@ describe('waiting for a pooled connection', () => {
       tx
         .run(async () => {
           await tx.manager.query(first);
+          // Outer 1 waits on `both` only after outer 0 does, so once `both` opens outer 0 resumes first and its
+          // inner asks for the idle connection first (pg-pool serves waiters in order). The other order would
+          // be a self-deadlock nothing ends: outer 1's inner holding the last connection and waiting for the
+          // row lock of outer 1 itself. Which outer's first statement ends first must not decide it.
+          if (index === 1) await ready[0]!.opened;
           ready[index]!.open();
           await both.opened;
           await tx.run({ propagation: 'REQUIRES_NEW' }, () => tx.manager.query('UPDATE pool_row SET v = v + 1 WHERE id = 1'));
@@ -39,6 +44,12 @@ describe('waiting for a pooled connection', () => {
     const results = Promise.all([outer(0, 'SELECT 1'), outer(1, 'UPDATE pool_row SET v = v + 1 WHERE id = 1')]);
     await Promise.all(ready.map((g) => g.opened));
     both.open();
+    // Both inners ask in the microtasks that follow, before pg-pool's next tick hands the idle connection out:
+    // the pool's counts on the first tick show both waiting while the connection is still idle (r07's case).
+    const asked = await new Promise<{ idle: number; waiting: number }>((resolve) =>
+      process.nextTick(() => resolve({ idle: poolOf(ds).idleCount, waiting: poolOf(ds).waitingCount })),
+    );
+    expect(asked).toEqual({ idle: 1, waiting: 2 });
     const [first, second] = await results;
     expect(first).toBe('done');
     expect(second).toBeInstanceOf(PoolExhaustedError);

@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import { Column, Entity, PrimaryColumn, type Repository } from 'typeorm';
 import { AdvisoryLock, InjectTxRepository, LockService, Transactional, TransactionEndedError, TransactionHost } from '../../lib/index.js';
 import { OverlapDetector } from '../../lib/testing/index.js';
-import { expectAllReleased } from '../support/database.js';
+import { expectAllReleased, poolerUrl } from '../support/database.js';
 import { useTestApp } from '../support/test-app.js';
 
 @Entity('detached_account')
@@ -17,6 +17,7 @@ class DetachedAccount {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const behindPooler = poolerUrl() !== undefined;
 
 /** How the locked method starts a bonus it does not await (or does, for the re-entry shapes). */
 type Start = (award: () => Promise<unknown>) => void;
@@ -141,12 +142,13 @@ describe('re-entry by the call chain that awaits the call', () => {
   for (const [shape, reenter] of shapes) {
     it(`${shape}: let in at once, in a transaction and in a session`, async () => {
       await expect(tx.run(() => locks.withAdvisoryLock('reentry', reenter))).resolves.toBeDefined();
-      await expect(locks.withAdvisoryLock('reentry', reenter, { scope: 'session' })).resolves.toBeDefined();
+      // Session-scope locks are refused behind a transaction pooler (.ci/pgbouncer.sh).
+      if (!behindPooler) await expect(locks.withAdvisoryLock('reentry', reenter, { scope: 'session' })).resolves.toBeDefined();
       await expectAllReleased(testApp.dataSource);
     });
   }
 
-  it('a transaction-scope lock started as detached work inside a session-scope lock call waits for the session to let go', async () => {
+  (behindPooler ? it.skip : it)('a transaction-scope lock started as detached work inside a session-scope lock call waits for the session to let go', async () => {
     const order: string[] = [];
     let detached: Promise<unknown> | undefined;
     await locks.withAdvisoryLock(
@@ -163,7 +165,7 @@ describe('re-entry by the call chain that awaits the call', () => {
     await expectAllReleased(testApp.dataSource);
   });
 
-  it('a session lock call waits for the detached work it deferred before it releases its locks', async () => {
+  (behindPooler ? it.skip : it)('a session lock call waits for the detached work it deferred before it releases its locks', async () => {
     const order: string[] = [];
     await locks.withAdvisoryLock(
       'session-detached',

@@ -18,6 +18,12 @@ export interface TestTransaction {
 export interface TestTransactionOptions {
   /** The name of the DataSource (its TxLockModule registration). Default: the default one. */
   dataSource?: string;
+  /**
+   * Fail the test with TestKitLimitError where the test transaction cannot reproduce production, instead of a
+   * warning the first time: a transaction of its own begun inside another (REQUIRES_NEW, a single flight), which
+   * production runs on a second pooled connection. Default false.
+   */
+  strict?: boolean;
 }
 
 type AppLike = INestApplicationContext | (() => INestApplicationContext);
@@ -36,7 +42,7 @@ type AppLike = INestApplicationContext | (() => INestApplicationContext);
 export async function beginTestTransaction(app: AppLike, options: TestTransactionOptions = {}): Promise<TestTransaction> {
   identifyTestsBy(currentTestIdentity);
   const host = hostOf(app, options);
-  await host.beginTestTransaction();
+  await host.beginTestTransaction(options.strict === true);
   return {
     rollback: async () => {
       const { stillRunning } = await host.endTestTransaction();

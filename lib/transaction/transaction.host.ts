@@ -54,6 +54,9 @@ const registrations = new WeakMap<DataSource, TransactionHost>();
 // Tags of the scopes shared work is grouped by under a test transaction (sharingTag()).
 const scopeTags = new WeakMap<TransactionScope, string>();
 let lastScopeTag = 0;
+// A test transaction begun with { strict: true }, and whether the kit said once what REQUIRES_NEW does there.
+const STRICT_TEST = Symbol('nestjs-txlock:strict-test');
+let warnedOfRequiresNew = false;
 
 /**
  * The current transaction, and the one way to start one without a decorator. `@Transactional()` calls
@@ -302,10 +305,11 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
 
   /**
    * Puts this DataSource under a test transaction (nestjs-txlock/testing): until endTestTransaction(), code
-   * outside the app's own transactions runs in it, and those transactions become savepoints of it.
+   * outside the app's own transactions runs in it, and those transactions become savepoints of it. `strict`: what the
+   * test transaction cannot reproduce fails the test (TestKitLimitError) instead of being said once.
    * @internal
    */
-  async beginTestTransaction(): Promise<TransactionScope> {
+  async beginTestTransaction(strict = false): Promise<TransactionScope> {
     const dataSource = this.dataSource;
     if (testScopeOf(dataSource)) throw new TxLockConfigurationError('A test transaction is already open on this DataSource: end it (rollback()) before beginning another.');
     // Before the first await: the test runner's continuation, the test itself, inherits the binding.
@@ -313,6 +317,7 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
     const connection = await TransactionConnection.open(dataSource, this.options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS, 'test', false);
     connection.routeManagerTransactions((scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)));
     connection.begin();
+    if (strict) connection.root.locals.set(STRICT_TEST, true);
     // Every statement the app sends on the DataSource belongs to a test, also with joinDataSource: false (then only
     // code of a test joins: the app's transactions alone still leave plain TypeORM calls out, as in production).
     this.unroute ??= this.routeDataSource((scope) => scope.root.kind === 'test');
@@ -349,8 +354,11 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   // Under a test transaction, a transaction of the app is a savepoint of the scope it starts in, with its readOnly and
   // timeoutMs applied there (isolation and retries cannot be: docs/testing.md).
   private async beginUnderTest<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T> {
-    const parent = currentScope(this.dataSource)!;
-    if (parent.root !== parent) this.assertKitCanRunOwnWork('a transaction of its own (REQUIRES_NEW, a single flight)');
+    // A transaction begun by work whose own transaction ended (REQUIRES_NEW in a listener that runs after it) is
+    // a new one in production: here a savepoint of what is still open around it, the test's transaction at least.
+    let parent = currentScope(this.dataSource)!;
+    while (parent.parent && parent.refusal()) parent = parent.parent;
+    if (parent.root !== parent) this.kitDifference(parent, describe(fn));
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
     try {
       return await this.nested(parent, fn, { isolation: this.isolationFor(options), readOnly: options.readOnly === true, timeoutMs });
@@ -362,6 +370,19 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   // True when the caller runs under a test transaction of nestjs-txlock/testing (its own test's, even one that ended).
   private underTest(): boolean {
     return currentScope(this.dataSource)?.root.kind === 'test';
+  }
+
+  // A transaction of its own begun inside one of the app's (REQUIRES_NEW, a single flight) is a savepoint under the
+  // kit, where production takes a second pooled connection (a pool too small for it waits or fails): said once, or
+  // refused in strict mode; refused inside a readOnly transaction, where it could not write.
+  private kitDifference(parent: TransactionScope, call: string): void {
+    this.assertKitCanRunOwnWork('a transaction of its own (REQUIRES_NEW, a single flight)');
+    const what = `${call} began a transaction of its own inside another one (REQUIRES_NEW, or a single flight)`;
+    const production = 'it takes a second pooled connection while the first is held (with too small a pool it waits, then fails with PoolExhaustedError)';
+    if (parent.root.locals.has(STRICT_TEST)) throw new TestKitLimitError(what, production);
+    if (warnedOfRequiresNew) return;
+    warnedOfRequiresNew = true;
+    this.logger.warn(`nestjs-txlock/testing: ${what}; in production ${production}. Here it is a savepoint of the test's transaction. Size the pool for it; pass { strict: true } to fail such tests instead.`);
   }
 
   // Work that commits on a connection of its own in production runs in the caller's scope under the kit: inside a

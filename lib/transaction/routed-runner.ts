@@ -82,22 +82,11 @@ export function routedRunnerPrototype(
       (this.manual ??= []).push(scope);
       await connection.broadcast('AfterTransactionStart');
     },
-    async commitTransaction(this: RoutedRunner): Promise<void> {
-      const scope = this.manual?.at(-1);
-      if (!scope) throw new StrayTransactionEndError('commitTransaction');
-      await connection.broadcast('BeforeTransactionCommit');
-      this.manual!.pop();
-      await connection.endSavepoint(scope, true);
-      scope.mergeInto(scope.parent!);
-      await connection.broadcast('AfterTransactionCommit');
+    commitTransaction(this: RoutedRunner): Promise<void> {
+      return endManual(this, true);
     },
-    async rollbackTransaction(this: RoutedRunner): Promise<void> {
-      const scope = this.manual?.at(-1);
-      if (!scope) throw new StrayTransactionEndError('rollbackTransaction');
-      await connection.broadcast('BeforeTransactionRollback');
-      this.manual!.pop();
-      await connection.endSavepoint(scope, false);
-      await connection.broadcast('AfterTransactionRollback');
+    rollbackTransaction(this: RoutedRunner): Promise<void> {
+      return endManual(this, false);
     },
     async release(this: RoutedRunner): Promise<void> {
       // The connection stays with the transaction; a manual transaction left open is undone, as a returned connection's would be.
@@ -106,6 +95,16 @@ export function routedRunnerPrototype(
       if (outermost && !outermost.ended) await connection.endSavepoint(outermost, false).catch(() => undefined);
     },
   };
+  // commitTransaction() / rollbackTransaction(): the runner's innermost manual transaction, or StrayTransactionEndError.
+  async function endManual(routed: RoutedRunner, commit: boolean): Promise<void> {
+    const scope = routed.manual?.at(-1);
+    if (!scope) throw new StrayTransactionEndError(commit ? 'commitTransaction' : 'rollbackTransaction');
+    await connection.broadcast(commit ? 'BeforeTransactionCommit' : 'BeforeTransactionRollback');
+    routed.manual!.pop();
+    await connection.endSavepoint(scope, commit);
+    if (commit) scope.mergeInto(scope.parent!);
+    await connection.broadcast(commit ? 'AfterTransactionCommit' : 'AfterTransactionRollback');
+  }
   return Object.create(runner, Object.getOwnPropertyDescriptors(methods)) as object;
 }
 

@@ -9,7 +9,9 @@ export class OverlapDetector {
   private constructor(private readonly pool: pg.Pool) {}
 
   static async open(url: string, connections = 2): Promise<OverlapDetector> {
-    const pool = new pg.Pool({ connectionString: url, max: connections });
+    // Its own bookkeeping runs at READ COMMITTED whatever the database's default: at SERIALIZABLE, processes recording
+    // visits at once would conflict (40001) over the one table.
+    const pool = new pg.Pool({ connectionString: url, max: connections, options: '-c default_transaction_isolation=read\\ committed' });
     await pool.query(`CREATE TABLE IF NOT EXISTS txlock_overlap (
       id bigserial PRIMARY KEY, label text NOT NULL, entered timestamptz NOT NULL, exited timestamptz)`).catch((error: { code?: string }) => {
       if (error.code !== '23505' && error.code !== '42P07') throw error; // created by a concurrent process

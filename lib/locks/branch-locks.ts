@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { LockNotAcquiredError, LockTimeoutError } from '../errors.js';
 import type { LockRequest } from './lock-request.js';
+import { processWide } from '../common/process-state.js';
 
 /** One call's hold on some keys; the calls it makes (its call chain) find it as their ancestor. */
 interface Hold {
@@ -17,8 +18,8 @@ interface Waiter {
 }
 
 // The innermost hold of the current call chain, across every owner (ancestors of other owners never conflict).
-const chainStorage = new AsyncLocalStorage<Hold>();
-const BRANCH_LOCKS = Symbol('nestjs-txlock:branch-locks');
+const chainStorage = processWide('lock-chain-storage', () => new AsyncLocalStorage<Hold>());
+const BRANCH_LOCKS = processWide('branch-locks-key', () => Symbol('nestjs-txlock:branch-locks'));
 
 /**
  * Mutual exclusion, inside one process, between the concurrent branches (`Promise.all`, un-awaited calls) of

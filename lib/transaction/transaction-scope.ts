@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DataSource } from 'typeorm';
 import { TransactionEndedError } from '../errors.js';
 import type { TransactionConnection } from './transaction-connection.js';
+import { processWide } from '../common/process-state.js';
 
 /** A callback run after the outermost transaction commits or rolls back. */
 export type TransactionHook = () => unknown;
@@ -124,13 +125,13 @@ export class TransactionScope {
 export type ScopeMap = ReadonlyMap<DataSource, TransactionScope | null>;
 
 /** The one AsyncLocalStorage that carries the current scopes. */
-export const transactionStorage = new AsyncLocalStorage<ScopeMap>();
+export const transactionStorage = processWide('transaction-storage', () => new AsyncLocalStorage<ScopeMap>());
 
 const NO_SCOPES: ScopeMap = new Map();
 
 // The test transaction of each DataSource under test (nestjs-txlock/testing): what code outside any transaction
 // of the app runs in, whatever async context it comes from (an HTTP request through supertest has none).
-const testScopes = new Map<DataSource, TransactionScope>();
+const testScopes = processWide('test-scopes', () => new Map<DataSource, TransactionScope>());
 
 /**
  * The scope the caller runs in on `dataSource`: its transaction there, or (outside any, or explicitly outside

@@ -30,13 +30,14 @@ import { currentScope, holdsConnection, runInScope, runOutsideTransactions, setT
 import { openingStatements } from './transaction.sql.js';
 import { PreparedStatements } from './prepared-statements.js';
 import { Propagation, readTransactionOptions, type TransactionOptions } from './transaction.options.js';
+import { processWide } from '../common/process-state.js';
 
 /** How long a transaction waits for a pooled connection when `acquireTimeoutMs` is not set. */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
 const DEFAULT_BACKOFF = { minMs: 5, maxMs: 250 };
 
 // The live registration of each DataSource: a second one for the same DataSource is a configuration error.
-const registrations = new WeakMap<DataSource, TransactionHost>();
+const registrations = processWide('transaction-hosts', () => new WeakMap<DataSource, TransactionHost>());
 
 /**
  * The current transaction, and the one way to start one without a decorator. `@Transactional()` calls

@@ -8,6 +8,7 @@ import pg from 'pg';
 export class OverlapDetector {
   private constructor(private readonly pool: pg.Pool) {}
 
+  /** Connects to the database of `url` (`connections` of its own) and creates the visits table there if missing. */
   static async open(url: string, connections = 2): Promise<OverlapDetector> {
     const pool = new pg.Pool({ connectionString: url, max: connections });
     await pool.query(`CREATE TABLE IF NOT EXISTS txlock_overlap (
@@ -47,6 +48,7 @@ export class OverlapDetector {
     return Number(rows[0]!.n);
   }
 
+  /** Closes its connections; the recorded visits stay in the database. */
   close(): Promise<void> {
     return this.pool.end();
   }

@@ -1,7 +1,9 @@
 // Compiles every ```ts block of README.md and docs/*.md against the library's sources, so an example that no
-// longer matches the API fails CI, and checks that their links to other files lead somewhere. A block's info string says what it is:
+// longer matches the API fails CI, and checks their links. A block's info string says what it is:
 //   ```ts                      a complete module, imports included
-//   ```ts file=<path>          a complete module that must also be that file, character for character
+//   ```<any> file=<path>       a block that must also be that file, character for character; only ```ts blocks are
+//                              compiled (```typescript: a config file of a tool the repository does not install)
+//   ```ts module=commonjs      compiled as CommonJS (a .cts file: extensionless relative imports, as CommonJS apps write)
 //   ```ts fragment             statements, run inside an async method of a class (so `this.tx`, `this.counters`...)
 //   ```ts fragment=class       class members (methods with decorators, a constructor)
 //   ```ts fragment=module      top-level declarations
@@ -26,19 +28,19 @@ const commonImports = {
   typeorm: ['Column', 'DataSource', 'Entity', 'EntityManager', 'PrimaryGeneratedColumn', 'Repository'],
 };
 
-/** The ```ts blocks of one markdown file, with the line their code starts on. */
+/** The fenced blocks of one markdown file (their language, attributes and code), with the line their code starts on. */
 function blocksOf(document) {
   const lines = readFileSync(join(root, document), 'utf8').split('\n');
   const blocks = [];
   for (let i = 0; i < lines.length; i++) {
-    const open = /^( *)```ts(?:\s+(.*))?$/.exec(lines[i]);
+    const open = /^( *)```(\w+)(?:\s+(.*))?$/.exec(lines[i]);
     if (!open) continue;
     const indent = open[1];
     const end = lines.indexOf(`${indent}\`\`\``, i + 1);
-    if (end < 0) throw new Error(`${document}:${i + 1}: a \`\`\`ts block that never closes`);
-    const attributes = Object.fromEntries((open[2] ?? '').split(/\s+/).filter(Boolean).map((a) => a.split('=')));
+    if (end < 0) throw new Error(`${document}:${i + 1}: a \`\`\`${open[2]} block that never closes`);
+    const attributes = Object.fromEntries((open[3] ?? '').split(/\s+/).filter(Boolean).map((a) => a.split('=')));
     const code = lines.slice(i + 1, end).map((l) => (l.startsWith(indent) ? l.slice(indent.length) : l)).join('\n');
-    blocks.push({ document, line: i + 2, code, attributes });
+    blocks.push({ document, line: i + 2, language: open[2], code, attributes });
     i = end;
   }
   return blocks;
@@ -85,9 +87,11 @@ const options = {
 };
 
 const libraryProgram = ts.createProgram([join(root, 'lib/index.ts'), join(root, 'lib/testing/index.ts')], options);
+const mainExports = exportsOf(libraryProgram, join(root, 'lib/index.ts'));
 const importable = new Map([
-  ['nestjs-txlock', exportsOf(libraryProgram, join(root, 'lib/index.ts'))],
-  ['nestjs-txlock/testing', exportsOf(libraryProgram, join(root, 'lib/testing/index.ts')).filter((n) => n !== 'UnfinishedTestWorkError')],
+  ['nestjs-txlock', mainExports],
+  // The testing kit re-exports the errors it throws; fragments import those from nestjs-txlock.
+  ['nestjs-txlock/testing', exportsOf(libraryProgram, join(root, 'lib/testing/index.ts')).filter((n) => !mainExports.includes(n))],
   ...Object.entries(commonImports),
   ['../docs-prelude.js', exportsOf(ts.createProgram([join(root, '.ci/docs-prelude.ts')], options), join(root, '.ci/docs-prelude.ts'))],
 ]);
@@ -122,15 +126,17 @@ const origins = new Map();
 let failures = 0;
 for (const document of documents) {
   for (const block of blocksOf(document)) {
-    const { header, footer } = sourceOf(block);
-    const name = join(outDir, `${document.replace(/[/.]/g, '_')}_${block.line}.ts`);
-    files.set(name, header + block.code + footer);
-    origins.set(name, { block, headerLines: header.split('\n').length - 1 });
     const expected = block.attributes.file;
     if (expected && readFileSync(join(root, expected), 'utf8').trimEnd() !== block.code.trimEnd()) {
       console.error(`${document}:${block.line - 1}: this block must be ${expected} as it is; copy the file into the block`);
       failures++;
     }
+    if (block.language !== 'ts') continue;
+    const { header, footer } = sourceOf(block);
+    const extension = block.attributes.module === 'commonjs' ? 'cts' : 'ts';
+    const name = join(outDir, `${document.replace(/[/.]/g, '_')}_${block.line}.${extension}`);
+    files.set(name, header + block.code + footer);
+    origins.set(name, { block, headerLines: header.split('\n').length - 1 });
   }
 }
 
@@ -155,12 +161,34 @@ for (const diagnostic of ts.getPreEmitDiagnostics(program)) {
   }
   failures++;
 }
-// Links between the documents and to the repository's files must lead somewhere.
+// Links must lead somewhere, from the repository and from the installed package alike: these documents ship in the
+// tarball (package.json "files"), so a relative link may only point at a file the tarball has (docs/, README.md,
+// CHANGELOG.md, LICENSE, package.json); anything else of the repository (sample/, test/, fixtures/, bench/...) is linked by its
+// absolute GitHub address, whose path must exist here. docs/api/ is built (npm run docs:api, before this in CI).
+const { repository } = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+const repositoryUrl = repository.url.replace(/^git\+/, '').replace(/\.git$/, '');
+const shipped = (path) => ['README.md', 'LICENSE', 'CHANGELOG.md', 'package.json'].includes(path) || path === 'docs' || path.startsWith('docs/');
 for (const document of documents) {
   const text = readFileSync(join(root, document), 'utf8');
   for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
-    if (/^[a-z]+:/.test(target) || target.startsWith('#')) continue;
-    if (!existsSync(join(root, dirname(document), target.split('#')[0]))) {
+    if (target.startsWith('#')) continue;
+    let path;
+    if (target.startsWith(`${repositoryUrl}/`)) {
+      const match = /^(?:blob|tree)\/main\/([^#]*)/.exec(target.slice(repositoryUrl.length + 1));
+      if (!match) continue; // issues, releases...
+      path = match[1].replace(/\/$/, '');
+    } else if (/^[a-z]+:/.test(target)) {
+      continue;
+    } else {
+      path = relative(root, join(root, dirname(document), target.split('#')[0]));
+      if (!shipped(path)) {
+        console.error(`${document}: the link to ${target} is not in the package: link ${repositoryUrl}/blob/main/${path} (or tree/main/ for a folder)`);
+        failures++;
+        continue;
+      }
+      if (path.startsWith('docs/api') && !existsSync(join(root, 'docs/api'))) continue; // not built here
+    }
+    if (!existsSync(join(root, path))) {
       console.error(`${document}: the link to ${target} leads nowhere`);
       failures++;
     }

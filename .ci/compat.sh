@@ -2,15 +2,16 @@
 # The oldest versions nestjs-txlock supports, from their own lockfile (compat/nest11-typeorm03: Nest 11.0.0,
 # @nestjs/typeorm 11.0.0, TypeORM 0.3.20, pg 8.11.0, rxjs 7.8.0): lib/ type-checks against their declarations,
 # then a named subset of the test suite (test/transaction, test/locks, test/counters, test/atomic, test/e2e) runs
-# against them (compat/jest.config.js). On PostgreSQL 15 at 127.0.0.1:5432 when it answers, else on the embedded
-# PostgreSQL 18 that the test harness starts.
+# against them (compat/jest.config.js), on the Node.js first on PATH (.ci/run puts 20.19.0 there, the oldest the
+# package supports). On PostgreSQL 15 at 127.0.0.1:5432 when it answers, else on the embedded PostgreSQL 18 that the
+# test harness starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [ -x node_modules/.bin/jest ] || npm ci --no-audit --no-fund
 (cd compat/nest11-typeorm03 && npm ci --no-audit --no-fund --loglevel=error)
 
-echo "== compat: lib/ type-checked against Nest 11.0 + TypeORM 0.3.20 declarations =="
+echo "== compat: lib/ type-checked against Nest 11.0 + TypeORM 0.3.20 declarations (Node $(node --version)) =="
 npx tsc -p compat/tsconfig.json
 
 LOCAL_URL="postgres://postgres@127.0.0.1:5432/postgres"

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # The package as users get it: `npm pack` (its prepack script builds dist/), the tarball's file list checked, then
-# two apps built from fixtures/ install that tarball and pass their HTTP checks (fixtures/check.mjs): a CommonJS
-# Nest 11 + TypeORM 0.3 app and an ES module Nest 12 + TypeORM 1 app, each from its own lockfile, each on a fresh
-# database on PostgreSQL 15 at 127.0.0.1:5432 (skipped, and said so, when nothing answers there). Each app prints
+# the two apps of fixtures/, made by the Nest CLI's own `nest new` and committed with their lockfiles, install that
+# tarball and run fixtures/check.mjs: a CommonJS Nest 11 + TypeORM 0.3 app tested with Jest, and an ES module Nest
+# 12 + TypeORM 1 app tested with Vitest and with Jest in ESM mode. Each is built with tsc and with SWC, and each
+# build boots and passes the HTTP checks on a fresh database on PostgreSQL 15 at 127.0.0.1:5432 (skipped, and said
+# so, when nothing answers there); the apps' own e2e tests run with no DATABASE_URL (nestjs-txlock/testing starts an
+# embedded PostgreSQL); all of it on Node.js 20.19, 22 and 24 (.ci/node.sh). Each app prints
 # "<app>: N passed, N failed"; the script exits non-zero when a check, the pack contents or an app's build failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 [ -x node_modules/.bin/tsc ] || npm ci --no-audit --no-fund
+source .ci/node.sh
+node_dirs=("$(node_dir 20)" "$(node_dir 22)" "$(node_dir 24)")
 
 out=$(mktemp -d)
 echo "== fixtures: npm pack =="
@@ -25,7 +30,7 @@ fi
 apps=(cjs-nest11-typeorm03 esm-nest12-typeorm1)
 pids=()
 for app in "${apps[@]}"; do
-  DATABASE_URL="$LOCAL_URL" node fixtures/check.mjs "fixtures/$app" "$tarball" > "$out/$app.log" 2>&1 &
+  DATABASE_URL="$LOCAL_URL" node fixtures/check.mjs "fixtures/$app" "$tarball" "${node_dirs[@]}" > "$out/$app.log" 2>&1 &
   pids+=($!)
 done
 status=0

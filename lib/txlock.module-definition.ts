@@ -1,19 +1,18 @@
 import { ConfigurableModuleBuilder } from '@nestjs/common';
 import type { TxLockModuleOptions } from './txlock-options.interface.js';
 
-/**
- * `ConfigurableTxLockModule` is the base of TxLockModule (forRoot/forRootAsync); `TXLOCK_MODULE_OPTIONS` is the
- * injection token of the resolved TxLockModuleOptions, public so tests and extensions can read or override them.
- */
-export const {
-  ConfigurableModuleClass: ConfigurableTxLockModule,
-  MODULE_OPTIONS_TOKEN: TXLOCK_MODULE_OPTIONS,
-  OPTIONS_TYPE,
-  ASYNC_OPTIONS_TYPE,
-} = new ConfigurableModuleBuilder<TxLockModuleOptions>({ moduleName: 'TxLock' })
+const definition = new ConfigurableModuleBuilder<TxLockModuleOptions>({ moduleName: 'TxLock' })
   .setClassMethodName('forRoot')
-  .setExtras({ isGlobal: true }, (definition, extras) => ({ ...definition, global: extras.isGlobal }))
+  .setExtras({ isGlobal: true }, (module, extras) => ({ ...module, global: extras.isGlobal }))
   .build();
+
+/** `ConfigurableTxLockModule` is the base of TxLockModule (forRoot/forRootAsync). */
+export const { ConfigurableModuleClass: ConfigurableTxLockModule, OPTIONS_TYPE, ASYNC_OPTIONS_TYPE } = definition;
+
+/**
+ * The injection token of the resolved TxLockModuleOptions, public so tests and extensions can read or override them.
+ */
+export const TXLOCK_MODULE_OPTIONS = definition.MODULE_OPTIONS_TOKEN;
 
 /**
  * The name of the DataSource a TxLockModule registration serves (`'default'` unless `forRoot({ dataSource:

@@ -86,6 +86,7 @@ export class LeaseService implements OnModuleInit {
     validateLeaseText(this.holderId, 'leases.holderId');
   }
 
+  /** Creates the leases table at bootstrap when `autoCreate` is on (Nest calls it). */
   async onModuleInit(): Promise<void> {
     if (this.options.leases?.autoCreate ?? this.options.autoCreate) {
       await ensureTable(this.txHost.dataSource, this.table, [leaseSql.createTable(this.table)]);

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { awaitChainsVisible, countAwaitingFrames, nextMacrotask } from '../common/await-chain.js';
 import { LockNotAcquiredError, LockTimeoutError } from '../errors.js';
+import { processWide } from '../common/process-state.js';
 import type { TransactionScope } from '../transaction/transaction-scope.js';
 import { lockAborted, type LockRequest } from './lock-request.js';
 
@@ -30,8 +31,8 @@ interface Waiter {
 }
 
 // The innermost hold of the current call chain, across every owner (ancestors of other owners never conflict).
-const chainStorage = new AsyncLocalStorage<Hold>();
-const BRANCH_LOCKS = Symbol('nestjs-txlock:branch-locks');
+const chainStorage = processWide('lock-chain-storage', () => new AsyncLocalStorage<Hold>());
+const BRANCH_LOCKS = processWide('branch-locks-key', () => Symbol('nestjs-txlock:branch-locks'));
 const NONE: ReadonlySet<Hold> = new Set();
 // How often a deferred call looks again whether its call chain awaits it by now (a promise awaited late).
 const RECHECK_MS = [10, 20, 40, 80, 160, 250];

@@ -1,4 +1,5 @@
 import type { TransactionScope } from '../transaction/transaction-scope.js';
+import { processWide } from '../common/process-state.js';
 
 /** The advisory keys one session holds: key → shared? */
 export type SessionKeys = Map<bigint, boolean>;
@@ -9,8 +10,8 @@ interface TakenKey {
   generation: number;
 }
 
-const HELD = Symbol('nestjs-txlock:advisory-locks');
-const COUNT = Symbol('nestjs-txlock:advisory-lock-count');
+const HELD = processWide('held-locks-key', () => Symbol('nestjs-txlock:advisory-locks'));
+const COUNT = processWide('lock-count-key', () => Symbol('nestjs-txlock:advisory-lock-count'));
 
 function takenIn(scope: TransactionScope): Map<bigint, TakenKey> | undefined {
   return scope.locals.get(HELD) as Map<bigint, TakenKey> | undefined;

@@ -13,6 +13,7 @@ import { sqlState } from '../transaction/sql-state.js';
 import { lockAborted, lockFailure, type LockRequest } from './lock-request.js';
 import type { LockOutcome } from './lock-result.js';
 import { lockSql } from './lock.sql.js';
+import { processWide } from '../common/process-state.js';
 
 /** One pinned connection and the session locks the current call chain holds on it. */
 interface Session {
@@ -28,7 +29,7 @@ interface Session {
 
 // The current call chain's sessions, one per DataSource: a session lock on one DataSource says nothing of another
 // (it may be another database), and its pinned connection must never carry another DataSource's locks.
-const sessionStorage = new AsyncLocalStorage<ReadonlyMap<DataSource, Session>>();
+const sessionStorage = processWide('session-lock-storage', () => new AsyncLocalStorage<ReadonlyMap<DataSource, Session>>());
 
 /** The session keys the current call chain holds on `dataSource`, if it runs inside a session-scope lock there. */
 export function currentSessionKeys(dataSource: DataSource): SessionKeys | undefined {

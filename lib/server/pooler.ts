@@ -1,4 +1,5 @@
 import { DEFAULT_DATA_SOURCE_NAME } from '../transaction/resolve-data-source.js';
+import { processWide } from '../common/process-state.js';
 
 /**
  * What sits between the app and PostgreSQL (module option `pooler`): `'none'` (a direct connection, the
@@ -11,7 +12,7 @@ export type PoolerMode = 'none' | 'session' | 'transaction';
 /** The valid values of the module option `pooler`. */
 export const POOLER_MODES: readonly PoolerMode[] = ['none', 'session', 'transaction'];
 
-const SESSION_SCOPE_METHODS = Symbol('nestjs-txlock:session-scope-methods');
+const SESSION_SCOPE_METHODS = processWide('session-scope-methods-key', () => Symbol('nestjs-txlock:session-scope-methods'));
 
 /** A method whose decorator takes a session-scope lock, and the DataSource registration it locks on. */
 interface SessionScopeMethod {

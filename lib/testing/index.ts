@@ -13,4 +13,4 @@ export { race, type Outcome, type RaceResult } from './race.js';
 export { OverlapDetector } from './overlap-detector.js';
 export { spawnWorker, startWorkers, waitAtStartLine, workerMain, type WorkerOptions, type WorkerProcess } from './worker-processes.js';
 
-export { UnfinishedTestWorkError } from '../errors.js';
+export { EmbeddedPostgresLoadError, EmbeddedPostgresMissingError, UnfinishedTestWorkError } from '../errors.js';

@@ -8,6 +8,7 @@ import pg from 'pg';
 export class OverlapDetector {
   private constructor(private readonly pool: pg.Pool) {}
 
+  /** Connects to the database of `url` (`connections` of its own) and creates the visits table there if missing. */
   static async open(url: string, connections = 2): Promise<OverlapDetector> {
     // Its own bookkeeping runs at READ COMMITTED whatever the database's default: at SERIALIZABLE, processes recording
     // visits at once would conflict (40001) over the one table.
@@ -49,6 +50,7 @@ export class OverlapDetector {
     return Number(rows[0]!.n);
   }
 
+  /** Closes its connections; the recorded visits stay in the database. */
   close(): Promise<void> {
     return this.pool.end();
   }

@@ -3,8 +3,11 @@ export type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
 /** What race() saw: every caller's outcome in index order, and the values and errors apart. */
 export interface RaceResult<T> {
+  /** Each caller's outcome, in caller index order. */
   outcomes: Outcome<T>[];
+  /** The values of the callers that succeeded, in index order. */
   values: T[];
+  /** The errors of the callers that failed, in index order. */
   errors: unknown[];
 }
 

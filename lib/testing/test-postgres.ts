@@ -33,7 +33,9 @@ export async function startTestPostgres(options: { url?: string } = {}): Promise
 
 /** A database of its own, for one test file or jest worker. */
 export interface TestDatabase {
+  /** The database's name (`txlock_test_` and random hex). */
   name: string;
+  /** Its URL: the server's, with this database. */
   url: string;
   /** Drops it (terminating any connection left on it). */
   drop(): Promise<void>;

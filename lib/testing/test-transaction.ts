@@ -53,7 +53,9 @@ export async function beginTestTransaction(app: AppLike, options: TestTransactio
 
 /** The hooks of the test runner, when they are not globals (vitest without `globals: true`). */
 export interface TestHooks {
+  /** Registers `fn` to run before each test (the runner's beforeEach). */
   beforeEach(fn: () => Promise<void>): void;
+  /** Registers `fn` to run after each test (the runner's afterEach). */
   afterEach(fn: () => Promise<void>): void;
 }
 

@@ -6,6 +6,7 @@ const READY_MARK = 'txlock-ready';
 
 /** A worker script started as its own OS process. */
 export interface WorkerProcess {
+  /** The worker's OS process. */
   child: ChildProcess;
   /** Resolves with the value the worker's main returned; rejects when it failed or was killed. */
   result: Promise<unknown>;

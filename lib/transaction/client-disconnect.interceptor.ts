@@ -6,9 +6,10 @@ import { ClientDisconnectedError } from '../errors.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { runInCurrentTests, underTest } from './transaction-scope.js';
+import { processWide } from '../common/process-state.js';
 
 /** The abort signal of the HTTP request being handled, if any: aborted when its client goes away. */
-export const requestAbortSignal = new AsyncLocalStorage<AbortSignal>();
+export const requestAbortSignal = processWide('request-abort-signal', () => new AsyncLocalStorage<AbortSignal>());
 
 /**
  * Registered globally by TxLockModule: when an HTTP client disconnects before its response is sent,

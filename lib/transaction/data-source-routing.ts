@@ -1,11 +1,12 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { assertIsolation } from './isolation.js';
 import { currentScope, type TransactionScope } from './transaction-scope.js';
+import { processWide } from '../common/process-state.js';
 
 type CreateQueryRunner = DataSource['createQueryRunner'];
 
 /** The DataSources whose own calls are routed, with their original createQueryRunner. */
-const originals = new WeakMap<DataSource, CreateQueryRunner>();
+const originals = processWide('data-source-routing', () => new WeakMap<DataSource, CreateQueryRunner>());
 
 /**
  * A fresh pooled query runner of `dataSource`, never the current transaction's: for the library's own

@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DataSource } from 'typeorm';
 import { TransactionEndedError } from '../errors.js';
 import type { TransactionConnection } from './transaction-connection.js';
+import { processWide } from '../common/process-state.js';
 
 /** A callback run after the outermost transaction commits or rolls back. */
 export type TransactionHook = () => unknown;
@@ -174,13 +175,13 @@ export class TransactionScope {
 export type ScopeMap = ReadonlyMap<DataSource, TransactionScope | null>;
 
 /** The one AsyncLocalStorage that carries the current scopes. */
-export const transactionStorage = new AsyncLocalStorage<ScopeMap>();
+export const transactionStorage = processWide('transaction-storage', () => new AsyncLocalStorage<ScopeMap>());
 
 const NO_SCOPES: ScopeMap = new Map();
 
 // The test transaction of each DataSource under test (nestjs-txlock/testing): what code outside any transaction
 // of the app runs in, whatever async context it comes from (an HTTP request through supertest has none).
-const testScopes = new Map<DataSource, TransactionScope>();
+const testScopes = processWide('test-scopes', () => new Map<DataSource, TransactionScope>());
 
 /**
  * The scope the caller runs in on `dataSource`: its transaction there, or (outside any, or explicitly outside
@@ -188,10 +189,10 @@ const testScopes = new Map<DataSource, TransactionScope>();
  */
 export function currentScope(dataSource: DataSource): TransactionScope | undefined {
   const scope = transactionStorage.getStore()?.get(dataSource);
-  if (scope || !identifyTest) return scope ?? testScopes.get(dataSource);
+  if (scope || !tests.identify) return scope ?? testScopes.get(dataSource);
   // Under nestjs-txlock/testing: the test the caller's code belongs to, by the test runner's own context.
-  const identity = identifyTest();
-  return (identity && bindingsByTest.get(identity)?.get(dataSource)) || testScopes.get(dataSource);
+  const identity = tests.identify();
+  return (identity && tests.bindings.get(identity)?.get(dataSource)) || testScopes.get(dataSource);
 }
 
 /** True while some DataSource is under a test transaction. */
@@ -235,24 +236,24 @@ class TestBinding extends Map<DataSource, TransactionScope | null> {
  * function that records the test transaction once it exists.
  */
 export function bindCallerToTest(dataSource: DataSource): (root: TransactionScope) => void {
-  const identity = identifyTest?.();
+  const identity = tests.identify?.();
   const store = transactionStorage.getStore();
-  const known = identity && bindingsByTest.get(identity);
+  const known = identity && tests.bindings.get(identity);
   const binding = known && known.open ? known : store instanceof TestBinding && store.open ? store : new TestBinding(store);
   if (binding !== store) transactionStorage.enterWith(binding);
-  if (identity) bindingsByTest.set(identity, binding);
+  if (identity) tests.bindings.set(identity, binding);
   return (root) => binding.set(dataSource, root);
 }
 
 // The test of the code running now, as the test runner tracks it (set by nestjs-txlock/testing), and the binding of
 // each test: the runner's own context reaches the test's code (and what it starts) where enterWith() from a hook
 // cannot (jest 30 runs each hook and test in an AsyncLocalStorage.run() of its own).
-let identifyTest: (() => object | undefined) | undefined;
-const bindingsByTest = new WeakMap<object, TestBinding>();
+// Process-wide: the kit may be one copy of the library (CommonJS) and the app's services the other (ES module).
+const tests = processWide('test-identities', () => ({ identify: undefined as (() => object | undefined) | undefined, bindings: new WeakMap<object, TestBinding>() }));
 
 /** Tells the core how to know which test the running code belongs to (nestjs-txlock/testing). */
 export function identifyTestsBy(identify: () => object | undefined): void {
-  identifyTest ??= identify;
+  tests.identify ??= identify;
 }
 
 /**

@@ -44,18 +44,19 @@ import type { StandIn } from './transaction-connection.js';
 import { assertIsolation, isolationFromSetting } from './isolation.js';
 import { PreparedStatements } from './prepared-statements.js';
 import { Propagation, readTransactionOptions, type TransactionOptions } from './transaction.options.js';
+import { processWide } from '../common/process-state.js';
 
 /** How long a transaction waits for a pooled connection when `acquireTimeoutMs` is not set. */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
 const DEFAULT_BACKOFF = { minMs: 5, maxMs: 250 };
 
 // The live registration of each DataSource: a second one for the same DataSource is a configuration error.
-const registrations = new WeakMap<DataSource, TransactionHost>();
+const registrations = processWide('transaction-hosts', () => new WeakMap<DataSource, TransactionHost>());
 // Tags of the scopes shared work is grouped by under a test transaction (sharingTag()).
 const scopeTags = new WeakMap<TransactionScope, string>();
 let lastScopeTag = 0;
 // A test transaction begun with { strict: true }, and whether the kit said once what REQUIRES_NEW does there.
-const STRICT_TEST = Symbol('nestjs-txlock:strict-test');
+const STRICT_TEST = processWide('strict-test-key', () => Symbol('nestjs-txlock:strict-test'));
 let warnedOfRequiresNew = false;
 
 /**

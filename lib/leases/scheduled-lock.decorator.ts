@@ -1,18 +1,18 @@
 import { Logger } from '@nestjs/common';
 import { allowedKeys } from '../common/option-keys.js';
 import { injectInto, validateDataSourceName, wrapMethod } from '../common/wrap-method.js';
-import { LEASE_OPTION_KEYS, validateLease, type LeaseOptions } from './lease.options.js';
+import { LEASE_OPTION_KEYS, validateLease, type LeaseRunOptions } from './lease.options.js';
 import { LeaseService } from './lease.service.js';
 
 const logger = new Logger('TxLock');
 
-/** Options of `@ScheduledLock()`. */
-export interface ScheduledLockOptions extends LeaseOptions {
+/** Options of `@ScheduledLock()`: the lease's, `renewEveryMs` for a job that may run longer than `atMostForMs`. */
+export interface ScheduledLockOptions extends LeaseRunOptions {
   /** The name of the DataSource (its TxLockModule registration) whose lease table to use. Default: the default one. */
   dataSource?: string;
 }
 
-const DECORATOR_KEYS = allowedKeys<ScheduledLockOptions>('@ScheduledLock()', { ...LEASE_OPTION_KEYS, dataSource: true });
+const DECORATOR_KEYS = allowedKeys<ScheduledLockOptions>('@ScheduledLock()', { ...LEASE_OPTION_KEYS, renewEveryMs: true, dataSource: true });
 
 /**
  * Runs a scheduled method (`@Cron`, `@Interval` of @nestjs/schedule) at most once per lease window across

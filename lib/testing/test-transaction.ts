@@ -39,10 +39,16 @@ type AppLike = INestApplicationContext | (() => INestApplicationContext);
  * const transaction = await beginTestTransaction(app);
  * try { await request(app.getHttpServer()).post('/likes/1').expect(201); } finally { await transaction.rollback(); }
  */
-export async function beginTestTransaction(app: AppLike, options: TestTransactionOptions = {}): Promise<TestTransaction> {
-  identifyTestsBy(currentTestIdentity);
+export function beginTestTransaction(app: AppLike, options: TestTransactionOptions = {}): Promise<TestTransaction> {
+  return begin(app, options, false);
+}
+
+// `fromHook`: begun by useRollbackPerTest()'s beforeEach, whose context the test does not inherit (jest runs each hook
+// and the test in contexts of their own): the test's code is then known by the runner's test identity instead.
+async function begin(app: AppLike, options: TestTransactionOptions, fromHook: boolean): Promise<TestTransaction> {
+  if (fromHook) identifyTestsBy(currentTestIdentity);
   const host = hostOf(app, options);
-  await host.beginTestTransaction(options.strict === true);
+  await host.beginTestTransaction(options.strict === true, fromHook);
   return {
     rollback: async () => {
       const { stillRunning } = await host.endTestTransaction();
@@ -79,7 +85,7 @@ export function useRollbackPerTest(app: AppLike, options: TestTransactionOptions
   }
   let current: TestTransaction | undefined;
   hooks.beforeEach(async () => {
-    current = await beginTestTransaction(app, options);
+    current = await begin(app, options, true);
   });
   hooks.afterEach(async () => {
     const ending = current;

@@ -230,13 +230,13 @@ class TestBinding extends Map<DataSource, TransactionScope | null> {
 }
 
 /**
- * Binds the caller's context (the test runner's, when called from a beforeEach hook or the test) to the test
- * transaction about to begin on `dataSource`; the DataSources of one test share one binding. Called before the
- * first await of beginTestTransaction(), so the runner's continuation (the test itself) inherits it. Returns the
- * function that records the test transaction once it exists.
+ * Binds the caller's context to the test transaction about to begin on `dataSource`; the DataSources of one test share
+ * one binding. Called before the first await of beginTestTransaction(), so the caller's continuation inherits it;
+ * `byTestIdentity` (from a hook, whose context the test does not inherit): also the test the runner says is running,
+ * for all its code. Returns the function that records the test transaction once it exists.
  */
-export function bindCallerToTest(dataSource: DataSource): (root: TransactionScope) => void {
-  const identity = tests.identify?.();
+export function bindCallerToTest(dataSource: DataSource, byTestIdentity: boolean): (root: TransactionScope) => void {
+  const identity = byTestIdentity ? tests.identify?.() : undefined;
   const store = transactionStorage.getStore();
   const known = identity && tests.bindings.get(identity);
   const binding = known && known.open ? known : store instanceof TestBinding && store.open ? store : new TestBinding(store);

@@ -308,13 +308,14 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
    * Puts this DataSource under a test transaction (nestjs-txlock/testing): until endTestTransaction(), code
    * outside the app's own transactions runs in it, and those transactions become savepoints of it. `strict`: what the
    * test transaction cannot reproduce fails the test (TestKitLimitError) instead of being said once.
+   * `byTestIdentity`: the test's code is known by the test runner's own context (begun from a beforeEach hook).
    * @internal
    */
-  async beginTestTransaction(strict = false): Promise<TransactionScope> {
+  async beginTestTransaction(strict = false, byTestIdentity = false): Promise<TransactionScope> {
     const dataSource = this.dataSource;
     if (testScopeOf(dataSource)) throw new TxLockConfigurationError('A test transaction is already open on this DataSource: end it (rollback()) before beginning another.');
-    // Before the first await: the test runner's continuation, the test itself, inherits the binding.
-    const bound = bindCallerToTest(dataSource);
+    // Before the first await: the caller's continuation (the test itself, when it begins its own) inherits the binding.
+    const bound = bindCallerToTest(dataSource, byTestIdentity);
     const connection = await TransactionConnection.open(dataSource, this.options.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS, 'test', false);
     connection.routeManagerTransactions((scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)));
     connection.begin();

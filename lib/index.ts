@@ -64,6 +64,8 @@ export type { FailedOutboxEvent, OutboxEvent } from './outbox/outbox-event.js';
 export type { OutboxModuleOptions, OutboxWakeup, PublishOptions } from './outbox/outbox.options.js';
 export { OutboxEventEntity } from './outbox/outbox.entity.js';
 export { TxLockOutboxMigration } from './outbox/outbox.migration.js';
+export { OutboxCqrsModule, CQRS_TOPIC_PREFIX, type OutboxCqrsOptions } from './outbox/bridges/outbox-cqrs.module.js';
+export { OutboxEventEmitterModule, EVENT_EMITTER_TOPIC_PREFIX, type OutboxEventEmitterOptions } from './outbox/bridges/outbox-event-emitter.module.js';
 
 // The library's tables
 export { TxLockTablesMigration } from './tables/tables.migration.js';

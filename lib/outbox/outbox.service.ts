@@ -116,17 +116,27 @@ export class OutboxService implements OnModuleInit, OnApplicationBootstrap {
    * key's events are delivered in the order their transactions committed.
    */
   async publish(topic: string, payload: unknown, options?: PublishOptions): Promise<string> {
+    return this.enqueue(topic, payload, options);
+  }
+
+  /**
+   * publish(), whose refusals (bad topic, key or payload) are thrown at once rather than as a rejection, and whose
+   * statement is queued on the caller's transaction before it returns: for the bridges, whose callers (`emit()`,
+   * `EventBus.publish()`) do not await. @internal
+   */
+  enqueue(topic: string, payload: unknown, options?: PublishOptions): Promise<string> {
     validatePublish(topic, options);
     const json = this.serialise(topic, payload);
     const key = options?.key ?? null;
     const params: unknown[] = [topic, key, json, options?.delayMs ?? 0, activeTraceParent()];
     if (key !== null) params.push(advisoryKey(`nestjs-txlock:outbox:${this.settings.table}:${key}`));
     if (this.notify) params.push(this.channel);
-    const [row] = await this.query<{ id: string }>(outboxSql.publish(this.settings.table, key !== null, this.notify), params);
-    const id = row!.id;
-    for (const watcher of this.watchers) watcher.published?.({ id, topic, key, payload: JSON.parse(json) as unknown });
-    this.afterCommit();
-    return id;
+    return this.query<{ id: string }>(outboxSql.publish(this.settings.table, key !== null, this.notify), params).then(([row]) => {
+      const id = row!.id;
+      for (const watcher of this.watchers) watcher.published?.({ id, topic, key, payload: JSON.parse(json) as unknown });
+      this.afterCommit();
+      return id;
+    });
   }
 
   /** Events parked after their last attempt, oldest first (at most `limit`, default 100), with their last error. */

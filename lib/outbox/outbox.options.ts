@@ -18,7 +18,10 @@ export interface OutboxModuleOptions {
   relay?: boolean;
   /** Events one delivery transaction takes at most. Default 100. */
   batchSize?: number;
-  /** Delivery loops in this process, each with its own transaction (and connection) at a time. Default 1. */
+  /**
+   * Delivery loops in this process, each with its own transaction (and pooled connection) while events flow. Default 2:
+   * one loop's handlers run while the other waits for the database.
+   */
   concurrency?: number;
   /**
    * How new events wake the relay: `'notify'` (LISTEN/NOTIFY on a dedicated connection, polling as a fallback) or
@@ -127,7 +130,7 @@ export function outboxSettings(options: OutboxModuleOptions | undefined, moduleA
     autoCreate: o.autoCreate ?? moduleAutoCreate ?? false,
     relay: o.relay ?? true,
     batchSize: o.batchSize ?? 100,
-    concurrency: o.concurrency ?? 1,
+    concurrency: o.concurrency ?? 2,
     // Behind a transaction pooler LISTEN would be registered on whichever server connection the pooler picked.
     wakeup: o.wakeup ?? (pooler === 'transaction' ? 'poll' : 'notify'),
     pollIntervalMs: o.pollIntervalMs,

@@ -43,7 +43,8 @@ export function OnOutboxEvent(topic: string, options: OnOutboxEventOptions = {})
       throw new TxLockConfigurationError(`@OnOutboxEvent() can only decorate methods, but ${String(method)} is not one.`);
     }
     const type = target.constructor;
-    const marks = (Reflect.getOwnMetadata(HANDLER_MARKS, type) ?? []) as OutboxHandlerMark[];
+    // A subclass starts from its base class's handlers (inherited methods are handlers of its instances too).
+    const marks = (Reflect.getOwnMetadata(HANDLER_MARKS, type) ?? Reflect.getMetadata(HANDLER_MARKS, type) ?? []) as OutboxHandlerMark[];
     Reflect.defineMetadata(HANDLER_MARKS, [...marks, { topic, method, dataSource }], type);
   };
 }

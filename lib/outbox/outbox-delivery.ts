@@ -67,20 +67,21 @@ export class OutboxDelivery {
     }
   }
 
-  // The transaction of one round; `claimed` receives what it locked, for the caller to retry one by one.
+  // The transaction of one round; `claimed` receives what it took, for the caller to retry one by one.
   private round(topics: string[], limit: number, ids: readonly string[] | undefined, claimed: OutboxRow[], retries: number[]): Promise<number> {
     return this.txHost.run({ isolation: IsolationLevel.READ_COMMITTED }, async () => {
+      // Locked and marked delivered in one statement: the mark commits with the handlers' writes, or not at all.
       const rows = await this.txHost.query<OutboxRow>(
         ids ? outboxSql.claimIds(this.settings.table) : outboxSql.claim(this.settings.table),
         ids ? [topics, limit, ids] : [topics, limit],
       );
-      const deliverable = await this.inKeyOrder(rows);
+      const deliverable = await this.inKeyOrder(rows.sort(byId));
       claimed.push(...deliverable);
       if (deliverable.length === 0) return 0;
       if (deliverable.length === 1) return this.deliverOne(deliverable[0]!, retries);
       // Many: no savepoint per event (a round trip each); a failure rolls the round back and they go one by one.
       for (const row of deliverable) await this.handle(row);
-      await this.markDelivered(deliverable);
+      await this.delivered(deliverable);
       return deliverable.length;
     });
   }
@@ -96,32 +97,27 @@ export class OutboxDelivery {
       if (retryInMs !== undefined) retries.push(retryInMs);
       return 0;
     }
-    await this.markDelivered([row]);
+    await this.delivered([row]);
     return 1;
   }
 
-  private async markDelivered(rows: OutboxRow[]): Promise<void> {
-    const sql = this.settings.retentionMs === 0 ? outboxSql.deleteDelivered(this.settings.table) : outboxSql.markDelivered(this.settings.table);
-    await this.txHost.query(sql, [rows.map((row) => row.id)]);
+  // The claim marked them delivered; with retentionMs 0 they are deleted instead.
+  private async delivered(rows: OutboxRow[]): Promise<void> {
+    if (this.settings.retentionMs === 0) await this.txHost.query(outboxSql.deleteDelivered(this.settings.table), [rows.map((row) => row.id)]);
     if (telemetry) for (const [topic, count] of countByTopic(rows)) recordDelivered(telemetry, topic, count);
   }
 
-  // The rows this round may deliver: unkeyed ones, and a key's rows as far as every pending row of that key before
-  // them is in this round too (another replica may hold the key's earlier ones, or a failed one may wait to retry).
+  // The rows this round may deliver: unkeyed ones, and a key's rows below its first event still pending elsewhere
+  // (another replica holds it, or it waits to be retried); the others are given back, unmarked.
   private async inKeyOrder(rows: OutboxRow[]): Promise<OutboxRow[]> {
-    const lastOfKey = new Map<string, string>();
-    for (const row of rows) if (row.key !== null) lastOfKey.set(row.key, row.id);
-    if (lastOfKey.size === 0) return rows;
-    const heads = await this.txHost.query<{ key: string; ids: string[] }>(outboxSql.keyHeads(this.settings.table), [[...lastOfKey.keys()], [...lastOfKey.values()]]);
-    const mine = new Set(rows.map((row) => row.id));
-    const inOrder = new Set<string>();
-    for (const { ids } of heads) {
-      for (const id of ids) {
-        if (!mine.has(id)) break;
-        inOrder.add(id);
-      }
-    }
-    return rows.filter((row) => row.key === null || inOrder.has(row.id));
+    const keys = [...new Set(rows.flatMap((row) => (row.key === null ? [] : [row.key])))];
+    if (keys.length === 0) return rows;
+    const heads = new Map<string, bigint>();
+    for (const { key, head } of await this.txHost.query<{ key: string; head: string }>(outboxSql.keyHeads(this.settings.table), [keys])) heads.set(key, BigInt(head));
+    const inOrder = (row: OutboxRow) => row.key === null || !heads.has(row.key) || BigInt(row.id) < heads.get(row.key)!;
+    const later = rows.filter((row) => !inOrder(row));
+    if (later.length > 0) await this.txHost.query(outboxSql.unclaim(this.settings.table), [later.map((row) => row.id)]);
+    return rows.filter(inOrder);
   }
 
   private async handle(row: OutboxRow): Promise<void> {
@@ -166,6 +162,11 @@ function isEventFailure(error: unknown): boolean {
 function describeError(error: unknown): string {
   const text = error instanceof Error ? `${error.constructor?.name ?? error.name}: ${error.message}` : String(error);
   return text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT - 3)}...` : text;
+}
+
+function byId(a: OutboxRow, b: OutboxRow): number {
+  const [x, y] = [BigInt(a.id), BigInt(b.id)];
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 function countByTopic(rows: OutboxRow[]): Map<string, number> {

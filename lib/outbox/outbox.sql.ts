@@ -54,41 +54,36 @@ export const outboxSql = {
     ) SELECT id::text AS id${notify ? `, pg_notify(${channel}::text, '') AS notified` : ''} FROM inserted`;
   },
 
-  /** The due pending events of `topics`, oldest first, locked for this delivery. $1 topics, $2 limit. */
-  claim: (table: string): string => `SELECT ${EVENT_COLUMNS} FROM ${table} o
-    WHERE o.status = 'pending' AND o.available_at <= clock_timestamp() AND o.topic = ANY($1::text[]) AND ${NOT_HELD_BACK(table)}
-    ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED`,
+  /**
+   * The due pending events of `topics`, oldest first, locked for this delivery and marked delivered in the same
+   * statement (one round trip; the mark commits with the handlers' writes, and a failure rolls it back with them).
+   * `attempts` comes back as it was before this attempt. $1 topics, $2 limit.
+   */
+  claim: (table: string): string => claimAndMark(table, ''),
 
   /** claim(), of these events only (the testing kit's delivery, one event's retry). $1 topics, $2 limit, $3 ids. */
-  claimIds: (table: string): string => `SELECT ${EVENT_COLUMNS} FROM ${table} o
-    WHERE o.status = 'pending' AND o.available_at <= clock_timestamp() AND o.topic = ANY($1::text[]) AND o.id = ANY($3::bigint[])
-      AND ${NOT_HELD_BACK(table)}
-    ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED`,
+  claimIds: (table: string): string => claimAndMark(table, 'AND o.id = ANY($3::bigint[])'),
 
   /**
-   * For each key of a delivery, the pending events of that key up to its last one there, in id order, whoever holds
-   * them: the delivery may deliver a key's events only as far as they are all its own. $1 keys, $2 their last ids.
+   * For each key of a delivery, the smallest id of its events still pending (whoever holds them; the delivery's own
+   * are marked delivered by now): the delivery may deliver a key's events only below it. $1 keys.
    */
-  keyHeads: (table: string): string => `SELECT b.key, array_agg(o.id::text ORDER BY o.id) AS ids
-    FROM unnest($1::text[], $2::bigint[]) AS b(key, last_id)
-    JOIN ${table} o ON o.key = b.key AND o.status = 'pending' AND o.id <= b.last_id
-    GROUP BY b.key`,
+  keyHeads: (table: string): string => `SELECT key, min(id)::text AS head FROM ${table} WHERE key = ANY($1::text[]) AND status = 'pending' GROUP BY key`,
 
-  /** In the delivery transaction, with the handlers' writes. $1 ids. */
-  markDelivered: (table: string): string => `UPDATE ${table} SET status = 'delivered', delivered_at = clock_timestamp(), attempts = attempts + 1
-    WHERE id = ANY($1::bigint[])`,
+  /** Gives back events claimed but not deliverable in this round (a key's earlier event is elsewhere). $1 ids. */
+  unclaim: (table: string): string => `UPDATE ${table} SET status = 'pending', delivered_at = NULL, attempts = attempts - 1 WHERE id = ANY($1::bigint[])`,
 
-  /** markDelivered() for `retentionMs: 0`: nothing is kept. $1 ids. */
+  /** For `retentionMs: 0`: nothing is kept of delivered events. $1 ids. */
   deleteDelivered: (table: string): string => `DELETE FROM ${table} WHERE id = ANY($1::bigint[])`,
 
   /**
-   * In the delivery transaction that holds the row, after its handlers' writes were rolled back: one more attempt,
-   * the error, the next try after a jittered exponential backoff, or `failed` after the last attempt.
+   * In the delivery transaction that holds the row (claimed: its attempt counted), after its handlers' writes were
+   * rolled back: the error, the next try after a jittered exponential backoff, or `failed` after the last attempt.
    * $1 id, $2 error, $3 maxAttempts, $4 backoff min ms, $5 backoff max ms. Returns the row's status and when it is due.
    */
-  recordFailure: (table: string): string => `UPDATE ${table} SET attempts = attempts + 1, last_error = $2::text,
-      status = CASE WHEN attempts + 1 >= $3::int THEN 'failed' ELSE 'pending' END,
-      available_at = clock_timestamp() + LEAST($5::float8, $4::float8 * power(2::float8, attempts)) * (0.5 + random() * 0.5) * interval '1 millisecond'
+  recordFailure: (table: string): string => `UPDATE ${table} SET last_error = $2::text, delivered_at = NULL,
+      status = CASE WHEN attempts >= $3::int THEN 'failed' ELSE 'pending' END,
+      available_at = clock_timestamp() + LEAST($5::float8, $4::float8 * power(2::float8, attempts - 1)) * (0.5 + random() * 0.5) * interval '1 millisecond'
     WHERE id = $1::bigint
     RETURNING status, extract(epoch FROM available_at - clock_timestamp())::float8 * 1000 AS retry_in_ms`,
 
@@ -121,6 +116,19 @@ const NOT_HELD_BACK = (table: string) => `(o.key IS NULL OR NOT EXISTS (SELECT 1
 // What a delivery reads of each event; the lag (commit to now) on the database clock.
 const EVENT_COLUMNS = `o.id::text AS id, o.topic, o.key, o.payload, o.attempts, o.created_at, o.trace_parent,
   extract(epoch FROM clock_timestamp() - o.created_at)::float8 AS lag_seconds`;
+
+// Locks the due events (SKIP LOCKED), then marks them delivered; `filter` narrows the events ($3 onwards).
+function claimAndMark(table: string, filter: string): string {
+  return `WITH claimed AS (
+      SELECT o.id FROM ${table} o
+      WHERE o.status = 'pending' AND o.available_at <= clock_timestamp() AND o.topic = ANY($1::text[]) ${filter} AND ${NOT_HELD_BACK(table)}
+      ORDER BY o.id LIMIT $2 FOR UPDATE SKIP LOCKED
+    )
+    UPDATE ${table} AS o SET status = 'delivered', delivered_at = clock_timestamp(), attempts = o.attempts + 1
+    FROM claimed WHERE o.id = claimed.id
+    RETURNING o.id::text AS id, o.topic, o.key, o.payload, o.attempts - 1 AS attempts, o.created_at, o.trace_parent,
+      extract(epoch FROM clock_timestamp() - o.created_at)::float8 AS lag_seconds`;
+}
 
 /**
  * The NOTIFY channel of an outbox table: one per table, so two outboxes in one database do not wake each other's

@@ -61,9 +61,9 @@ workerMain<CrashInput, unknown>(async (input, { url }) => {
   @Module({
     imports: [
       TypeOrmModule.forRoot({ type: 'postgres', url, extra: { max: 4 } }),
-      // One event per delivery transaction, so each poison event kills exactly one replica (in a round of several, one
-      // replica killed mid-handler would roll back the others' first delivery with it, and their first kill).
-      TxLockModule.forRoot({ outbox: { relay, batchSize: 1, pollIntervalMs: 100 } }),
+      // One event at a time per replica, so each poison event kills exactly one replica (in a round of several, or in
+      // two loops at once, a replica killed by one would take another's first delivery, and its first kill, with it).
+      TxLockModule.forRoot({ outbox: { relay, batchSize: 1, concurrency: 1, pollIntervalMs: 100 } }),
     ],
     providers: relay ? [NoteHandler] : [],
   })

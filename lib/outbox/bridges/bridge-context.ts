@@ -1,7 +1,45 @@
-import type { Logger } from '@nestjs/common';
+import { Inject, Injectable, type DynamicModule, type Logger, type OnModuleInit, type Type } from '@nestjs/common';
+import { DiscoveryModule, DiscoveryService, ModuleRef } from '@nestjs/core';
 import { TxLockConfigurationError } from '../../errors.js';
-import type { TransactionHost } from '../../transaction/transaction.host.js';
-import type { OutboxService } from '../outbox.service.js';
+import { TransactionHost } from '../../transaction/transaction.host.js';
+import { getTxLockToken } from '../../txlock-tokens.js';
+import { OutboxService } from '../outbox.service.js';
+
+/** What a bridge is given: the app, and the transactions and outbox of its DataSource registration. */
+export interface BridgeContext<Options> {
+  moduleRef: ModuleRef;
+  discovery: DiscoveryService;
+  txHost: TransactionHost;
+  outbox: OutboxService;
+  options: Options;
+}
+
+/**
+ * The module of a bridge: `install` runs once every provider exists (onModuleInit, before the relay starts at
+ * bootstrap), with the TransactionHost and OutboxService of the registration `options.dataSource` names. The bridge's
+ * provider injects OutboxService, so the outbox counts as used (its table is checked, or created with autoCreate).
+ */
+export function bridgeModule<Options extends { dataSource?: string }>(
+  module: Type,
+  options: Options,
+  install: (context: BridgeContext<Options>) => Promise<void>,
+): DynamicModule {
+  @Injectable()
+  class OutboxBridge implements OnModuleInit {
+    constructor(
+      private readonly moduleRef: ModuleRef,
+      private readonly discovery: DiscoveryService,
+      @Inject(getTxLockToken(TransactionHost, options.dataSource)) private readonly txHost: TransactionHost,
+      @Inject(getTxLockToken(OutboxService, options.dataSource)) private readonly outbox: OutboxService,
+    ) {}
+
+    onModuleInit(): Promise<void> {
+      return install({ moduleRef: this.moduleRef, discovery: this.discovery, txHost: this.txHost, outbox: this.outbox, options });
+    }
+  }
+  Object.defineProperty(OutboxBridge, 'name', { value: `${module.name}Bridge` });
+  return { module, imports: [DiscoveryModule], providers: [OutboxBridge] };
+}
 
 /**
  * Loads an optional peer (`@nestjs/cqrs`, `@nestjs/event-emitter`) that a bridge needs, with an error that says to

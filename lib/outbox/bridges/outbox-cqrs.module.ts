@@ -1,10 +1,8 @@
-import { Inject, Injectable, Logger, Module, type DynamicModule, type OnModuleInit } from '@nestjs/common';
-import { DiscoveryModule, DiscoveryService, ModuleRef } from '@nestjs/core';
+import { Logger, Module, type DynamicModule } from '@nestjs/common';
+import type { DiscoveryService } from '@nestjs/core';
 import { TxLockConfigurationError } from '../../errors.js';
-import { TransactionHost } from '../../transaction/transaction.host.js';
-import { getTxLockToken } from '../../txlock-tokens.js';
-import { OutboxService } from '../outbox.service.js';
-import { inOpenTransaction, loadPeer, publishFromBridge } from './bridge-context.js';
+import type { OutboxService } from '../outbox.service.js';
+import { bridgeModule, inOpenTransaction, loadPeer, publishFromBridge, type BridgeContext } from './bridge-context.js';
 
 /** Options of `OutboxCqrsModule.forRoot()`. */
 export interface OutboxCqrsOptions {
@@ -42,64 +40,53 @@ const CQRS_PACKAGE: string = '@nestjs/cqrs';
  * instead of reaching the handlers before the commit; after the commit the relay rebuilds an instance of the class and
  * calls each `@EventsHandler()` of it, awaited, in its delivery transaction. Outside a transaction the bus is untouched.
  */
-class CqrsBridge implements OnModuleInit {
-  constructor(
-    private readonly moduleRef: ModuleRef,
-    private readonly discovery: DiscoveryService,
-    private readonly txHost: TransactionHost,
-    private readonly outbox: OutboxService,
-  ) {}
+async function installCqrsBridge({ moduleRef, discovery, txHost, outbox }: BridgeContext<OutboxCqrsOptions>): Promise<void> {
+  const { EventBus } = await loadPeer<{ EventBus: unknown }>(CQRS_PACKAGE, () => import(CQRS_PACKAGE), 'OutboxCqrsModule');
+  const bus = moduleRef.get<EventBus>(EventBus as string, { strict: false });
+  const classes = registerHandlers(discovery, outbox);
+  const original = bus.publisher;
+  const toOutbox = (event: object): boolean => {
+    const type = event?.constructor as EventClass | undefined;
+    if (!type || classes.get(type.name) !== type || !inOpenTransaction(txHost)) return false;
+    publishFromBridge(outbox, `${CQRS_TOPIC_PREFIX}${type.name}`, { ...event }, logger);
+    return true;
+  };
+  bus.publisher = {
+    publish: (event, ...rest) => (toOutbox(event) ? undefined : original.publish(event, ...rest)),
+    publishAll: (events, ...rest) => {
+      const others = events.filter((event) => !toOutbox(event));
+      if (others.length === 0) return undefined;
+      return original.publishAll ? original.publishAll(others, ...rest) : others.map((event) => original.publish(event, ...rest));
+    },
+  };
+}
 
-  async onModuleInit(): Promise<void> {
-    const { EventBus } = await loadPeer<{ EventBus: unknown }>(CQRS_PACKAGE, () => import(CQRS_PACKAGE), 'OutboxCqrsModule');
-    const bus = this.moduleRef.get<EventBus>(EventBus as string, { strict: false });
-    const classes = this.registerHandlers();
-    const original = bus.publisher;
-    const toOutbox = (event: object): boolean => {
-      const type = event?.constructor as EventClass | undefined;
-      if (!type || classes.get(type.name) !== type || !inOpenTransaction(this.txHost)) return false;
-      publishFromBridge(this.outbox, `${CQRS_TOPIC_PREFIX}${type.name}`, { ...event }, logger);
-      return true;
-    };
-    bus.publisher = {
-      publish: (event, ...rest) => (toOutbox(event) ? undefined : original.publish(event, ...rest)),
-      publishAll: (events, ...rest) => {
-        const others = events.filter((event) => !toOutbox(event));
-        if (others.length === 0) return undefined;
-        return original.publishAll ? original.publishAll(others, ...rest) : others.map((event) => original.publish(event, ...rest));
-      },
-    };
-  }
-
-  // Every event class that has an @EventsHandler(), by name, with an outbox handler per topic that calls them all.
-  private registerHandlers(): Map<string, EventClass> {
-    const classes = new Map<string, EventClass>();
-    const handlers = new Map<EventClass, { name: string; instance: EventHandler }[]>();
-    for (const wrapper of this.discovery.getProviders()) {
-      const type = wrapper.metatype as (new () => EventHandler) | undefined;
-      const events = typeof type === 'function' ? (Reflect.getMetadata(EVENTS_HANDLER_METADATA, type) as EventClass[] | undefined) : undefined;
-      if (!events || !wrapper.isDependencyTreeStatic() || !wrapper.instance) continue;
-      for (const event of events) {
-        const other = classes.get(event.name);
-        if (other && other !== event) {
-          throw new TxLockConfigurationError(
-            `OutboxCqrsModule: two event classes are named ${event.name}; events travel on the outbox by class name. Rename one of them.`,
-          );
-        }
-        classes.set(event.name, event);
-        handlers.set(event, [...(handlers.get(event) ?? []), { name: type!.name, instance: wrapper.instance as EventHandler }]);
+// Every event class that has an @EventsHandler(), by name, with an outbox handler per topic that calls them all.
+function registerHandlers(discovery: DiscoveryService, outbox: OutboxService): Map<string, EventClass> {
+  const classes = new Map<string, EventClass>();
+  const handlers = new Map<EventClass, { name: string; instance: EventHandler }[]>();
+  for (const wrapper of discovery.getProviders()) {
+    const type = wrapper.metatype as (new () => EventHandler) | undefined;
+    const events = typeof type === 'function' ? (Reflect.getMetadata(EVENTS_HANDLER_METADATA, type) as EventClass[] | undefined) : undefined;
+    if (!events || !wrapper.isDependencyTreeStatic() || !wrapper.instance) continue;
+    for (const event of events) {
+      const other = classes.get(event.name);
+      if (other && other !== event) {
+        throw new TxLockConfigurationError(`OutboxCqrsModule: two event classes are named ${event.name}; events travel on the outbox by class name. Rename one of them.`);
       }
+      classes.set(event.name, event);
+      handlers.set(event, [...(handlers.get(event) ?? []), { name: type!.name, instance: wrapper.instance as EventHandler }]);
     }
-    for (const [event, list] of handlers) {
-      for (const { name, instance } of list) {
-        this.outbox.handlers.add(`${CQRS_TOPIC_PREFIX}${event.name}`, {
-          name: `${name}.handle`,
-          handle: (payload) => instance.handle(Object.assign(Object.create(event.prototype) as object, payload)),
-        });
-      }
-    }
-    return classes;
   }
+  for (const [event, list] of handlers) {
+    for (const { name, instance } of list) {
+      outbox.handlers.add(`${CQRS_TOPIC_PREFIX}${event.name}`, {
+        name: `${name}.handle`,
+        handle: (payload) => instance.handle(Object.assign(Object.create(event.prototype) as object, payload)),
+      });
+    }
+  }
+  return classes;
 }
 
 /**
@@ -116,17 +103,6 @@ class CqrsBridge implements OnModuleInit {
 export class OutboxCqrsModule {
   /** The bridge for the transactions and outbox of `options.dataSource` (default: the default DataSource). */
   static forRoot(options: OutboxCqrsOptions = {}): DynamicModule {
-    @Injectable()
-    class OutboxCqrsBridge extends CqrsBridge {
-      constructor(
-        moduleRef: ModuleRef,
-        discovery: DiscoveryService,
-        @Inject(getTxLockToken(TransactionHost, options.dataSource)) txHost: TransactionHost,
-        @Inject(getTxLockToken(OutboxService, options.dataSource)) outbox: OutboxService,
-      ) {
-        super(moduleRef, discovery, txHost, outbox);
-      }
-    }
-    return { module: OutboxCqrsModule, imports: [DiscoveryModule], providers: [OutboxCqrsBridge] };
+    return bridgeModule(OutboxCqrsModule, options, installCqrsBridge);
   }
 }

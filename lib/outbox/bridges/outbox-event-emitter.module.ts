@@ -1,9 +1,6 @@
-import { Inject, Injectable, Logger, Module, type DynamicModule, type OnModuleInit } from '@nestjs/common';
-import { DiscoveryModule, DiscoveryService, ModuleRef } from '@nestjs/core';
-import { TransactionHost } from '../../transaction/transaction.host.js';
-import { getTxLockToken } from '../../txlock-tokens.js';
-import { OutboxService } from '../outbox.service.js';
-import { inOpenTransaction, loadPeer, publishFromBridge } from './bridge-context.js';
+import { Logger, Module, type DynamicModule } from '@nestjs/common';
+import type { DiscoveryService } from '@nestjs/core';
+import { bridgeModule, inOpenTransaction, loadPeer, publishFromBridge, type BridgeContext } from './bridge-context.js';
 
 /** Options of `OutboxEventEmitterModule.forRoot()`. */
 export interface OutboxEventEmitterOptions {
@@ -33,40 +30,30 @@ const EVENT_EMITTER_PACKAGE: string = '@nestjs/event-emitter';
  * listeners with `emitAsync()` inside its delivery transaction and awaits them. Outside a transaction, and for other
  * events (wildcard listeners only, symbols), `emit()` is untouched.
  */
-class EventEmitterBridge implements OnModuleInit {
-  constructor(
-    private readonly moduleRef: ModuleRef,
-    private readonly discovery: DiscoveryService,
-    private readonly txHost: TransactionHost,
-    private readonly outbox: OutboxService,
-    private readonly options: OutboxEventEmitterOptions,
-  ) {}
-
-  async onModuleInit(): Promise<void> {
-    const { EventEmitter2, EVENT_LISTENER_METADATA } = await loadPeer<{ EventEmitter2: unknown; EVENT_LISTENER_METADATA: string }>(
-      EVENT_EMITTER_PACKAGE,
-      () => import(EVENT_EMITTER_PACKAGE),
-      'OutboxEventEmitterModule',
-    );
-    const emitter = this.moduleRef.get<Emitter>(EventEmitter2 as string, { strict: false });
-    const selected = selector(this.options.events);
-    // Events with an @OnEvent() listener of that exact name: each gets an outbox topic, and only those are bridged.
-    const bridged = new Set(listenedNames(this.discovery, EVENT_LISTENER_METADATA).filter(selected));
-    for (const name of bridged) {
-      this.outbox.handlers.add(`${EVENT_EMITTER_TOPIC_PREFIX}${name}`, {
-        name: `@OnEvent('${name}') listeners`,
-        handle: async (values) => {
-          await emitter.emitAsync(name, ...(values as unknown[]));
-        },
-      });
-    }
-    const emit = emitter.emit.bind(emitter);
-    emitter.emit = (event: unknown, ...values: unknown[]): boolean => {
-      if (typeof event !== 'string' || !bridged.has(event) || !inOpenTransaction(this.txHost)) return emit(event, ...values);
-      publishFromBridge(this.outbox, `${EVENT_EMITTER_TOPIC_PREFIX}${event}`, values, logger);
-      return true;
-    };
+async function installEventEmitterBridge({ moduleRef, discovery, txHost, outbox, options }: BridgeContext<OutboxEventEmitterOptions>): Promise<void> {
+  const { EventEmitter2, EVENT_LISTENER_METADATA } = await loadPeer<{ EventEmitter2: unknown; EVENT_LISTENER_METADATA: string }>(
+    EVENT_EMITTER_PACKAGE,
+    () => import(EVENT_EMITTER_PACKAGE),
+    'OutboxEventEmitterModule',
+  );
+  const emitter = moduleRef.get<Emitter>(EventEmitter2 as string, { strict: false });
+  const selected = selector(options.events);
+  // Events with an @OnEvent() listener of that exact name: each gets an outbox topic, and only those are bridged.
+  const bridged = new Set(listenedNames(discovery, EVENT_LISTENER_METADATA).filter(selected));
+  for (const name of bridged) {
+    outbox.handlers.add(`${EVENT_EMITTER_TOPIC_PREFIX}${name}`, {
+      name: `@OnEvent('${name}') listeners`,
+      handle: async (values) => {
+        await emitter.emitAsync(name, ...(values as unknown[]));
+      },
+    });
   }
+  const emit = emitter.emit.bind(emitter);
+  emitter.emit = (event: unknown, ...values: unknown[]): boolean => {
+    if (typeof event !== 'string' || !bridged.has(event) || !inOpenTransaction(txHost)) return emit(event, ...values);
+    publishFromBridge(outbox, `${EVENT_EMITTER_TOPIC_PREFIX}${event}`, values, logger);
+    return true;
+  };
 }
 
 function selector(events: OutboxEventEmitterOptions['events']): (name: string) => boolean {
@@ -113,17 +100,6 @@ function listenedNames(discovery: DiscoveryService, metadataKey: string): string
 export class OutboxEventEmitterModule {
   /** The bridge for the transactions and outbox of `options.dataSource` (default: the default DataSource). */
   static forRoot(options: OutboxEventEmitterOptions = {}): DynamicModule {
-    @Injectable()
-    class OutboxEventEmitterBridge extends EventEmitterBridge {
-      constructor(
-        moduleRef: ModuleRef,
-        discovery: DiscoveryService,
-        @Inject(getTxLockToken(TransactionHost, options.dataSource)) txHost: TransactionHost,
-        @Inject(getTxLockToken(OutboxService, options.dataSource)) outbox: OutboxService,
-      ) {
-        super(moduleRef, discovery, txHost, outbox, options);
-      }
-    }
-    return { module: OutboxEventEmitterModule, imports: [DiscoveryModule], providers: [OutboxEventEmitterBridge] };
+    return bridgeModule(OutboxEventEmitterModule, options, installEventEmitterBridge);
   }
 }

@@ -11,12 +11,14 @@ import { outboxSql } from './outbox.sql.js';
 
 /** What one delivery round did. */
 export interface DeliveryRound {
-  /** Events it locked. */
+  /** Events it took (locked, in key order). */
   claimed: number;
   /** Events whose handlers ran and whose delivery committed. */
   delivered: number;
   /** When an event whose handler failed in this round is due again, ms from now (the relay sleeps no longer). */
   retryInMs?: number;
+  /** True when it gave events back because an earlier event of their key was in another delivery's hands. */
+  contended?: boolean;
 }
 
 // A handler threw: the event's failure, told apart from the database's (a lost connection is nobody's attempt).
@@ -31,6 +33,13 @@ class HandlerFailure extends Error {
 }
 
 const MAX_ERROR_TEXT = 2_000;
+
+// What the transactions of one deliver() call found, for the relay.
+interface RoundState {
+  claimed: OutboxRow[];
+  retries: number[];
+  contended: boolean;
+}
 
 /**
  * Delivers due events to their handlers, for the relay and for the testing kit. One round is one transaction (READ
@@ -53,32 +62,36 @@ export class OutboxDelivery {
   async deliver(ids?: readonly string[]): Promise<DeliveryRound> {
     const topics = this.handlers.topics();
     if (topics.length === 0) return { claimed: 0, delivered: 0 };
-    const claimed: OutboxRow[] = [];
-    const retries: number[] = [];
-    const result = (delivered: number): DeliveryRound => ({ claimed: claimed.length, delivered, ...(retries.length ? { retryInMs: Math.min(...retries) } : {}) });
+    const round: RoundState = { claimed: [], retries: [], contended: false };
+    const result = (delivered: number): DeliveryRound => ({
+      claimed: round.claimed.length,
+      delivered,
+      ...(round.retries.length ? { retryInMs: Math.min(...round.retries) } : {}),
+      ...(round.contended ? { contended: true } : {}),
+    });
     try {
-      return result(await this.round(topics, this.settings.batchSize, ids, claimed, retries));
+      return result(await this.round(topics, this.settings.batchSize, ids, round));
     } catch (error) {
       if (!isEventFailure(error)) throw error;
       // One event (at least) failed: each on its own, so the others are delivered and only it counts an attempt.
       let delivered = 0;
-      for (const row of claimed) delivered += await this.round(topics, 1, [row.id], [], retries);
+      for (const row of round.claimed) delivered += await this.round(topics, 1, [row.id], { ...round, claimed: [] });
       return result(delivered);
     }
   }
 
-  // The transaction of one round; `claimed` receives what it took, for the caller to retry one by one.
-  private round(topics: string[], limit: number, ids: readonly string[] | undefined, claimed: OutboxRow[], retries: number[]): Promise<number> {
+  // The transaction of one round; `state.claimed` receives what it took, for the caller to retry one by one.
+  private round(topics: string[], limit: number, ids: readonly string[] | undefined, state: RoundState): Promise<number> {
     return this.txHost.run({ isolation: IsolationLevel.READ_COMMITTED }, async () => {
       // Locked and marked delivered in one statement: the mark commits with the handlers' writes, or not at all.
       const rows = await this.txHost.query<OutboxRow>(
         ids ? outboxSql.claimIds(this.settings.table) : outboxSql.claim(this.settings.table),
         ids ? [topics, limit, ids] : [topics, limit],
       );
-      const deliverable = await this.inKeyOrder(rows.sort(byId));
-      claimed.push(...deliverable);
+      const deliverable = await this.inKeyOrder(rows.sort(byId), state);
+      state.claimed.push(...deliverable);
       if (deliverable.length === 0) return 0;
-      if (deliverable.length === 1) return this.deliverOne(deliverable[0]!, retries);
+      if (deliverable.length === 1) return this.deliverOne(deliverable[0]!, state.retries);
       // Many: no savepoint per event (a round trip each); a failure rolls the round back and they go one by one.
       for (const row of deliverable) await this.handle(row);
       await this.delivered(deliverable);
@@ -109,14 +122,17 @@ export class OutboxDelivery {
 
   // The rows this round may deliver: unkeyed ones, and a key's rows below its first event still pending elsewhere
   // (another replica holds it, or it waits to be retried); the others are given back, unmarked.
-  private async inKeyOrder(rows: OutboxRow[]): Promise<OutboxRow[]> {
+  private async inKeyOrder(rows: OutboxRow[], state: RoundState): Promise<OutboxRow[]> {
     const keys = [...new Set(rows.flatMap((row) => (row.key === null ? [] : [row.key])))];
     if (keys.length === 0) return rows;
     const heads = new Map<string, bigint>();
     for (const { key, head } of await this.txHost.query<{ key: string; head: string }>(outboxSql.keyHeads(this.settings.table), [keys])) heads.set(key, BigInt(head));
     const inOrder = (row: OutboxRow) => row.key === null || !heads.has(row.key) || BigInt(row.id) < heads.get(row.key)!;
     const later = rows.filter((row) => !inOrder(row));
-    if (later.length > 0) await this.txHost.query(outboxSql.unclaim(this.settings.table), [later.map((row) => row.id)]);
+    if (later.length > 0) {
+      state.contended = true;
+      await this.txHost.query(outboxSql.unclaim(this.settings.table), [later.map((row) => row.id)]);
+    }
     return rows.filter(inOrder);
   }
 

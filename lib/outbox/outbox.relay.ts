@@ -13,6 +13,7 @@ const POLL_ALONE_MS = 200;
 const CLEANUP_EVERY_MS = 60_000;
 const CLEANUP_CHUNK = 1_000;
 const MAX_ERROR_PAUSE_MS = 30_000;
+const CONTENDED_PAUSE_MS = 10;
 
 /** One delivery loop's alarm clock: woken by a commit, a notification or the poll interval. */
 class Alarm {
@@ -169,7 +170,8 @@ export class OutboxRelay implements OnApplicationBootstrap, OnModuleDestroy {
         if (failures > 0) this.logger.log(`Outbox relay: delivering again after ${failures} failed round(s).`);
         failures = 0;
         if (round.delivered > 0 && round.claimed >= batchSize) continue; // more may be due
-        await alarm.sleep(Math.min(this.pollMs, round.retryInMs ?? Infinity));
+        // Events given back to another delivery of their key: look again soon, it may be done by then.
+        await alarm.sleep(Math.min(this.pollMs, round.retryInMs ?? Infinity, round.contended ? CONTENDED_PAUSE_MS : Infinity));
         continue;
       } catch (error) {
         if (!this.running) break;

@@ -103,9 +103,10 @@ export class OutboxService implements OnModuleInit, OnApplicationBootstrap {
   inUse(): boolean {
     this.onApplicationBootstrap();
     if (this.handlers.topics().length > 0) return true;
-    // Providers of the module this service belongs to are the library's own (the relay, the tables check).
-    const own = this.discovery.getProviders().find((wrapper) => wrapper.instance === this)?.host;
-    return tokensTheAppInjects(this.discovery, (wrapper) => wrapper.host === own).has(getTxLockToken(OutboxService, this.dataSourceName));
+    // Providers of TxLockModule's registrations (this one's, and those of other DataSources) are the library's own:
+    // the relay, the tables check, which inject OutboxService too.
+    const library = this.discovery.getProviders().find((wrapper) => wrapper.instance === this)?.host?.metatype;
+    return tokensTheAppInjects(this.discovery, (wrapper) => wrapper.host?.metatype === library).has(getTxLockToken(OutboxService, this.dataSourceName));
   }
 
   /**

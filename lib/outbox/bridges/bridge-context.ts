@@ -1,6 +1,6 @@
 import { Inject, Injectable, type DynamicModule, type Logger, type OnModuleInit, type Type } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService, ModuleRef } from '@nestjs/core';
-import { TxLockConfigurationError } from '../../errors.js';
+import { TransactionEndedError, TxLockConfigurationError } from '../../errors.js';
 import { TransactionHost } from '../../transaction/transaction.host.js';
 import { getTxLockToken } from '../../txlock-tokens.js';
 import { OutboxService } from '../outbox.service.js';
@@ -60,7 +60,11 @@ export async function loadPeer<T>(name: string, load: () => Promise<T>, bridge: 
  * carry) are thrown at once.
  */
 export function publishFromBridge(outbox: OutboxService, topic: string, payload: unknown, logger: Logger): void {
-  outbox.enqueue(topic, payload).catch((error: unknown) => logger.error(`Outbox bridge: publishing on ${topic} failed: ${error instanceof Error ? error.message : String(error)}`));
+  outbox.enqueue(topic, payload).catch((error: unknown) => {
+    // Refused because the transaction rolled back first: nothing to publish, as for an awaited publish().
+    if (error instanceof TransactionEndedError) return;
+    logger.error(`Outbox bridge: publishing on ${topic} failed (its transaction cannot commit): ${error instanceof Error ? error.message : String(error)}`);
+  });
 }
 
 /** True when the caller is inside a transaction of `txHost`'s DataSource that has not ended. */

@@ -73,6 +73,7 @@ export class OutboxService implements OnModuleInit, OnApplicationBootstrap {
   // Transactions that have the hook telling the watchers of their commit already (one per transaction).
   private readonly hooked = new WeakSet<object>();
   private notify = true;
+  private usedByApp?: boolean;
 
   constructor(
     private readonly txHost: TransactionHost,
@@ -101,6 +102,12 @@ export class OutboxService implements OnModuleInit, OnApplicationBootstrap {
    * included) injects OutboxService. For the bootstrap's table creation and check. @internal
    */
   inUse(): boolean {
+    this.usedByApp ??= this.findUse();
+    return this.usedByApp;
+  }
+
+  // Read once: the app's providers do not change after they exist.
+  private findUse(): boolean {
     this.onApplicationBootstrap();
     if (this.handlers.topics().length > 0) return true;
     // Providers of TxLockModule's registrations (this one's, and those of other DataSources) are the library's own:

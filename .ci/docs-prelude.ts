@@ -3,7 +3,7 @@
 import type { INestApplication } from '@nestjs/common';
 import { Module } from '@nestjs/common';
 import { Column, DataSource, Entity, EntityManager, PrimaryGeneratedColumn, Repository, Unique } from 'typeorm';
-import type { AtomicService, CounterService, Lease, LeaseService, LockService, SingleFlightService, TransactionHost } from 'nestjs-txlock';
+import type { AtomicService, CounterService, Lease, LeaseService, LockService, OutboxService, SingleFlightService, TransactionHost } from 'nestjs-txlock';
 
 @Entity()
 export class Order {
@@ -104,6 +104,7 @@ export abstract class ExampleBase {
   protected readonly dataSource!: DataSource;
   protected readonly orders!: Repository<Order>;
   protected readonly mailer!: Mailer;
+  protected readonly outbox!: OutboxService;
   protected buildReport(day: string): Promise<{ day: string; total: number }> {
     return buildReport(day);
   }

@@ -16,6 +16,7 @@ import { counterScenario } from './scenarios/counters.js';
 import { crossProcessScenario } from './scenarios/cross-process.js';
 import { getOrCreateScenario } from './scenarios/get-or-create.js';
 import { memoryScenario } from './scenarios/memory.js';
+import { outboxScenario } from './scenarios/outbox.js';
 import { repositoryScenario } from './scenarios/repository-calls.js';
 import { telemetryScenario } from './scenarios/telemetry.js';
 import { transactionScenario } from './scenarios/transactions.js';
@@ -25,7 +26,8 @@ const USAGE = `npm run bench -- [options]
   --quick             smoke run: every scenario, briefly (figures not meaningful)
   --only=1,3          only these scenarios (1 transactions, 2 advisory lock, 3 hot-key counter,
                       4 getOrCreate, 5 hot key across processes, 6 memory,
-                      7 repository call outside a transaction, 8 OpenTelemetry overhead)
+                      7 repository call outside a transaction, 8 OpenTelemetry overhead,
+                      9 outbox: events delivered per second with 1 and 4 replicas, commit-to-handler latency)
   --variant=a,b       only variants whose name contains a or b (case-insensitive); baselines still run
   --callers=1,64      only groups with these many callers
   --profile           V8 CPU profile of the timed rounds of the selected variants: top functions printed,
@@ -36,7 +38,17 @@ const USAGE = `npm run bench -- [options]
 DATABASE_URL=postgres://... runs on that server (a database is created and dropped on it), else on an
 embedded PostgreSQL 18 started for the run (fsync=off, synchronous_commit=off).`;
 
-const SCENARIOS: Scenario[] = [transactionScenario, advisoryLockScenario, counterScenario, getOrCreateScenario, crossProcessScenario, memoryScenario, repositoryScenario, telemetryScenario];
+const SCENARIOS: Scenario[] = [
+  transactionScenario,
+  advisoryLockScenario,
+  counterScenario,
+  getOrCreateScenario,
+  crossProcessScenario,
+  memoryScenario,
+  repositoryScenario,
+  telemetryScenario,
+  outboxScenario,
+];
 
 async function main(): Promise<number> {
   const { values: args, positionals } = parseArgs({
@@ -91,7 +103,7 @@ async function main(): Promise<number> {
     console.log(`\nnestjs-txlock bench${args.quick ? ' (--quick: smoke run, figures not meaningful)' : ''} — ${machine}; ${serverText}\n`);
     console.log(formatResults(results));
     if (context.memory.length) console.log(`\nMemory (forced GC after each tenth of the run):\n\n${formatMemory(context.memory)}`);
-    if (targets.length) console.log(`\nTargets (issue 16):\n\n${formatTargets(targets)}`);
+    if (targets.length) console.log(`\nTargets (issues 16 and 27):\n\n${formatTargets(targets)}`);
     if (othersPercent !== undefined) {
       console.log(`\nOther processes on this machine used ${othersPercent.toFixed(0)}% of its CPU on average during the timed rounds${othersPercent > 10 ? ' (a shared machine: expect noise)' : ''}.`);
     }

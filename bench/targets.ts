@@ -4,6 +4,7 @@ import { pairedRatio } from './runner.js';
 import { CEILING, OURS_INCREMENT, RAW_UPSERT, SEEDS_APPROACH } from './scenarios/counters.js';
 import { crossProcessVariant } from './scenarios/cross-process.js';
 import { ATOMIC, NAIVE_GET_OR_CREATE, SCENARIO_EXISTS } from './scenarios/get-or-create.js';
+import { OUTBOX_DELIVERY, OUTBOX_LATENCY, OUTBOX_SCENARIO } from './scenarios/outbox.js';
 import { RAW_LOCKED } from './scenarios/advisory-lock.js';
 import { JOINED_REPOSITORY, PLAIN_REPOSITORY, SCENARIO_REPOSITORY } from './scenarios/repository-calls.js';
 import { CLS_PEER, HAND_WRITTEN, OURS, RAW_TRANSACTION, TYPEORM_TRANSACTIONAL_PEER } from './scenarios/transactions.js';
@@ -65,8 +66,31 @@ export function evaluateTargets(results: BenchResult[], memory: MemoryReport[]):
     const verdict = paired.ratio < goal ? 'missed' : paired.min < goal ? 'met by the median; the range crosses it' : 'met in every round';
     return [{ target, measured, verdict }];
   });
+  outcomes.push(...outboxTargets(results));
   for (const report of memory) {
     outcomes.push({ target: `memory: no growth after ${report.operations.toLocaleString('en-US')} x ${report.variant}`, measured: report.note ?? '', verdict: report.note?.startsWith('no growth') ? 'met' : 'missed' });
+  }
+  return outcomes;
+}
+
+// Issue 27's targets for this 2-core machine: absolute figures, not ratios.
+function outboxTargets(results: BenchResult[]): TargetOutcome[] {
+  const find = (variant: string) => results.find((r) => r.scenario === OUTBOX_SCENARIO && r.variant === variant);
+  const outcomes: TargetOutcome[] = [];
+  const one = find(OUTBOX_DELIVERY(1));
+  if (one) {
+    const range = one.minOpsPerSec === undefined ? '' : ` (rounds ${one.minOpsPerSec.toFixed(0)}-${one.maxOpsPerSec!.toFixed(0)})`;
+    outcomes.push({ target: 'outbox: >= 3,000 events/s delivered with 1 replica', measured: `${one.opsPerSec.toFixed(0)} events/s${range}`, verdict: one.opsPerSec >= 3_000 ? 'met' : 'missed' });
+  }
+  const four = find(OUTBOX_DELIVERY(4));
+  if (four) outcomes.push({ target: 'outbox: events/s delivered with 4 replicas (no target)', measured: `${four.opsPerSec.toFixed(0)} events/s`, verdict: '' });
+  const latency = find(OUTBOX_LATENCY);
+  if (latency) {
+    outcomes.push({
+      target: 'outbox: p50 commit-to-handler <= 10 ms with NOTIFY',
+      measured: `p50 ${latency.p50Ms.toFixed(2)} ms, p99 ${latency.p99Ms.toFixed(2)} ms`,
+      verdict: latency.p50Ms <= 10 ? 'met' : 'missed',
+    });
   }
   return outcomes;
 }

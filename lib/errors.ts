@@ -396,7 +396,7 @@ export class AdvisoryIsolationError extends TxLockError {
 }
 
 /**
- * A table the library needs (counters, leases, single flight) does not exist in the database. Thrown at bootstrap
+ * A table the library needs (counters, leases, single flight, outbox) does not exist in the database. Thrown at bootstrap
  * for the features the app's classes use, else at the first call; the message gives both fixes.
  */
 export class MissingTableError extends TxLockError {
@@ -409,8 +409,9 @@ export class MissingTableError extends TxLockError {
     super(
       `The table ${table} that ${service} uses does not exist in this database. Either let nestjs-txlock create its ` +
         `tables at bootstrap: TxLockModule.forRoot({ autoCreate: true }) (or only this one: { ${option}: { autoCreate: true } }); ` +
-        `or create them with a migration: add TxLockTablesMigration (exported by nestjs-txlock) to your DataSource's ` +
-        `migrations, or its entities (TxLockCounter, LeaseEntity, SingleFlightEntity) to its entities if you use synchronize.`,
+        `or create them with a migration: add TxLockTablesMigration (exported by nestjs-txlock; TxLockOutboxMigration for the ` +
+        `outbox) to your DataSource's migrations, or its entities (TxLockCounter, LeaseEntity, SingleFlightEntity, ` +
+        `OutboxEventEntity) to its entities if you use synchronize.`,
       { cause },
     );
   }
@@ -894,5 +895,43 @@ export class EmbeddedPostgresLoadError extends TxLockError {
         'DATABASE_URL to a server the tests may create databases on (then it is not needed).',
       { cause },
     );
+  }
+}
+
+/**
+ * `OutboxService.publish()` (or a bridged `EventBus.publish()` / `emit()`) was given a payload JSON cannot carry to
+ * the handlers: undefined, a function, a symbol, a bigint, an object with a cycle, or a string with a NUL character
+ * or a lone surrogate. Nothing was published.
+ */
+export class OutboxPayloadError extends TxLockError {
+  constructor(
+    readonly topic: string,
+    cause?: unknown,
+  ) {
+    super(
+      `The payload published on outbox topic ${topic} cannot be stored as JSON: it is undefined, a function, a symbol, a ` +
+        `bigint or a cycle, or a string in it holds a NUL character or a lone surrogate (PostgreSQL's jsonb refuses both). ` +
+        `Publish plain data: objects, arrays, strings, numbers, booleans, null (a bigint as a string, a Date as its ISO string).`,
+      { cause },
+    );
+    quoteValues(this, topic);
+  }
+}
+
+/** A payload's JSON text is larger than the outbox's `maxPayloadBytes`. Nothing was published. */
+export class OutboxPayloadTooLargeError extends TxLockError {
+  constructor(
+    readonly topic: string,
+    /** The payload's size as JSON, in UTF-8 bytes. */
+    readonly bytes: number,
+    /** The limit, TxLockModule option `outbox.maxPayloadBytes`. */
+    readonly maxBytes: number,
+  ) {
+    super(
+      `The payload published on outbox topic ${topic} is ${bytes} bytes of JSON, more than the outbox takes (${maxBytes}, ` +
+        `TxLockModule option outbox.maxPayloadBytes). Publish a reference (an id the handler reads) instead of the data, ` +
+        `or raise outbox.maxPayloadBytes.`,
+    );
+    quoteValues(this, topic);
   }
 }

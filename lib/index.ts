@@ -56,11 +56,22 @@ export { SingleFlight, type SingleFlightDecoratorOptions } from './single-flight
 export { SingleFlightEntity } from './single-flight/single-flight.entity.js';
 export type { SingleFlightOptions, SingleFlightModuleOptions } from './single-flight/single-flight.options.js';
 
+// Transactional outbox
+export { OutboxService, type OutboxCounts } from './outbox/outbox.service.js';
+export { OnOutboxEvent, type OnOutboxEventOptions } from './outbox/on-outbox-event.decorator.js';
+export { OutboxRelay } from './outbox/outbox.relay.js';
+export type { FailedOutboxEvent, OutboxEvent } from './outbox/outbox-event.js';
+export type { OutboxModuleOptions, OutboxWakeup, PublishOptions } from './outbox/outbox.options.js';
+export { OutboxEventEntity } from './outbox/outbox.entity.js';
+export { TxLockOutboxMigration } from './outbox/outbox.migration.js';
+export { OutboxCqrsModule, CQRS_TOPIC_PREFIX, type OutboxCqrsOptions } from './outbox/bridges/outbox-cqrs.module.js';
+export { OutboxEventEmitterModule, EVENT_EMITTER_TOPIC_PREFIX, type OutboxEventEmitterOptions } from './outbox/bridges/outbox-event-emitter.module.js';
+
 // The library's tables
 export { TxLockTablesMigration } from './tables/tables.migration.js';
 
 // Observability (docs/observability.md): recorded when an OpenTelemetry provider is registered before bootstrap
-export type { LeaseOutcome, LockAcquireOutcome, LockFeature, TransactionOutcome } from './telemetry/telemetry.types.js';
+export type { LeaseOutcome, LockAcquireOutcome, LockFeature, OutboxFailureOutcome, TransactionOutcome } from './telemetry/telemetry.types.js';
 
 // Limits and errors
 export { MAX_DURATION_MS, MAX_TIMER_MS } from './common/durations.js';

@@ -2,6 +2,7 @@ import type { DataSource } from 'typeorm';
 import type { CounterModuleOptions } from './counters/counter.options.js';
 import type { IsolationLevel } from './transaction/transaction.options.js';
 import type { LeaseModuleOptions } from './leases/lease.options.js';
+import type { OutboxModuleOptions } from './outbox/outbox.options.js';
 import type { PoolerMode } from './server/pooler.js';
 import type { SingleFlightModuleOptions } from './single-flight/single-flight.options.js';
 
@@ -22,10 +23,10 @@ export interface TxLockModuleOptions {
    */
   joinDataSource?: boolean;
   /**
-   * Create every table the library uses (counters, leases, single flight) at bootstrap when it is missing, under
+   * Create every table the library uses (counters, leases, single flight, outbox) at bootstrap when it is missing, under
    * an advisory lock so replicas booting together do not race. Default `false`: create them with the exported
-   * migration (TxLockTablesMigration) or entities. `counters.autoCreate`, `leases.autoCreate` and
-   * `singleFlight.autoCreate` override it per table.
+   * migrations (TxLockTablesMigration, TxLockOutboxMigration) or entities. `counters.autoCreate`, `leases.autoCreate`,
+   * `singleFlight.autoCreate` and `outbox.autoCreate` override it per table.
    */
   autoCreate?: boolean;
   /** Isolation level for transactions that do not name one. Default: the server's (READ COMMITTED). */
@@ -68,4 +69,6 @@ export interface TxLockModuleOptions {
   counters?: CounterModuleOptions;
   /** Where SingleFlightService keeps values: the postgres table (default) or the app's CACHE_MANAGER. */
   singleFlight?: SingleFlightModuleOptions;
+  /** The transactional outbox (OutboxService, @OnOutboxEvent()): its table, and how this replica's relay delivers. */
+  outbox?: OutboxModuleOptions;
 }

@@ -3,6 +3,7 @@ import { allowedKeys, checkOptionKeys } from './common/option-keys.js';
 import type { CounterModuleOptions } from './counters/counter.options.js';
 import { InvalidOptionError } from './errors.js';
 import type { LeaseModuleOptions } from './leases/lease.options.js';
+import { OUTBOX_MODULE_KEYS, outboxSettings } from './outbox/outbox.options.js';
 import { POOLER_MODES } from './server/pooler.js';
 import type { SingleFlightModuleOptions } from './single-flight/single-flight.options.js';
 import { assertWholeNumber, readTransactionOptions } from './transaction/transaction.options.js';
@@ -26,11 +27,13 @@ const KEYS = {
     counters: true,
     leases: true,
     singleFlight: true,
+    outbox: true,
   }),
   retryBackoff: allowedKeys<NonNullable<TxLockModuleOptions['retryBackoff']>>(OWNER, { minMs: true, maxMs: true }),
   counters: allowedKeys<CounterModuleOptions>(OWNER, { table: true, autoCreate: true, coalesce: true }),
   leases: allowedKeys<LeaseModuleOptions>(OWNER, { table: true, autoCreate: true, holderId: true }),
   singleFlight: allowedKeys<SingleFlightModuleOptions>(OWNER, { store: true, table: true, autoCreate: true }),
+  outbox: OUTBOX_MODULE_KEYS,
 };
 const STORES = ['postgres', 'cache-manager'];
 const BOOLEANS = ['joinDataSource', 'autoCreate', 'rollbackOnDisconnect', 'preparedStatements'] as const;
@@ -45,7 +48,7 @@ export function validateModuleOptions(options: unknown): void {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('TxLockModule options', options, 'an options object');
   const record = options as Record<string, unknown>;
   checkOptionKeys(record, KEYS['']);
-  for (const part of ['retryBackoff', 'counters', 'leases', 'singleFlight'] as const) {
+  for (const part of ['retryBackoff', 'counters', 'leases', 'singleFlight', 'outbox'] as const) {
     const value = record[part];
     if (value === undefined) continue;
     if (typeof value !== 'object' || value === null) throw new InvalidOptionError(`TxLockModule option "${part}"`, value, 'an object');
@@ -58,6 +61,7 @@ export function validateModuleOptions(options: unknown): void {
   const store = (record.singleFlight as { store?: unknown } | undefined)?.store;
   if (store !== undefined && !STORES.includes(store as string)) throw new InvalidOptionError('TxLockModule option "singleFlight.store"', store, STORES);
   const checked = options as TxLockModuleOptions;
+  outboxSettings(checked.outbox, checked.autoCreate, checked.pooler);
   readTransactionOptions({ isolation: checked.isolation, timeoutMs: checked.timeoutMs, retries: checked.retries }, 'TxLockModule option');
   // Both become Node timers, which fire after 1 ms when given more than MAX_TIMER_MS.
   assertWholeNumber(checked.acquireTimeoutMs, 'TxLockModule option "acquireTimeoutMs"', 1, MAX_TIMER_MS);

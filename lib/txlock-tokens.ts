@@ -1,7 +1,7 @@
 import { Inject } from '@nestjs/common';
 import { DEFAULT_DATA_SOURCE_NAME } from './transaction/resolve-data-source.js';
 
-/** A service of the library (TransactionHost, LockService, CounterService, AtomicService, LeaseService, SingleFlightService). */
+/** A service of the library (TransactionHost, LockService, CounterService, AtomicService, LeaseService, SingleFlightService, OutboxService). */
 export type TxLockService = abstract new (...args: never[]) => unknown;
 
 /**

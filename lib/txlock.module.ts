@@ -6,6 +6,8 @@ import { AtomicService } from './atomic/atomic.service.js';
 import { CounterService } from './counters/counter.service.js';
 import { LeaseService } from './leases/lease.service.js';
 import { LockService } from './locks/lock.service.js';
+import { OutboxRelay } from './outbox/outbox.relay.js';
+import { OutboxService } from './outbox/outbox.service.js';
 import { ServerCheck } from './server/server.check.js';
 import { SingleFlightService } from './single-flight/single-flight.service.js';
 import { LibraryTablesCheck } from './tables/library-tables.check.js';
@@ -17,7 +19,7 @@ import { ASYNC_OPTIONS_TYPE, ConfigurableTxLockModule, OPTIONS_TYPE, TXLOCK_DATA
 import { validateModuleOptions } from './txlock-options.validation.js';
 import { getTxLockToken } from './txlock-tokens.js';
 
-const SERVICES: Type[] = [TransactionHost, LeaseService, LockService, CounterService, AtomicService, SingleFlightService];
+const SERVICES: Type[] = [TransactionHost, LeaseService, LockService, CounterService, AtomicService, SingleFlightService, OutboxService];
 
 /** Hosts the `forFeature()` repositories; it needs TransactionHost, which the global root module exports. */
 @Module({})
@@ -75,6 +77,7 @@ function withServices(definition: DynamicModule, name: string): DynamicModule {
       { provide: APP_INTERCEPTOR, useClass: ClientDisconnectInterceptor },
       isDefault ? ServerCheck : forDataSource(ServerCheck, name),
       isDefault ? LibraryTablesCheck : forDataSource(LibraryTablesCheck, name),
+      isDefault ? OutboxRelay : forDataSource(OutboxRelay, name),
       ...services,
     ],
     exports: [...(definition.exports ?? []), ...SERVICES.map((service) => getTxLockToken(service, name))],

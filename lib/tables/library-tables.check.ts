@@ -1,24 +1,28 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type Type } from '@nestjs/common';
-import { PARAMTYPES_METADATA, PROPERTY_DEPS_METADATA, SELF_DECLARED_DEPS_METADATA } from '@nestjs/common/constants.js';
 import { DiscoveryService } from '@nestjs/core';
 import { CounterService } from '../counters/counter.service.js';
 import { LeaseService } from '../leases/lease.service.js';
+import { OutboxRelay } from '../outbox/outbox.relay.js';
+import { OutboxService } from '../outbox/outbox.service.js';
 import { SingleFlightService } from '../single-flight/single-flight.service.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
 import { TXLOCK_DATA_SOURCE_NAME } from '../txlock.module-definition.js';
 import { getTxLockToken } from '../txlock-tokens.js';
+import { tokensTheAppInjects } from './injected-tokens.js';
 import { missingTables, type LibraryTable } from './library-table.js';
 import { missingTableError } from './search-path.js';
 
 /** A service that keeps its data in a table of its own. */
 interface TableService {
   libraryTable(): LibraryTable | undefined;
+  /** Whether the app uses the feature, for a service that knows better than "the app injects it" (the outbox). */
+  inUse?(): boolean;
 }
 
 /**
  * At bootstrap, checks in one query that the tables of the features the app uses exist (a feature is in use when
  * one of the app's providers or controllers injects its service, directly or through a decorator such as
- * `@ScheduledLock()`), and fails with MissingTableError, which names both fixes, instead of letting the first
+ * `@ScheduledLock()`; the outbox also when the app has `@OnOutboxEvent()` handlers), and fails with MissingTableError, which names both fixes, instead of letting the first
  * call fail with "relation does not exist". Tables created by `autoCreate` exist by then.
  */
 @Injectable()
@@ -29,6 +33,7 @@ export class LibraryTablesCheck implements OnApplicationBootstrap {
     private readonly counters: CounterService,
     private readonly leases: LeaseService,
     private readonly singleFlights: SingleFlightService,
+    private readonly outbox: OutboxService,
     @Inject(TXLOCK_DATA_SOURCE_NAME) private readonly dataSourceName: string,
   ) {}
 
@@ -37,34 +42,22 @@ export class LibraryTablesCheck implements OnApplicationBootstrap {
       [CounterService, this.counters],
       [LeaseService, this.leases],
       [SingleFlightService, this.singleFlights],
+      [OutboxService, this.outbox],
     ];
-    const injected = this.tokensTheAppInjects();
+    const injected = tokensTheAppInjects(this.discovery, (wrapper) => isLibraryClass(wrapper.metatype as Type));
     const tables = services.flatMap(([type, service]) => {
-      const table = injected.has(getTxLockToken(type, this.dataSourceName)) ? service.libraryTable() : undefined;
+      const used = service.inUse ? service.inUse() : injected.has(getTxLockToken(type, this.dataSourceName));
+      const table = used ? service.libraryTable() : undefined;
       return table ? [table] : [];
     });
     const [missing] = await missingTables(this.txHost.dataSource, tables);
     if (missing) throw await missingTableError(this.txHost.dataSource, missing);
   }
-
-  // Every token the app's own providers and controllers are injected with: constructor parameters (by type or
-  // @Inject) and properties (@Inject, which is how the library's decorators reach their services).
-  private tokensTheAppInjects(): Set<unknown> {
-    const tokens = new Set<unknown>();
-    for (const wrapper of [...this.discovery.getProviders(), ...this.discovery.getControllers()]) {
-      const type = wrapper.metatype as Type | undefined;
-      if (typeof type !== 'function' || isLibraryClass(type)) continue;
-      for (const param of (Reflect.getMetadata(PARAMTYPES_METADATA, type) ?? []) as unknown[]) tokens.add(param);
-      for (const { param } of (Reflect.getMetadata(SELF_DECLARED_DEPS_METADATA, type) ?? []) as { param: unknown }[]) tokens.add(param);
-      for (const { type: token } of (Reflect.getMetadata(PROPERTY_DEPS_METADATA, type) ?? []) as { type: unknown }[]) tokens.add(token);
-    }
-    return tokens;
-  }
 }
 
 // The library's own services (and their per-DataSource subclasses) inject one another: they are not the app.
 function isLibraryClass(type: Type): boolean {
-  return [TransactionHost, CounterService, LeaseService, SingleFlightService, LibraryTablesCheck].some(
+  return [TransactionHost, CounterService, LeaseService, SingleFlightService, OutboxService, OutboxRelay, LibraryTablesCheck].some(
     (own) => type === own || type.prototype instanceof own,
   );
 }

@@ -14,3 +14,6 @@ export type TransactionOutcome = 'committed' | 'rolled_back' | 'retried' | 'unkn
 
 /** How a lease call ended (`txlock.lease.outcome`). */
 export type LeaseOutcome = 'acquired' | 'busy' | 'renewed' | 'lost';
+
+/** What became of an outbox event whose handler failed (`txlock.outbox.outcome`): tried again later, or parked as failed. */
+export type OutboxFailureOutcome = 'retry' | 'parked';

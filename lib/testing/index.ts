@@ -8,6 +8,9 @@ export { beginTestTransaction, useRollbackPerTest, type TestHooks, type TestTran
 export { startTestPostgres, createTestDatabase, type TestPostgres, type TestDatabase } from './test-postgres.js';
 export { startEmbeddedPostgres, type EmbeddedServer } from './embedded-postgres.js';
 
+// The outbox: what a test published, delivered on demand
+export { captureOutbox, useOutboxCapture, type CapturedOutboxEvent, type OutboxCapture, type OutboxCaptureOptions } from './outbox-capture.js';
+
 // Race helpers
 export { race, type Outcome, type RaceResult } from './race.js';
 export { OverlapDetector } from './overlap-detector.js';

@@ -6,4 +6,6 @@ export interface DemoContext {
   http: DemoClient;
   /** Ground truth comes from the database, never from what the endpoints say about themselves. */
   db: pg.Pool;
+  /** The database the replicas run on, for a scenario that starts (and kills) a replica of its own. */
+  databaseUrl: string;
 }

@@ -7,6 +7,7 @@ import { SAFE, type Row } from './row.js';
 import { cronScenario } from './scenarios/cron.js';
 import { domainsScenario } from './scenarios/domains.js';
 import { likesScenario } from './scenarios/likes.js';
+import { notificationsScenario } from './scenarios/notifications.js';
 import { pointsScenario } from './scenarios/points.js';
 import { quotasScenario } from './scenarios/quotas.js';
 import { sessionsScenario } from './scenarios/sessions.js';
@@ -14,7 +15,7 @@ import { summaryScenario } from './scenarios/summary.js';
 import { renderTable } from './table.js';
 
 const REPLICAS = 2;
-const SCENARIOS = [likesScenario, sessionsScenario, pointsScenario, quotasScenario, domainsScenario, summaryScenario, cronScenario];
+const SCENARIOS = [likesScenario, notificationsScenario, sessionsScenario, pointsScenario, quotasScenario, domainsScenario, summaryScenario, cronScenario];
 
 /**
  * `npm run demo`: two replicas of the sample on one database (embedded, or a scratch database on
@@ -30,7 +31,7 @@ async function main(): Promise<number> {
     console.log(`nestjs-txlock demo on ${database.description}`);
     replicas = await startReplicas(database.url, REPLICAS);
     console.log(`${REPLICAS} replicas of sample/ (separate OS processes, one database); requests alternate between them.\n`);
-    const context: DemoContext = { http: new DemoClient(replicas.map((replica) => replica.url)), db: pool };
+    const context: DemoContext = { http: new DemoClient(replicas.map((replica) => replica.url)), db: pool, databaseUrl: database.url };
     const rows: Row[] = [];
     for (const scenario of SCENARIOS) rows.push(...(await scenario(context)));
     console.log(renderTable(rows));

@@ -6,6 +6,8 @@ export interface Replica {
   name: string;
   url: string;
   stop(): Promise<void>;
+  /** kill -9: the process ends at once, in the middle of whatever it was doing. */
+  kill(): Promise<void>;
 }
 
 const MAIN = fileURLToPath(new URL('../src/main.js', import.meta.url));
@@ -28,7 +30,8 @@ export async function startReplicas(databaseUrl: string, count: number): Promise
   return replicas;
 }
 
-function startReplica(databaseUrl: string, name: string): Promise<Replica> {
+/** Starts one replica named `name` on the database. */
+export function startReplica(databaseUrl: string, name: string): Promise<Replica> {
   const child = spawn(process.execPath, [MAIN], {
     env: { ...process.env, DATABASE_URL: databaseUrl, PORT: '0', REPLICA: name, SAMPLE_QUIET: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -47,16 +50,16 @@ function startReplica(databaseUrl: string, name: string): Promise<Replica> {
       const match = LISTENING.exec(output);
       if (!match) return;
       clearTimeout(timer);
-      resolve({ name, url: match[1]!, stop: () => stopProcess(child) });
+      resolve({ name, url: match[1]!, stop: () => stopProcess(child), kill: () => stopProcess(child, 'SIGKILL') });
     });
     child.once('exit', (code) => fail(new Error(`${name} exited with ${code} before listening`)));
   });
 }
 
-function stopProcess(child: ChildProcess): Promise<void> {
+function stopProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     child.once('exit', () => resolve());
-    child.kill('SIGTERM');
+    child.kill(signal);
   });
 }

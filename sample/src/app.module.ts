@@ -2,7 +2,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { LeaseEntity, SingleFlightEntity, TxLockCounter, TxLockModule } from 'nestjs-txlock';
+import { LeaseEntity, OutboxEventEntity, SingleFlightEntity, TxLockCounter, TxLockModule } from 'nestjs-txlock';
 import { DataSource } from 'typeorm';
 import { TxLockHttpFilter } from './common/txlock-http.filter.js';
 import { DomainsModule } from './domains/domains.module.js';
@@ -28,10 +28,10 @@ export class AppModule {
         TypeOrmModule.forRoot({
           type: 'postgres',
           url: options.databaseUrl,
-          // The feature modules' entities, plus the library's tables (counters, leases, single-flight values):
+          // The feature modules' entities, plus the library's tables (counters, leases, single-flight values, outbox):
           // as entities, synchronize (or the migrations you generate) creates them like any other table.
           autoLoadEntities: true,
-          entities: [TxLockCounter, LeaseEntity, SingleFlightEntity],
+          entities: [TxLockCounter, LeaseEntity, SingleFlightEntity, OutboxEventEntity],
           // Fine for a demo; a real app runs migrations (two replicas syncing at once can collide).
           synchronize: true,
           extra: { max: options.poolSize },

@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
-import { AtomicService, CounterService, Transactional } from 'nestjs-txlock';
+import { AtomicService, CounterService, OutboxService, TransactionHost, Transactional } from 'nestjs-txlock';
 import type { Repository } from 'typeorm';
+import { NotificationsService, POST_LIKED, type PostLiked } from '../notifications/notifications.service.js';
 import { Like } from './like.entity.js';
 import { Post } from './post.entity.js';
 import { PostsService } from './posts.service.js';
@@ -14,7 +15,8 @@ export interface LikeResult {
 
 /**
  * Likes, exact under any concurrency, on one replica or many. The like row and the counter change in
- * one transaction, so likes_count always equals the rows, even when a request fails halfway.
+ * one transaction, so likes_count always equals the rows, even when a request fails halfway. A new like
+ * publishes "post liked" on the outbox in that transaction too: the author's notification follows its commit.
  */
 @Injectable()
 export class LikesService {
@@ -22,12 +24,33 @@ export class LikesService {
     private readonly posts: PostsService,
     private readonly atomic: AtomicService,
     private readonly counters: CounterService,
+    private readonly outbox: OutboxService,
+    private readonly tx: TransactionHost,
+    private readonly notifications: NotificationsService,
     @InjectRepository(Like) private readonly likes: Repository<Like>,
   ) {}
 
-  /** Idempotent: only the request that created the like row moves the counter. */
+  /** Idempotent: only the request that created the like row moves the counter and notifies the author. */
   @Transactional()
   async like(postId: number, userId: string): Promise<LikeResult> {
+    const result = await this.record(postId, userId);
+    // Committed with the like, or rolled back with it; delivered after the commit by a relay of any replica.
+    if (result.changed) await this.outbox.publish(POST_LIKED, { postId, userId } satisfies PostLiked, { key: `post:${postId}` });
+    return result;
+  }
+
+  /**
+   * The same like, with the notification sent the naive way (the demo's control): an afterCommit hook, kept in this
+   * process's memory, so a process killed between the COMMIT and the hook loses it.
+   */
+  @Transactional()
+  async likeNotifyingAfterCommit(postId: number, userId: string): Promise<LikeResult> {
+    const result = await this.record(postId, userId);
+    if (result.changed) this.tx.afterCommit(() => this.notifications.sendAfterCommit({ postId, userId }));
+    return result;
+  }
+
+  private async record(postId: number, userId: string): Promise<LikeResult> {
     await this.posts.get(postId);
     const { created } = await this.atomic.getOrCreate(Like, { postId, userId });
     return { changed: created, likesCount: created ? await this.addToCount(postId, 1) : (await this.posts.get(postId)).likesCount };

@@ -1,5 +1,6 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import { NotificationsModule } from '../notifications/notifications.module.js';
 import { Like } from './like.entity.js';
 import { LikesService } from './likes.service.js';
 import { Post } from './post.entity.js';
@@ -10,7 +11,7 @@ import { UnsafeLikesService } from './unsafe-likes.service.js';
 /** Posts and likes: idempotent likes and an exact likes_count. */
 @Module({
   // Plain @InjectRepository repositories for both twins: inside our transactions they join them.
-  imports: [TypeOrmModule.forFeature([Post, Like])],
+  imports: [TypeOrmModule.forFeature([Post, Like]), NotificationsModule],
   controllers: [PostsController],
   providers: [PostsService, LikesService, UnsafeLikesService],
 })

@@ -86,6 +86,7 @@ export class OutboxRelay implements OnApplicationBootstrap, OnModuleDestroy {
   /** How the relay learns of new events: `'notify'`, `'poll'`, or `'off'` (no handlers, or `outbox.relay: false`). */
   mode: 'notify' | 'poll' | 'off' = 'off';
 
+  /** Starts the relay once the app's handlers are known (see the class comment for how it wakes). */
   async onApplicationBootstrap(): Promise<void> {
     this.outbox.onApplicationBootstrap(); // the handlers, whichever hook Nest calls first
     const settings = this.outbox.settings;

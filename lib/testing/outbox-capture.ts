@@ -1,10 +1,18 @@
-import type { INestApplicationContext } from '@nestjs/common';
-import { OutboxService, type PublishedOutboxEvent } from '../outbox/outbox.service.js';
+import { OutboxService } from '../outbox/outbox.service.js';
 import { getTxLockToken } from '../txlock-tokens.js';
-import type { TestHooks } from './test-transaction.js';
+import type { AppLike, TestHooks } from './test-transaction.js';
 
 /** An event a test published, as captureOutbox() saw it. */
-export type CapturedOutboxEvent = PublishedOutboxEvent;
+export interface CapturedOutboxEvent {
+  /** The event's id in the outbox table. */
+  id: string;
+  /** The topic it was published on. */
+  topic: string;
+  /** Its ordering key, or null. */
+  key: string | null;
+  /** The payload, as publish() was given it. */
+  payload: unknown;
+}
 
 /** What a test published on the outbox, and delivery on demand. */
 export interface OutboxCapture {
@@ -26,8 +34,6 @@ export interface OutboxCaptureOptions {
   /** The name of the DataSource (its TxLockModule registration). Default: the default one. */
   dataSource?: string;
 }
-
-type AppLike = INestApplicationContext | (() => INestApplicationContext);
 
 // Handlers that publish on their own topics would never end: a test that needs more rounds is asking for a loop.
 const MAX_ROUNDS = 100;

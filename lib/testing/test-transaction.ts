@@ -26,7 +26,8 @@ export interface TestTransactionOptions {
   strict?: boolean;
 }
 
-type AppLike = INestApplicationContext | (() => INestApplicationContext);
+/** The app, or a function that returns it (for hooks registered before the app is created). */
+export type AppLike = INestApplicationContext | (() => INestApplicationContext);
 
 /**
  * Begins a transaction that everything the app sends on the DataSource runs in until `rollback()`: HTTP

@@ -7,7 +7,7 @@
  */
 import type { DataSourceName, Isolation, LockPropagation, Propagation } from './program.js';
 import { counterKey, gocKey, onDataSource } from './program.js';
-import { BranchLocks, fail, ModelError, Scope, type Conn, type Database, type Handle, type Hold, type Work, type Write } from './world.js';
+import { BranchLocks, fail, ModelError, requireIsolation, Scope, type Conn, type Database, type Handle, type Hold, type Work, type Write } from './world.js';
 
 /** A step of a model thread: `wait` blocks it until the condition holds. */
 export interface Step {
@@ -73,6 +73,7 @@ export class LibraryModel {
     // Work that outlived its transaction is refused by the propagations that would use it.
     const ended = scope?.refusal();
     if (ended) throw ended;
+    if (scope) requireIsolation(scope.conn, options.isolation);
     switch (propagation) {
       case 'REQUIRED':
         return yield* this.join(ctx, scope!, body);

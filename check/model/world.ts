@@ -26,6 +26,9 @@ export const MODEL_ERRORS = [
   'TransactionSerializationError',
   'ReadOnlyTransactionError',
   'WeakerIsolationError',
+  'LockAbortedError',
+  'StrayTransactionEndError',
+  'TransactionNotStartedError',
   'QueryFailedError:23514',
   'QueryFailedError:25006',
   'QueryFailedError:25P02',
@@ -63,6 +66,8 @@ export class Scope {
   readonly taken = new Map<string, boolean>();
   /** BranchLocks of the transaction (root scope only). */
   branch?: BranchLocks;
+  /** Detached lock calls made to wait for their turn in this frame (or one inside it): it does not end before them. */
+  keepers = 0;
 
   constructor(
     readonly conn: Conn,
@@ -95,6 +100,16 @@ export class Scope {
       if (!accepted) return fail('TransactionEndedError');
     }
     return undefined;
+  }
+  /** Keeps this scope and the ones around it open until the returned function is called (TransactionScope.keepOpen). */
+  keepOpen(): () => void {
+    for (let s: Scope | undefined = this; s; s = s.parent) s.keepers++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (let s: Scope | undefined = this; s; s = s.parent) s.keepers--;
+    };
   }
   endedRefusal(): ModelError | undefined {
     for (let s: Scope | undefined = this; s; s = s.parent) if (s.state === 'ended') return fail('TransactionEndedError');
@@ -213,7 +228,7 @@ const STRENGTH: Record<Isolation, number> = { 'READ COMMITTED': 0, 'REPEATABLE R
  */
 export function requireIsolation(conn: Conn, requested: Isolation | undefined): void {
   if (requested === undefined || STRENGTH[requested] <= STRENGTH[conn.isolation]) return;
-  if (conn.used) throw fail('WeakerIsolationError');
+  if (conn.used || conn.root.ended) throw fail('WeakerIsolationError');
   conn.isolation = requested;
 }
 

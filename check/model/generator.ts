@@ -25,6 +25,7 @@ export interface GeneratorOptions {
 }
 
 const FRESH_KEYS_FROM = 10;
+const PAUSE_1MS: Op = { k: 'pause', id: 0, how: 'timer' };
 
 /** Programs of 1-3 concurrent requests, blocks of 1-3 operations, nesting at most 3 deep (or GeneratorOptions.small). */
 export function programs(options: GeneratorOptions): fc.Arbitrary<Program> {
@@ -156,6 +157,38 @@ export function programs(options: GeneratorOptions): fc.Arbitrary<Program> {
               branches: [[{ k: 'tx', id: 0, ds, via, propagation: 'NESTED', body: [...work, { k: 'throw', id: 0 }] }], [first, ...rest]],
             })),
         },
+        // TypeORM's manual transaction that rolls back while a sibling branch writes (r22's shape: on 8ddfa5a the
+        // rollback of TypeORM's own savepoint undid the sibling's insert).
+        {
+          weight: 1,
+          arbitrary: fc
+            .record({ manual, sibling: fc.tuple(write, fc.array(tie('op'), { maxLength: most - 1 })) })
+            .map(({ manual, sibling: [first, rest] }): Op => ({
+              k: 'all',
+              id: 0,
+              settle: true,
+              // The sibling's write comes a moment later, while the manual transaction (open two moments) runs.
+              branches: [
+                [{ ...(manual as Extract<Op, { k: 'manual' }>), end: 'rollback', body: [...(manual as Extract<Op, { k: 'manual' }>).body, PAUSE_1MS, PAUSE_1MS] }],
+                [PAUSE_1MS, first, ...rest],
+              ],
+            })),
+        },
+        // Detached work inside a lock body that takes the same key (r28's shape: an event listener or a timer started,
+        // not awaited, by the holder; on 8ddfa5a it counted as re-entry and ran beside the holder's body).
+        {
+          weight: 1,
+          arbitrary: fc
+            .record({ ds, key: lockKey, detached: fc.array(write, { minLength: 1, maxLength: most - 1 }), after: fc.array(tie('op'), { maxLength: most - 1 }) })
+            .map(({ ds, key, detached, after }): Op => ({
+              k: 'lock',
+              id: 0,
+              ds,
+              key,
+              scope: 'transaction',
+              body: [{ k: 'spawn', id: 0, body: [{ k: 'lock', id: 0, ds, key, scope: 'transaction', body: detached }] }, PAUSE_1MS, ...after],
+            })),
+        },
         {
           weight: 4,
           arbitrary: fc
@@ -166,7 +199,7 @@ export function programs(options: GeneratorOptions): fc.Arbitrary<Program> {
               propagation: fc.option(fc.constantFrom('REQUIRED', 'REQUIRES_NEW', 'NESTED', 'MANDATORY' as const), { nil: undefined, freq: 2 }),
               nowait: fc.option(fc.constant(true), { nil: undefined, freq: 4 }),
               shared: fc.option(fc.constant(true), { nil: undefined, freq: 5 }),
-              abort: fc.option(fc.constant(true), { nil: undefined, freq: 4 }),
+              abort: fc.constantFrom<true | undefined>(undefined, undefined, undefined, true),
               body: block,
             })
             .map((lock): Op => ({ k: 'lock', id: 0, ...strip(lock) }) as Op),

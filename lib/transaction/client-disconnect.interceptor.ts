@@ -10,6 +10,15 @@ import { processWide } from '../common/process-state.js';
 
 /** The abort signal of the HTTP request being handled, if any: aborted when its client goes away. */
 export const requestAbortSignal = processWide('request-abort-signal', () => new AsyncLocalStorage<AbortSignal>());
+// When each request being handled began (performance.now()), by its abort signal: what a request that arrived before
+// the app began to close begins during the shutdown grace period is let in (ShutdownGate).
+const requestStarts = processWide('request-starts', () => new WeakMap<AbortSignal, number>());
+
+/** When the HTTP request being handled began (performance.now()), if the caller handles one. */
+export function requestStartedAt(): number | undefined {
+  const signal = requestAbortSignal.getStore();
+  return signal && requestStarts.get(signal);
+}
 
 /**
  * Registered globally by TxLockModule: when an HTTP client disconnects before its response is sent,
@@ -33,6 +42,7 @@ export class ClientDisconnectInterceptor implements NestInterceptor {
     if (typeof response?.once !== 'function') return next.handle();
     return new Observable((subscriber) => {
       const controller = new AbortController();
+      requestStarts.set(controller.signal, performance.now());
       // 'close' on the response fires when the connection ends; before the response finished, that is a disconnect.
       const onClose = () => {
         if (!response.writableFinished) controller.abort(new ClientDisconnectedError());

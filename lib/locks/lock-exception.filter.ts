@@ -3,9 +3,6 @@ import { HttpAdapterHost } from '@nestjs/core';
 import { throwError } from 'rxjs';
 import { LockNotAcquiredError, LockTimeoutError, ShutdownRollbackError, ShuttingDownError } from '../errors.js';
 
-/** The errors TxLockExceptionFilter answers. */
-type AnsweredError = LockTimeoutError | LockNotAcquiredError | ShuttingDownError | ShutdownRollbackError;
-
 /** The JSON body TxLockExceptionFilter answers with. It never names the lock: keys are internal. */
 export interface LockedResponseBody {
   statusCode: number;
@@ -35,7 +32,7 @@ export interface LockedResponseBody {
 export class TxLockExceptionFilter implements ExceptionFilter {
   constructor(@Optional() private readonly adapterHost?: HttpAdapterHost) {}
 
-  catch(error: AnsweredError, host: ArgumentsHost): unknown {
+  catch(error: LockTimeoutError | LockNotAcquiredError | ShuttingDownError | ShutdownRollbackError, host: ArgumentsHost): unknown {
     const adapter = this.adapterHost?.httpAdapter;
     if (host.getType() === 'rpc') return throwError(() => error);
     if (host.getType() !== 'http' || !adapter) return error;
@@ -47,7 +44,7 @@ export class TxLockExceptionFilter implements ExceptionFilter {
   }
 
   /** The HTTP status: 423 Locked, or 503 Service Unavailable while the app shuts down. */
-  protected status(error: AnsweredError): number {
+  protected status(error: LockTimeoutError | LockNotAcquiredError | ShuttingDownError | ShutdownRollbackError): number {
     return isShutdown(error) ? HttpStatus.SERVICE_UNAVAILABLE : HttpStatus.LOCKED;
   }
 
@@ -55,12 +52,12 @@ export class TxLockExceptionFilter implements ExceptionFilter {
    * The `Retry-After` header, in seconds, or undefined for none: 1 while the app shuts down (another replica can take
    * the request now; the client should not wait for this one), none for a busy lock.
    */
-  protected retryAfterSeconds(error: AnsweredError): number | undefined {
+  protected retryAfterSeconds(error: LockTimeoutError | LockNotAcquiredError | ShuttingDownError | ShutdownRollbackError): number | undefined {
     return isShutdown(error) ? 1 : undefined;
   }
 
   /** The response body. */
-  protected body(error: AnsweredError): LockedResponseBody {
+  protected body(error: LockTimeoutError | LockNotAcquiredError | ShuttingDownError | ShutdownRollbackError): LockedResponseBody {
     if (isShutdown(error)) {
       return {
         statusCode: this.status(error),
@@ -84,6 +81,6 @@ export class TxLockExceptionFilter implements ExceptionFilter {
   }
 }
 
-function isShutdown(error: AnsweredError): error is ShuttingDownError | ShutdownRollbackError {
+function isShutdown(error: unknown): error is ShuttingDownError | ShutdownRollbackError {
   return error instanceof ShuttingDownError || error instanceof ShutdownRollbackError;
 }

@@ -3,14 +3,14 @@ import type { LoggerService } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import { processWide } from '../common/process-state.js';
 import { ShutdownRollbackError, ShuttingDownError } from '../errors.js';
-import { requestStartedAt } from '../transaction/client-disconnect.interceptor.js';
+import { onRequestEnd, requestStartedAt, requestsStartedBefore } from '../transaction/client-disconnect.interceptor.js';
 
 /** A connection the gate waits for while the app closes, and ends by force after the grace period. */
 export interface DrainedConnection {
   /** Cancels what runs on it and closes it: PostgreSQL rolls its transaction back and drops its locks. */
   abandon(error: ShutdownRollbackError): Promise<void>;
-  /** Set by the gate: called once the connection went back to the pool (or was destroyed). */
-  onClosed?: () => void;
+  /** Set by track(): the connection calls its `closed()` once it went back to the pool (or was destroyed). */
+  drainedBy?: ShutdownGate;
 }
 
 // Code that runs as part of work admitted before the close began (a lease's job, a single flight): what it begins
@@ -38,7 +38,8 @@ export function shutdownGateOf(dataSource: DataSource): ShutdownGate | undefined
  *    transaction begun by an HTTP request that arrived before the close, or by a lease's job or a single flight).
  * 2. The library's own background work (the outbox relay) is stopped, and `shutdownSignal` and every held lease's
  *    `signal` abort, so jobs stop and give their leases back, which frees them at once.
- * 3. Transactions and session-lock calls still running are waited for until `graceMs`; then each one's statement is
+ * 3. Transactions, session-lock calls, held leases and HTTP requests that arrived before the close (through the
+ *    library's interceptor) are waited for until `graceMs`; then each running transaction's statement is
  *    cancelled and its connection destroyed, so PostgreSQL rolls it back and releases its locks, and its caller gets
  *    ShutdownRollbackError. Leases still held are left to expire (their job is still running: giving them away would
  *    let another replica run it at the same time).
@@ -84,10 +85,12 @@ export class ShutdownGate {
   /** Waits for `connection` during the close, and abandons it after the grace period. */
   track(connection: DrainedConnection): void {
     this.connections.add(connection);
-    connection.onClosed = () => {
-      this.connections.delete(connection);
-      this.changed?.();
-    };
+    connection.drainedBy = this;
+  }
+
+  /** `connection` went back to the pool (or was destroyed). */
+  closed(connection: DrainedConnection): void {
+    if (this.connections.delete(connection)) this.changed?.();
   }
 
   /**
@@ -141,19 +144,22 @@ export class ShutdownGate {
     await Promise.all(left.map((connection) => connection.abandon(new ShutdownRollbackError(graceMs))));
   }
 
-  // True once the stoppers are done and no connection or lease is left; false when the grace period ran out first.
+  // True once the stoppers are done and no connection, lease or HTTP request that arrived before the close is left (such a
+  // request may still begin a transaction); false when the grace period ran out first.
   private drained(stopped: Promise<unknown>, graceMs: number): Promise<boolean> {
     return new Promise((resolve) => {
       let stoppersDone = false;
       const finish = (value: boolean): void => {
         clearTimeout(timer);
+        stopListening();
         this.changed = undefined;
         resolve(value);
       };
       const timer = setTimeout(() => finish(false), graceMs);
       this.changed = () => {
-        if (stoppersDone && this.connections.size === 0 && this.leases.size === 0) finish(true);
+        if (stoppersDone && this.connections.size === 0 && this.leases.size === 0 && !requestsStartedBefore(this.closingAt)) finish(true);
       };
+      const stopListening = onRequestEnd(() => this.changed?.());
       void stopped.then(() => {
         stoppersDone = true;
         this.changed?.();

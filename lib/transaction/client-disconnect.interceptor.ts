@@ -10,14 +10,26 @@ import { processWide } from '../common/process-state.js';
 
 /** The abort signal of the HTTP request being handled, if any: aborted when its client goes away. */
 export const requestAbortSignal = processWide('request-abort-signal', () => new AsyncLocalStorage<AbortSignal>());
-// When each request being handled began (performance.now()), by its abort signal: what a request that arrived before
-// the app began to close begins during the shutdown grace period is let in (ShutdownGate).
-const requestStarts = processWide('request-starts', () => new WeakMap<AbortSignal, number>());
+// The HTTP requests being handled, by their abort signal, with when each began (performance.now()), and who wants to
+// know when one ends: the app's shutdown lets the requests that arrived before it began finish (ShutdownGate).
+const inFlight = processWide('requests-in-flight', () => ({ started: new Map<AbortSignal, number>(), ended: new Set<() => void>() }));
 
 /** When the HTTP request being handled began (performance.now()), if the caller handles one. */
 export function requestStartedAt(): number | undefined {
   const signal = requestAbortSignal.getStore();
-  return signal && requestStarts.get(signal);
+  return signal && inFlight.started.get(signal);
+}
+
+/** True while an HTTP request that began before `time` (performance.now()) is still being handled. */
+export function requestsStartedBefore(time: number): boolean {
+  for (const startedAt of inFlight.started.values()) if (startedAt < time) return true;
+  return false;
+}
+
+/** Calls `listener` whenever an HTTP request ends, until the returned function is called. */
+export function onRequestEnd(listener: () => void): () => void {
+  inFlight.ended.add(listener);
+  return () => inFlight.ended.delete(listener);
 }
 
 /**
@@ -42,7 +54,7 @@ export class ClientDisconnectInterceptor implements NestInterceptor {
     if (typeof response?.once !== 'function') return next.handle();
     return new Observable((subscriber) => {
       const controller = new AbortController();
-      requestStarts.set(controller.signal, performance.now());
+      inFlight.started.set(controller.signal, performance.now());
       // 'close' on the response fires when the connection ends; before the response finished, that is a disconnect.
       const onClose = () => {
         if (!response.writableFinished) controller.abort(new ClientDisconnectedError());
@@ -52,6 +64,8 @@ export class ClientDisconnectInterceptor implements NestInterceptor {
       return () => {
         response.off('close', onClose);
         subscription.unsubscribe();
+        inFlight.started.delete(controller.signal);
+        for (const listener of inFlight.ended) listener();
       };
     });
   }

@@ -3,7 +3,7 @@ import type { DataSource, QueryRunner } from 'typeorm';
 import { finished } from 'node:stream/promises';
 import type { Pool, PoolClient, QueryResult } from 'pg';
 import { CommitOutcomeUnknownError, ConnectionLostError, RollbackOnlyError, StrayTransactionEndError, type ShutdownRollbackError } from '../errors.js';
-import { shutdownGateOf, type DrainedConnection } from '../lifecycle/shutdown-gate.js';
+import { shutdownGateOf, type DrainedConnection, type ShutdownGate } from '../lifecycle/shutdown-gate.js';
 import { cancelRunningQuery } from './cancel-query.js';
 import { asQueryFailed, idleInTransactionTimeout, isConnectionLoss } from './connection-errors.js';
 import { transactionCallback, transactionIsolation } from './data-source-routing.js';
@@ -49,8 +49,8 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
    * Each may have released advisory locks, so lock bookkeeping older than the last one is not trusted.
    */
   foreignRollbacks = 0;
-  /** Called once close() gave the connection back (the shutdown gate waits for it). */
-  onClosed?: () => void;
+  /** The shutdown gate that waits for this connection to close, if any (ShutdownGate.track()). */
+  drainedBy?: ShutdownGate;
   /** Why the app's shutdown abandoned this connection after its grace period (abandon()), if it did. */
   abandonment?: ShutdownRollbackError;
   private readonly queue: ScopeQueue;
@@ -362,7 +362,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
         await this.queryRunner.release();
       }
     } finally {
-      this.onClosed?.();
+      this.drainedBy?.closed(this);
     }
   }
 

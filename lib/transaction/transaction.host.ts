@@ -312,6 +312,15 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
   }
 
   /**
+   * True when the caller runs under a test transaction of nestjs-txlock/testing: what it takes is rolled back with the
+   * test (a lease), so the app's shutdown need not wait for it. Not part of the public API.
+   * @internal
+   */
+  inTestTransaction(): boolean {
+    return this.underTest();
+  }
+
+  /**
    * Runs `fn` in `resource`'s async context (made at bootstrap, so work shared by many callers pins none of
    * their contexts); under a test transaction, in the caller's instead, since there every statement must wait
    * for the scope its caller is in. Not part of the public API.

@@ -28,7 +28,19 @@ let requestGate: Gate | undefined;
 
 @Controller()
 class WorkController {
-  constructor(private readonly dataSource: DataSource) {}
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly tx: TransactionHost,
+  ) {}
+
+  // Two transactions one after the other: a request that arrived before the close finishes both.
+  @Post('two-steps')
+  async twoSteps(): Promise<{ ok: true }> {
+    await this.tx.run(() => this.dataSource.query("INSERT INTO done (what) VALUES ('step 1')"));
+    await requestGate?.opened;
+    await this.tx.run(() => this.dataSource.query("INSERT INTO done (what) VALUES ('step 2')"));
+    return { ok: true };
+  }
 
   @Post('work')
   @Transactional()
@@ -240,6 +252,22 @@ describe('shutdown: app.close()', () => {
     expect((await first).status).toBe(HttpStatus.CREATED);
     await closing;
     expect(await rows()).toEqual(['request']);
+  });
+
+  it('lets a request that arrived before the close begin its next transaction; refuses one that arrived after, before its first', async () => {
+    await start({}, true);
+    requestGate = gate();
+    const server = app!.getHttpServer();
+    const first = request(server).post('/two-steps').then((response) => response);
+    await eventually(async () => (await rows()).length === 1); // step 1 committed, step 2 waits
+    await beginClose();
+    const late = await request(server).post('/two-steps');
+    expect(late.status).toBe(HttpStatus.SERVICE_UNAVAILABLE);
+    expect(await rows()).toEqual(['step 1']);
+    requestGate.open();
+    expect((await first).status).toBe(HttpStatus.CREATED);
+    await closing;
+    expect(await rows()).toEqual(['step 1', 'step 2']);
   });
 
   it('checks the shutdown options', () => {

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { Controller, Injectable, Module, Post } from '@nestjs/common';
+import { Controller, Headers, Injectable, Module, Post } from '@nestjs/common';
 import { APP_FILTER, NestFactory } from '@nestjs/core';
 import { Interval, ScheduleModule } from '@nestjs/schedule';
 import { TypeOrmModule } from '@nestjs/typeorm';
@@ -56,8 +56,8 @@ class LoadController {
   // A transaction with a row and a counter, which takes a while: some are running whenever a replica is stopped.
   @Post('transfer')
   @Transactional()
-  async transfer(): Promise<{ ok: true }> {
-    await this.dataSource.query('INSERT INTO ledger (pid) VALUES ($1)', [process.pid]);
+  async transfer(@Headers('x-request-id') requestId: string): Promise<{ ok: true }> {
+    await this.dataSource.query('INSERT INTO ledger (request_id, pid) VALUES ($1, $2)', [requestId, process.pid]);
     await this.counters.increment('transfers');
     await this.dataSource.query('SELECT pg_sleep(0.03)');
     return { ok: true };

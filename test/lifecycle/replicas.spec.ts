@@ -18,9 +18,10 @@ const ending = (worker: WorkerProcess): Promise<string> =>
 type Outcome = 'succeeded' | 'refused' | 'not connected' | 'reset' | 'failed';
 
 // One POST on a connection of its own (as a load balancer opening one per request would), classified.
-function post(port: number, path: string): Promise<{ outcome: Outcome; detail?: string }> {
+function post(port: number, path: string, requestId: string): Promise<{ outcome: Outcome; detail?: string }> {
   return new Promise((resolve) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path, method: 'POST', agent: false, headers: { connection: 'close' } }, (res) => {
+    const headers = { connection: 'close', 'x-request-id': requestId };
+    const req = httpRequest({ host: '127.0.0.1', port, path, method: 'POST', agent: false, headers }, (res) => {
       let body = '';
       res.on('data', (chunk: Buffer) => (body += chunk.toString()));
       res.on('end', () => {
@@ -50,7 +51,7 @@ describe('shutdown: rolling deploys with two replica processes', () => {
     db = await createTestDatabase();
     observer = new pg.Pool({ connectionString: db.url, max: 2 });
     await observer.query(`CREATE TABLE job_runs (id serial PRIMARY KEY, pid int NOT NULL, entered timestamptz NOT NULL, exited timestamptz, stopped boolean)`);
-    await observer.query('CREATE TABLE ledger (id serial PRIMARY KEY, pid int NOT NULL)');
+    await observer.query('CREATE TABLE ledger (request_id text PRIMARY KEY, pid int NOT NULL)');
   });
   afterEach(() => {
     for (const worker of workers.splice(0)) if (worker.child.exitCode === null && worker.child.signalCode === null) worker.child.kill('SIGKILL');
@@ -121,6 +122,7 @@ describe('shutdown: rolling deploys with two replica processes', () => {
     }
     const counts: Record<Outcome, number> = { succeeded: 0, refused: 0, 'not connected': 0, reset: 0, failed: 0 };
     const succeeded = { increment: 0, transfer: 0 };
+    const succeededTransfers: string[] = [];
     const failures: string[] = [];
     let sent = 0;
     let loading = true;
@@ -134,10 +136,12 @@ describe('shutdown: rolling deploys with two replica processes', () => {
           continue;
         }
         const path = (client + n) % 2 === 0 ? 'increment' : 'transfer';
+        const requestId = `${client}-${n}`;
         sent++;
-        const { outcome, detail } = await post(ports[Math.floor(Math.random() * ports.length)]!, `/${path}`);
+        const { outcome, detail } = await post(ports[Math.floor(Math.random() * ports.length)]!, `/${path}`, requestId);
         counts[outcome]++;
         if (outcome === 'succeeded') succeeded[path]++;
+        if (outcome === 'succeeded' && path === 'transfer') succeededTransfers.push(requestId);
         if (outcome === 'failed') failures.push(detail!);
       }
     });
@@ -171,6 +175,9 @@ describe('shutdown: rolling deploys with two replica processes', () => {
     expect(hits).toBe(succeeded.increment);
     expect(transfers).toBe(succeeded.transfer);
     expect(ledger).toBe(succeeded.transfer);
+    // Request by request: every transaction that answered success is in, and no other (a 503 did nothing).
+    const ledgerIds = (await observer.query<{ request_id: string }>('SELECT request_id FROM ledger')).rows.map((row) => row.request_id);
+    expect(ledgerIds.sort()).toEqual(succeededTransfers.sort());
     expect(lost).toBe(0);
     expect(counts.succeeded).toBeGreaterThan(100);
   });

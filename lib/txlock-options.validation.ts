@@ -66,10 +66,9 @@ export function validateModuleOptions(options: unknown): void {
   const checked = options as TxLockModuleOptions;
   outboxSettings(checked.outbox, checked.autoCreate, checked.pooler);
   readTransactionOptions({ isolation: checked.isolation, timeoutMs: checked.timeoutMs, retries: checked.retries }, 'TxLockModule option');
-  // A Node timer, as are the two below.
-  assertWholeNumber(checked.shutdown?.graceMs, 'TxLockModule option "shutdown.graceMs"', 0, MAX_TIMER_MS);
-  // Both become Node timers, which fire after 1 ms when given more than MAX_TIMER_MS.
+  // These become Node timers, which fire after 1 ms when given more than MAX_TIMER_MS.
   assertWholeNumber(checked.acquireTimeoutMs, 'TxLockModule option "acquireTimeoutMs"', 1, MAX_TIMER_MS);
+  assertWholeNumber(checked.shutdown?.graceMs, 'TxLockModule option "shutdown.graceMs"', 0, MAX_TIMER_MS);
   if (checked.retryBackoff !== undefined) {
     assertWholeNumber(checked.retryBackoff.minMs, 'TxLockModule option "retryBackoff.minMs"', 0, MAX_TIMER_MS);
     assertWholeNumber(checked.retryBackoff.maxMs, 'TxLockModule option "retryBackoff.maxMs"', checked.retryBackoff.minMs, MAX_TIMER_MS);

@@ -123,8 +123,8 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
    * waits up to `shutdown.graceMs` for running transactions and lock calls, rolls back the ones still running
    * (ShutdownRollbackError), then puts the DataSource back as it was. Nest runs every `beforeApplicationShutdown` before
    * any `onApplicationShutdown`, where @nestjs/typeorm destroys the DataSource and its pool, so all of this happens while
-   * the pool is still open; `onModuleDestroy` would be as early, but the DataSource must keep routing into running
-   * transactions until they end (docs/shutdown.md).
+   * the pool is still open. Not `onModuleDestroy`: the app's own providers may still use the library in theirs, and the
+   * DataSource must keep routing into running transactions until they end (docs/shutdown.md).
    */
   async beforeApplicationShutdown(): Promise<void> {
     await this.gate.close(this.options.shutdown?.graceMs ?? DEFAULT_SHUTDOWN_GRACE_MS, this.logger);

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
-import { Controller, HttpStatus, Post, type INestApplication } from '@nestjs/common';
+import { Controller, HttpStatus, Injectable, Post, type INestApplication } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import pg from 'pg';
 import request from 'supertest';
@@ -9,6 +9,9 @@ import {
   InvalidOptionError,
   LeaseService,
   LockService,
+  OnOutboxEvent,
+  OutboxRelay,
+  OutboxService,
   Propagation,
   ShutdownRollbackError,
   ShuttingDownError,
@@ -51,6 +54,16 @@ class WorkController {
   }
 }
 
+@Injectable()
+class NoteHandler {
+  constructor(private readonly dataSource: DataSource) {}
+
+  @OnOutboxEvent('shutdown.note')
+  async handle({ n }: { n: number }): Promise<void> {
+    await this.dataSource.query('INSERT INTO done (what) VALUES ($1)', [`note ${n}`]);
+  }
+}
+
 // app.close() on SIGTERM, in one process: new work refused with a named error once the close begins, running work
 // finishing within the grace period, what outlives it rolled back, leases and session locks given back at once, and no
 // connection left checked out when TypeORM closes the pool. (Two replica processes: replicas.spec.ts.)
@@ -73,13 +86,13 @@ describe('shutdown: app.close()', () => {
     await db.drop();
   });
 
-  const start = async (txlock: Omit<TxLockModuleOptions, 'dataSource'> = {}, http = false): Promise<INestApplication> => {
+  const start = async (txlock: Omit<TxLockModuleOptions, 'dataSource'> = {}, http = false, outbox = false): Promise<INestApplication> => {
     app = await createTestApp({
       url: db.url,
       txlock: { autoCreate: true, ...txlock },
       http,
       controllers: http ? [WorkController] : [],
-      providers: http ? [{ provide: APP_FILTER, useClass: TxLockExceptionFilter }] : [],
+      providers: [...(http ? [{ provide: APP_FILTER, useClass: TxLockExceptionFilter }] : []), ...(outbox ? [NoteHandler] : [])],
     });
     return app;
   };
@@ -268,6 +281,22 @@ describe('shutdown: app.close()', () => {
     expect((await first).status).toBe(HttpStatus.CREATED);
     await closing;
     expect(await rows()).toEqual(['step 1', 'step 2']);
+  });
+
+  it('stops the outbox relay in the same sequence, before the pool closes', async () => {
+    await start({ outbox: { pollIntervalMs: 50 } }, false, true);
+    const [tx, outbox, relay] = [app!.get(TransactionHost), app!.get(OutboxService), app!.get(OutboxRelay)];
+    await tx.run(() => outbox.publish('shutdown.note', { n: 1 }));
+    await eventually(async () => (await rows()).length === 1);
+    await beginClose();
+    await tx.beforeApplicationShutdown();
+    // Stopped by then: stop() hands back the promise of the stop that already ran.
+    expect(await Promise.race([relay.stop().then(() => 'stopped'), new Promise((resolve) => setImmediate(() => resolve('still running')))])).toBe('stopped');
+    // New work cannot publish any more: its transaction is refused.
+    await expect(tx.run(() => outbox.publish('shutdown.note', { n: 2 }))).rejects.toBeInstanceOf(ShuttingDownError);
+    await closing;
+    expect(await rows()).toEqual(['note 1']);
+    expect((await observer.query("SELECT count(*)::int AS n FROM txlock_outbox WHERE status = 'delivered'")).rows).toEqual([{ n: 1 }]);
   });
 
   it('checks the shutdown options', () => {

@@ -13,6 +13,9 @@ export type { TransactionHook } from './transaction/transaction-scope.js';
 export { Transactional, type TransactionalOptions } from './transaction/transactional.decorator.js';
 export { InjectTxRepository, getTxRepositoryToken } from './transaction/tx-repository.js';
 export { IsolationLevel, Propagation, type TransactionOptions } from './transaction/transaction.options.js';
+export type { SettingValue, TransactionSettings } from './transaction/transaction-settings.js';
+export type { SettingsContext } from './transaction/request-context.js';
+export { DEFAULT_VANISHED_CLIENT_TIMEOUT_MS } from './transaction/vanished-client.js';
 
 // Locks: advisory and table locks
 export { LockService } from './locks/lock.service.js';

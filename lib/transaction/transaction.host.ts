@@ -48,7 +48,7 @@ import { processWide } from '../common/process-state.js';
 import { InvalidOptionError } from '../errors.js';
 import { currentSettingsContext } from './request-context.js';
 import { mergeSettings, readSettings, type SettingEntry } from './transaction-settings.js';
-import { computeBound, DEFAULT_VANISHED_CLIENT_TIMEOUT_MS, setVanishedClientBound, vanishedClientBound, type ServerLimits } from './vanished-client.js';
+import { computeBound, DEFAULT_VANISHED_CLIENT_TIMEOUT_MS, keepPoolAlive, setVanishedClientBound, vanishedClientBound, type ServerLimits } from './vanished-client.js';
 
 /** How long a transaction waits for a pooled connection when `acquireTimeoutMs` is not set. */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
@@ -135,7 +135,9 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   // The module option vanishedClientTimeoutMs, as settings and checks for this DataSource (vanished-client.ts).
   private boundVanishedClients(major: number, limits: ServerLimits, byBackend: boolean): void {
     const ms = this.options.vanishedClientTimeoutMs ?? DEFAULT_VANISHED_CLIENT_TIMEOUT_MS;
-    setVanishedClientBound(this.dataSource, ms === false ? undefined : computeBound(ms, major, limits, byBackend));
+    const bound = ms === false ? undefined : computeBound(ms, major, limits, byBackend);
+    setVanishedClientBound(this.dataSource, bound);
+    if (bound) keepPoolAlive(this.pool, bound);
   }
 
   /**

@@ -80,6 +80,19 @@ function withinLimit(current: string | undefined, wanted: number): boolean {
 }
 
 /**
+ * Turns on TCP keepalive for the connections `pool` opens from now on (pg's `keepAlive`, first probe after a third of
+ * the bound; Node then probes every second, ten times), unless the DataSource's `extra` set `keepAlive` itself: on a
+ * path that really broke, the kernel then fails the socket (idle in the pool, or waiting for a long statement) before
+ * the bound, with no statement of ours. pg-pool reads its options for every new client, so this needs no new pool.
+ */
+export function keepPoolAlive(pool: Pool, bound: VanishedClientBound): void {
+  const options = (pool as unknown as { options?: { keepAlive?: boolean; keepAliveInitialDelayMillis?: number } }).options;
+  if (!options || options.keepAlive !== undefined) return;
+  options.keepAlive = true;
+  options.keepAliveInitialDelayMillis ??= Math.max(1000, Math.floor(bound.ms / 3));
+}
+
+/**
  * `work` (a statement in flight on `client`), watched: when it has had no answer for half the bound, a check on a new
  * connection asks whether the server still runs it (on a direct connection: its backend is active in pg_stat_activity;
  * behind a pooler: the server answers at all). A live, busy statement is checked again every half bound, so long

@@ -5,10 +5,12 @@ import { poolOf } from './database.js';
 // The vanished-client bounds every transaction sets in its BEGIN's batch (test/reliability/vanished-client.spec.ts and
 // test/transaction/vanished-client-bounds.spec.ts check them): left out of the texts, so the tests of what else travels
 // with BEGIN read as the SQL they are about. The round trips are counted all the same.
-const BOUNDS = /;\nSELECT set_config\('(?:idle_in_transaction_session_timeout|tcp_keepalives_\w+|client_connection_check_interval)'[^\n]*/g;
+// A session-scope lock's pinned connection sets them for its session first, and resets them at the end.
+const BOUND_NAMES = '(?:idle_in_transaction_session_timeout|idle_session_timeout|tcp_keepalives_\\w+|client_connection_check_interval)';
+const BOUNDS = new RegExp(`(^|;\\n)SELECT set_config\\('${BOUND_NAMES}'[^\\n]*?\\)(?=;\\n|$)|;\\nRESET ${BOUND_NAMES}(?=;\\n|$)`, 'g');
 
 function withoutBounds(text: string): string {
-  return text.replace(BOUNDS, '');
+  return text.replace(BOUNDS, '').replace(/^;\n/, '');
 }
 
 /** Records every statement sent to the server through a DataSource's pool: one entry per round trip. */

@@ -34,7 +34,10 @@ export interface Lease {
   lockUntil: Date;
   /** The `atLeastForMs` it was taken with (release() keeps it until lockedAt + atLeastForMs). */
   atLeastForMs: number;
-  /** Aborted when a renewal inside `run()` finds the lease lost; the reason is a LeaseLostError. */
+  /**
+   * Aborted when a renewal inside `run()` fails: the reason is a LeaseLostError when the lease expired or changed hands,
+   * a ConnectionLostError when the renewal got no answer (within `renewEveryMs` + the module's `vanishedClientTimeoutMs`).
+   */
   signal: AbortSignal;
 }
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Injectable, type INestApplication } from '@nestjs/common';
 import pg from 'pg';
-import { AdvisoryLock, ConnectionLostError, LockLostError, LockService, Transactional, TransactionHost } from '../../lib/index.js';
+import { AdvisoryLock, ConnectionLostError, LeaseService, LockLostError, LockService, Transactional, TransactionHost, type Lease } from '../../lib/index.js';
 import { createTestDatabase, directUrl, poolerUrl, type TestDatabase } from '../support/database.js';
 import { eventually } from '../support/gate.js';
 import { createTestApp } from '../support/nest-app.js';
@@ -63,11 +63,15 @@ describe(`a client that vanishes behind a half-open path (no FIN, no RST) with v
   let proxy: TcpProxy;
   let app: INestApplication;
   let admin: pg.Client;
+  let replica: INestApplication;
 
   beforeAll(async () => {
     db = await createTestDatabase();
     proxy = await TcpProxy.start(db.url);
-    app = await createTestApp({ url: proxy.url, providers: [Holder], txlock: { vanishedClientTimeoutMs: BOUND_MS, pooler: poolerUrl() ? 'transaction' : 'none' } });
+    const pooler = poolerUrl() ? 'transaction' : 'none';
+    app = await createTestApp({ url: proxy.url, providers: [Holder], txlock: { vanishedClientTimeoutMs: BOUND_MS, pooler, leases: { autoCreate: true } } });
+    // Another replica, on a pool of its own that reaches the database without the relay: it takes over leases.
+    replica = await createTestApp({ url: db.url, txlock: { pooler, leases: { autoCreate: true } } });
     admin = new pg.Client({ connectionString: directUrl(db.url) });
     await admin.connect();
     await admin.query('CREATE TABLE written (id serial PRIMARY KEY, what text NOT NULL)');
@@ -76,6 +80,7 @@ describe(`a client that vanishes behind a half-open path (no FIN, no RST) with v
   afterAll(async () => {
     proxy?.thaw();
     await app?.close();
+    await replica?.close();
     await admin?.end();
     await proxy?.close();
     await db?.drop();
@@ -158,5 +163,54 @@ describe(`a client that vanishes behind a half-open path (no FIN, no RST) with v
     process.stdout.write(`[vanished client] session scope, bound ${BOUND_MS} ms: lock released to another process after ${releasedMs} ms, holder rejected after ${holderRejectedMs} ms\n`);
     expect(releasedMs).toBeLessThan(BOUND_MS + SLACK_MS);
     proxy.thaw();
+  });
+
+  it("a lease: its renewal gets no answer, lease.signal aborts within renewEveryMs + the bound; once another replica took it over, the old holder's fenced write changes nothing", async () => {
+    const leases = app.get(LeaseService);
+    const other = replica.get(LeaseService);
+    await admin.query(`CREATE TABLE report (id int PRIMARY KEY, body text NOT NULL)`);
+    await admin.query(`INSERT INTO report VALUES (1, 'initial')`);
+    const RENEW_MS = 500;
+    let held: Lease | undefined;
+    let abortedAt = 0;
+    const run = leases.run(
+      'vanish:lease',
+      (lease) => {
+        held = lease;
+        return new Promise<void>((resolve) => lease.signal.addEventListener('abort', () => ((abortedAt = Date.now()), resolve()), { once: true }));
+      },
+      { atMostForMs: 3_000, renewEveryMs: RENEW_MS },
+    );
+    run.catch(() => undefined);
+    await eventually(async () => held !== undefined);
+    // A renewal or two go through first.
+    await new Promise((resolve) => setTimeout(resolve, 2 * RENEW_MS));
+
+    const frozenAt = Date.now();
+    proxy.freeze();
+    let takeover: Lease | null = null;
+    await eventually(async () => (takeover = await other.acquire('vanish:lease', { atMostForMs: 60_000 })) !== null, 15_000);
+    const takenOverMs = Date.now() - frozenAt;
+    await eventually(async () => abortedAt > 0, 15_000);
+    const abortedMs = abortedAt - frozenAt;
+    process.stdout.write(
+      `[vanished client]${BEHIND} lease (atMostForMs 3000, renewEveryMs ${RENEW_MS}), bound ${BOUND_MS} ms: lease.signal aborted after ${abortedMs} ms, another replica took it over after ${takenOverMs} ms\n`,
+    );
+    expect(held!.signal.reason).toBeInstanceOf(ConnectionLostError);
+    expect(abortedMs).toBeLessThan(RENEW_MS + BOUND_MS + SLACK_MS);
+    expect(takeover!.token).toBeGreaterThan(held!.token);
+
+    proxy.thaw();
+    await run.catch(() => undefined);
+    const fencedWrite = async (lease: Lease, body: string) => {
+      const fence = leases.fence(lease, 2);
+      const [, affected] = await app.get(TransactionHost).run(() =>
+        app.get(TransactionHost).manager.query(`UPDATE report SET body = $1 WHERE id = 1 AND ${fence.condition}`, [body, ...fence.params]),
+      );
+      return affected as number;
+    };
+    expect(await fencedWrite(held!, 'written by the vanished holder')).toBe(0);
+    expect(await fencedWrite(takeover!, 'written by the new holder')).toBe(1);
+    expect((await admin.query('SELECT body FROM report')).rows).toEqual([{ body: 'written by the new holder' }]);
   });
 });

@@ -12,12 +12,10 @@ export interface TransactionalOptions extends Omit<TransactionOptions, 'settings
    * The transaction's custom settings (TransactionOptions.settings): constant, or a function of the method's own
    * arguments, called on each call: `(tenantId: string) => ({ 'app.tenant_id': tenantId })`.
    */
-  settings?: TransactionSettings | SettingsFunction;
+  // A settings function receives the method's own arguments, whose types the decorator cannot know.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  settings?: TransactionSettings | ((...args: any[]) => TransactionSettings | undefined);
 }
-
-// Settings functions receive the method's own arguments, whose types the decorator cannot know.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type SettingsFunction = (...args: any[]) => TransactionSettings | undefined;
 
 const TRANSACTIONAL_KEYS = allowedKeys<TransactionalOptions>('@Transactional()', { ...TRANSACTION_OPTION_KEYS, dataSource: true });
 

@@ -146,9 +146,9 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
    * @internal
    */
   moduleSettings(): readonly SettingEntry[] {
+    if (this.options.settings === undefined) return [];
     const pinned = pinnedSettings.getStore()?.get(this.dataSource);
     if (pinned) return pinned;
-    if (this.options.settings === undefined) return [];
     return readSettings(this.options.settings(currentSettingsContext()), 'TxLockModule option "settings" result');
   }
 

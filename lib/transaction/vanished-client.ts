@@ -86,7 +86,7 @@ function withinLimit(current: string | undefined, wanted: number): boolean {
  * the bound, with no statement of ours. pg-pool reads its options for every new client, so this needs no new pool.
  */
 export function keepPoolAlive(pool: Pool, bound: VanishedClientBound): void {
-  const options = (pool as unknown as { options?: { keepAlive?: boolean; keepAliveInitialDelayMillis?: number } }).options;
+  const options = (pool as unknown as { options?: { keepAlive?: boolean; keepAliveInitialDelayMillis?: number } } | undefined)?.options;
   if (!options || options.keepAlive !== undefined) return;
   options.keepAlive = true;
   options.keepAliveInitialDelayMillis ??= Math.max(1000, Math.floor(bound.ms / 3));

@@ -61,14 +61,6 @@ export function currentSessionKeys(dataSource: DataSource): SessionKeys | undefi
  * straight to its backend (isDirectConnection: one round trip per pooled connection, remembered for its life);
  * otherwise the call fails with SessionLockPoolerError, having locked nothing and run nothing.
  */
-// Rejects with the signal's reason once it aborts (never resolves).
-function rejectOnAbort(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-  });
-}
-
 export class SessionLocks {
   constructor(
     private readonly dataSource: () => DataSource,
@@ -225,4 +217,12 @@ export class SessionLocks {
       throw new LockLostError(request.label);
     }
   }
+}
+
+// Rejects with the signal's reason once it aborts (never resolves).
+function rejectOnAbort(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
 }

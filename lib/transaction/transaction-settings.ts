@@ -51,10 +51,3 @@ export function mergeSettings(base: readonly SettingEntry[], override: readonly 
   const names = new Set(override.map(([name]) => name));
   return [...base.filter(([name]) => !names.has(name)), ...override];
 }
-
-/** True when both lists set the same names to the same values, in any order. */
-export function sameSettings(a: readonly SettingEntry[], b: readonly SettingEntry[]): boolean {
-  if (a.length !== b.length) return false;
-  const values = new Map(a);
-  return b.every(([name, value]) => values.get(name) === value);
-}

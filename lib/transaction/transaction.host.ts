@@ -7,6 +7,7 @@ import {
   ClientDisconnectedError,
   CommitOutcomeUnknownError,
   ConnectionLostError,
+  InvalidOptionError,
   RollbackOnlyError,
   SerializationRetriesExhaustedError,
   TransactionNotAllowedError,
@@ -45,7 +46,6 @@ import { assertIsolation, isolationFromSetting } from './isolation.js';
 import { PreparedStatements } from './prepared-statements.js';
 import { Propagation, readTransactionOptions, type TransactionOptions } from './transaction.options.js';
 import { processWide } from '../common/process-state.js';
-import { InvalidOptionError } from '../errors.js';
 import { currentSettingsContext } from './request-context.js';
 import { mergeSettings, readSettings, type SettingEntry } from './transaction-settings.js';
 import { computeBound, DEFAULT_VANISHED_CLIENT_TIMEOUT_MS, keepPoolAlive, setVanishedClientBound, vanishedClientBound, type ServerLimits } from './vanished-client.js';

@@ -14,7 +14,7 @@ import { lockAborted, lockFailure, type LockRequest } from './lock-request.js';
 import type { LockOutcome } from './lock-result.js';
 import { lockSql } from './lock.sql.js';
 import { processWide } from '../common/process-state.js';
-import { resetStatements, setConfigStatement } from '../transaction/transaction.sql.js';
+import { boundStatement, resetStatements } from '../transaction/transaction.sql.js';
 import { vanishedClientBound, type VanishedClientBound } from '../transaction/vanished-client.js';
 
 /** One pinned connection and the session locks the current call chain holds on it. */
@@ -84,7 +84,7 @@ export class SessionLocks {
         refused = true;
         throw new SessionLockPoolerError(request.label, 'detected');
       }
-      if (bound && bound.session.length > 0) connection.holdBack([setConfigStatement(bound.session, false)]);
+      if (bound && bound.session.length > 0) connection.holdBack([boundStatement(bound.session, false)]);
       const running = sessionStorage.run(new Map(sessions).set(dataSource, session), () => this.runOn(session, request, fn));
       if (!bound) return await running;
       heartbeat = this.heartbeat(session, bound, request);

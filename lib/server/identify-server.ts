@@ -17,8 +17,6 @@ export interface IdentifiedServer extends ServerIdentity {
   proxied: boolean;
   /** What default_transaction_isolation says for this connection's database and role ('read committed'...). */
   defaultIsolation: string;
-  /** The server's own limits on vanished clients, by setting name (pg_settings, base units), for the role and database. */
-  limits: Record<string, string>;
 }
 
 interface IdentifyRow {
@@ -28,7 +26,6 @@ interface IdentifyRow {
   locked: unknown;
   visible: unknown;
   default_isolation: string;
-  limits?: Record<string, string> | null;
 }
 
 const defaultLogger = new Logger('TxLock');
@@ -56,7 +53,7 @@ export async function identifyServer(dataSource: DataSource, logger: Pick<Logger
   const identity = classifyServer(row.version, row.version_num);
   assertAdvisoryLocksWork(identity, row);
   if (identity.warning) logger.warn(identity.warning);
-  return { ...identity, proxied, defaultIsolation: row.default_isolation, limits: row.limits ?? {} };
+  return { ...identity, proxied, defaultIsolation: row.default_isolation };
 }
 
 // The identification row; when that query fails, version() alone names what answered (a look-alike or an old

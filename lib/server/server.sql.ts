@@ -9,8 +9,7 @@ const PROBE_KEY = advisoryLockKey('nestjs-txlock:server-probe', RESERVED_LOCK_NA
 export const serverSql = {
   /**
    * One round trip: version(), server_version_num, the backend's pid, the isolation level transactions get by
-   * default (the database's and role's settings included), the server's own limits on vanished clients (in their
-   * base units: ms or s; a setting the version lacks is absent), and a probe of the advisory lock manager: a
+   * default (the database's and role's settings included), and a probe of the advisory lock manager: a
    * shared transaction-level lock on PROBE_KEY (released when the statement ends) must be granted and must show in
    * pg_locks. The pg_locks read depends on the probe's row, so it runs after the lock was taken. MATERIALIZED needs
    * PostgreSQL 12, so older servers fail here and are named by `version` below.
@@ -18,8 +17,6 @@ export const serverSql = {
   identify: `WITH probe AS MATERIALIZED (SELECT pg_try_advisory_xact_lock_shared('${PROBE_KEY}'::bigint) AS locked)
     SELECT version() AS version, current_setting('server_version_num') AS version_num, pg_backend_pid() AS pid, probe.locked,
       current_setting('default_transaction_isolation') AS default_isolation,
-      (SELECT json_object_agg(name, setting) FROM pg_settings WHERE name IN ('idle_in_transaction_session_timeout', 'idle_session_timeout',
-        'client_connection_check_interval', 'tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count')) AS limits,
       EXISTS (SELECT 1 FROM pg_locks l WHERE probe.locked AND l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted
         AND l.objsubid = 1 AND l.classid = ${classId(PROBE_KEY)}::oid AND l.objid = ${objId(PROBE_KEY)}::oid) AS visible
     FROM probe`,

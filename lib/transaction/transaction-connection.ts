@@ -134,7 +134,7 @@ export class TransactionConnection implements RoutingConnection {
   /** Marks the transaction open and queues its opening statements (openingStatements()); nothing is sent yet. */
   begin(opening: OpeningOptions = {}): void {
     this.opening = opening;
-    this.pending = openingStatements(opening.isolation, opening.readOnly, opening.timeoutMs, ...this.openingSettings());
+    this.pending = openingStatements(opening.isolation, opening.readOnly, opening.timeoutMs, opening.settings, this.openingBounds());
     this.openingCount = this.pending.length;
     this.queryRunner.isTransactionActive = true;
     this.queryRunner.transactionDepth = 1;
@@ -153,7 +153,7 @@ export class TransactionConnection implements RoutingConnection {
     if (standing === this.root && standing.kind === 'transaction') {
       if (this.begun || !this.pending) return false;
       this.opening = { ...this.opening, isolation: level };
-      const opening = openingStatements(level, this.opening.readOnly, this.opening.timeoutMs, ...this.openingSettings());
+      const opening = openingStatements(level, this.opening.readOnly, this.opening.timeoutMs, this.opening.settings, this.openingBounds());
       this.pending.splice(0, this.openingCount, ...opening);
       this.openingCount = opening.length;
     }
@@ -161,11 +161,10 @@ export class TransactionConnection implements RoutingConnection {
     return true;
   }
 
-  // What the opening statements set LOCAL: the vanished-client bounds, then the caller's settings.
-  private openingSettings(): (readonly SettingEntry[])[] {
-    // Not in a test transaction (nestjs-txlock/testing), which may sit idle at a breakpoint as long as the developer likes.
-    const bounds = this.root.kind === 'test' ? [] : (this.bound?.transaction ?? []);
-    return [bounds, this.opening.settings ?? []];
+  // The vanished-client bounds the opening statements set LOCAL. Not in a test transaction (nestjs-txlock/testing),
+  // which may sit idle at a breakpoint as long as the developer likes.
+  private openingBounds(): readonly SettingEntry[] {
+    return this.root.kind === 'test' ? [] : (this.bound?.transaction ?? []);
   }
 
   /**

@@ -48,7 +48,7 @@ import { Propagation, readTransactionOptions, type TransactionOptions } from './
 import { processWide } from '../common/process-state.js';
 import { currentSettingsContext } from './request-context.js';
 import { mergeSettings, readSettings, type SettingEntry } from './transaction-settings.js';
-import { computeBound, DEFAULT_VANISHED_CLIENT_TIMEOUT_MS, keepPoolAlive, setVanishedClientBound, vanishedClientBound, type ServerLimits } from './vanished-client.js';
+import { computeBound, DEFAULT_VANISHED_CLIENT_TIMEOUT_MS, keepPoolAlive, setVanishedClientBound, vanishedClientBound } from './vanished-client.js';
 
 /** How long a transaction waits for a pooled connection when `acquireTimeoutMs` is not set. */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
@@ -112,7 +112,7 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
     }
     registrations.set(dataSource, this);
     // Until the bootstrap check has identified the server: what every supported version (13+) accepts.
-    this.boundVanishedClients(13, {}, false);
+    this.boundVanishedClients(13, false);
     if (this.options.joinDataSource !== false) this.unroute = this.routeDataSource();
     // Telemetry is on when an OpenTelemetry tracer or meter provider is registered by now.
     await startTelemetry();
@@ -133,9 +133,9 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   }
 
   // The module option vanishedClientTimeoutMs, as settings and checks for this DataSource (vanished-client.ts).
-  private boundVanishedClients(major: number, limits: ServerLimits, byBackend: boolean): void {
+  private boundVanishedClients(major: number, byBackend: boolean): void {
     const ms = this.options.vanishedClientTimeoutMs ?? DEFAULT_VANISHED_CLIENT_TIMEOUT_MS;
-    const bound = ms === false ? undefined : computeBound(ms, major, limits, byBackend);
+    const bound = ms === false ? undefined : computeBound(ms, major, byBackend);
     setVanishedClientBound(this.dataSource, bound);
     if (bound) keepPoolAlive(this.pool, bound);
   }
@@ -298,9 +298,9 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
    * pooled connection. Not part of the public API.
    * @internal
    */
-  serverIdentified(server: { proxied: boolean; defaultIsolation?: string; major?: number; limits?: ServerLimits }): void {
+  serverIdentified(server: { proxied: boolean; defaultIsolation?: string; major?: number }): void {
     this.serverIsolation = isolationFromSetting(server.defaultIsolation);
-    this.boundVanishedClients(server.major ?? 13, server.limits ?? {}, !server.proxied && (this.options.pooler ?? 'none') === 'none');
+    this.boundVanishedClients(server.major ?? 13, !server.proxied && (this.options.pooler ?? 'none') === 'none');
     if (!server.proxied && (this.options.pooler ?? 'none') === 'none' && this.options.preparedStatements !== false) this.statements.enable();
   }
 

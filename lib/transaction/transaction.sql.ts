@@ -12,15 +12,15 @@ const ISOLATION_SQL: Readonly<Record<IsolationLevel, string>> = {
 
 /**
  * The statements that open a transaction: `BEGIN [ISOLATION LEVEL ...] [READ ONLY]`, `SET LOCAL
- * statement_timeout`, and one `SELECT set_config(...)` per group of `settings` (the vanished-client bounds, the
- * caller's settings: see setConfigStatement()). They travel in a simple-protocol batch, where nothing is bound, so each value
+ * statement_timeout`, the vanished-client `bounds` (boundStatement()) and the caller's `settings` (setConfigStatement()). They travel in a simple-protocol batch, where nothing is bound, so each value
  * is checked here, as the SQL is built: the isolation level against a fixed map, the timeout with Number.isSafeInteger.
  */
 export function openingStatements(
   isolation: IsolationLevel | undefined,
   readOnly: boolean | undefined,
   timeoutMs: number | undefined,
-  ...settings: (readonly SettingEntry[])[]
+  settings: readonly SettingEntry[] = [],
+  bounds: readonly SettingEntry[] = [],
 ): string[] {
   let begin = 'BEGIN';
   if (isolation !== undefined) {
@@ -30,7 +30,8 @@ export function openingStatements(
   if (readOnly === true) begin += ' READ ONLY';
   const statements = [begin];
   if (timeoutMs !== undefined) statements.push(statementTimeout(timeoutMs));
-  for (const group of settings) if (group.length > 0) statements.push(setConfigStatement(group, true));
+  if (bounds.length > 0) statements.push(boundStatement(bounds, true));
+  if (settings.length > 0) statements.push(setConfigStatement(settings, true));
   return statements;
 }
 
@@ -61,6 +62,34 @@ export function setConfigStatement(settings: readonly SettingEntry[], local: boo
     if (!SETTING_NAME.test(name)) throw new InvalidOptionError('setting name', name, 'an identifier, or "prefix.name"');
     const text = /^\d{1,18}$/.test(value) ? `'${value}'` : `convert_from(decode('${Buffer.from(value, 'utf8').toString('hex')}', 'hex'), 'UTF8')`;
     return `set_config('${name}', ${text}, ${local})`;
+  });
+  return `SELECT ${calls.join(', ')}`;
+}
+
+// The unit each server setting of the vanished-client bound counts in, to read its current value in that unit.
+const BOUND_UNITS: Readonly<Record<string, 'ms' | 's' | ''>> = {
+  idle_in_transaction_session_timeout: 'ms',
+  idle_session_timeout: 'ms',
+  client_connection_check_interval: 'ms',
+  tcp_keepalives_idle: 's',
+  tcp_keepalives_interval: 's',
+  tcp_keepalives_count: '',
+};
+
+/**
+ * One statement that lowers each setting to the entry's value (library-computed digits) unless the session already has
+ * a lower one: `set_config(name, least(nullif(<current>, 0), value)::bigint::text, local)`, where 0 means off (or the
+ * OS default, for keepalives). The current value is read in the same statement, so a limit the server, database or
+ * role sets lower (now, or after the app started) is never loosened. Time settings are read through `::interval`,
+ * which understands how PostgreSQL shows them ('200ms', '5s', '1min').
+ */
+export function boundStatement(bounds: readonly SettingEntry[], local: boolean): string {
+  const calls = bounds.map(([name, value]) => {
+    const unit = BOUND_UNITS[name];
+    if (unit === undefined || !/^\d{1,12}$/.test(value)) throw new InvalidOptionError('bound setting', name, Object.keys(BOUND_UNITS));
+    const seconds = `extract(epoch FROM current_setting('${name}')::interval)`;
+    const current = unit === 'ms' ? `${seconds} * 1000` : unit === 's' ? seconds : `current_setting('${name}')::numeric`;
+    return `set_config('${name}', least(nullif(${current}, 0), ${value})::bigint::text, ${local})`;
   });
   return `SELECT ${calls.join(', ')}`;
 }

@@ -10,9 +10,6 @@ export const DEFAULT_VANISHED_CLIENT_TIMEOUT_MS = 60_000;
 /** The smallest `vanishedClientTimeoutMs`: TCP keepalive settings count in whole seconds. */
 export const MIN_VANISHED_CLIENT_TIMEOUT_MS = 1_000;
 
-/** What the bootstrap read of the server's own limits (pg_settings, in their base units), by setting name. */
-export type ServerLimits = Readonly<Record<string, string | undefined>>;
-
 /**
  * How this process bounds the time a vanished client (a partition, a dead node: no FIN, no RST) keeps its locks and
  * transactions, and the time it takes the holder to learn of it. See docs/production.md.
@@ -43,7 +40,7 @@ export function setVanishedClientBound(dataSource: DataSource, bound: VanishedCl
 
 /**
  * The server settings that make PostgreSQL let go of a vanished client within `ms`, for a server of major version
- * `major` whose own limits are `limits` (only the ones that are off, or longer, are sent):
+ * `major` (each is sent as the lower of this and the session's own value: boundStatement()):
  * - `idle_in_transaction_session_timeout = ms`: the backend of a transaction whose client stopped sending is ended,
  *   which rolls the transaction back and frees its locks (all versions; the case the client cannot help with).
  * - `tcp_keepalives_idle/interval/count` (ms/3, ms/9 and 3, in whole seconds): on a real broken path the kernel
@@ -54,7 +51,7 @@ export function setVanishedClientBound(dataSource: DataSource, bound: VanishedCl
  *   held outside any transaction, where idle_in_transaction_session_timeout does not apply; the holder's
  *   heartbeat (every ms/4) keeps a live session from going idle that long.
  */
-export function computeBound(ms: number, major: number, limits: ServerLimits, byBackend: boolean): VanishedClientBound {
+export function computeBound(ms: number, major: number, byBackend: boolean): VanishedClientBound {
   const seconds = (fraction: number) => String(Math.max(1, Math.floor(ms / 1000 / fraction)));
   const wanted: SettingEntry[] = [
     ['tcp_keepalives_idle', seconds(3)],
@@ -62,21 +59,8 @@ export function computeBound(ms: number, major: number, limits: ServerLimits, by
     ['tcp_keepalives_count', '3'],
   ];
   if (major >= 14) wanted.push(['client_connection_check_interval', String(Math.max(1000, Math.floor(ms / 3)))]);
-  const shorter = (entries: SettingEntry[]) => entries.filter(([name, value]) => !withinLimit(limits[name], Number(value)));
-  const idleInTransaction: SettingEntry[] = [['idle_in_transaction_session_timeout', String(ms)]];
   const idleSession: SettingEntry[] = major >= 14 ? [['idle_session_timeout', String(ms)]] : [];
-  return {
-    ms,
-    transaction: shorter([...idleInTransaction, ...wanted]),
-    session: shorter([...idleSession, ...wanted]),
-    byBackend,
-  };
-}
-
-// True when the server's own setting (0 or absent: off) is already at most `wanted`.
-function withinLimit(current: string | undefined, wanted: number): boolean {
-  const value = Number(current);
-  return current !== undefined && Number.isFinite(value) && value > 0 && value <= wanted;
+  return { ms, transaction: [['idle_in_transaction_session_timeout', String(ms)], ...wanted], session: [...idleSession, ...wanted], byBackend };
 }
 
 /**

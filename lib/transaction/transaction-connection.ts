@@ -10,6 +10,7 @@ import { assertIsolation } from './isolation.js';
 import { acquireConnection, type PostgresQueryRunnerInternals } from './pool-connection.js';
 import { routedRunnerPrototype, type RoutingConnection } from './routed-runner.js';
 import { ScopeQueue } from './scope-queue.js';
+import { sqlState } from './sql-state.js';
 import { currentScope, runInScope, TransactionScope, type ScopeKind } from './transaction-scope.js';
 import type { IsolationLevel } from './transaction.options.js';
 import { openingStatements, standInStatements } from './transaction.sql.js';
@@ -196,6 +197,22 @@ export class TransactionConnection implements RoutingConnection {
       markUsed(scope);
       return this.send(statements);
     });
+  }
+
+  /**
+   * Whether PostgreSQL has aborted the transaction around `scope` (a statement failed in it and its caller caught
+   * the error), which COMMIT would answer with ROLLBACK. Asked of a savepoint standing for an app transaction under a
+   * test transaction, which must end as that transaction's COMMIT would in production (RollbackOnlyError).
+   */
+  async aborted(scope: TransactionScope): Promise<boolean> {
+    if (!scope.used) return false;
+    try {
+      await this.exec(scope, ['SELECT 1']);
+      return false;
+    } catch (error) {
+      if (sqlState(error) === '25P02') return true;
+      throw error;
+    }
   }
 
   /**

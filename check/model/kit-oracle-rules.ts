@@ -22,6 +22,18 @@ interface Place {
   inTx: boolean;
   /** Inside (or being) a transaction that begins with a REPEATABLE READ or SERIALIZABLE level. */
   isolated: boolean;
+  /** The concurrent branches it runs in: `<all>.<branch>` for a Promise.all's branch, `s<spawn>` for un-awaited work. */
+  path: string[];
+}
+
+/** Whether two operations may run at the same time: in different branches of one Promise.all, or one in un-awaited work the other is not in. */
+export function concurrent(a: Place, b: Place): boolean {
+  let k = 0;
+  while (k < a.path.length && k < b.path.length && a.path[k] === b.path[k]) k++;
+  const restA = a.path.slice(k);
+  const restB = b.path.slice(k);
+  if (restA.some((step) => step.startsWith('s')) || restB.some((step) => step.startsWith('s'))) return true;
+  return restA.length > 0 && restB.length > 0 && restA[0]!.split('.')[0] === restB[0]!.split('.')[0];
 }
 
 /** What a rule sees: the program, each operation's place, which operations use a resource another branch also uses. */
@@ -67,7 +79,13 @@ const ownTransactionInside = (op: Op, place: Place, variant: Variant): boolean =
 export const requiresNewIsASavepoint: Rule = {
   name: 'REQUIRES_NEW is a savepoint',
   doc: '`REQUIRES_NEW`, a single flight\'s or a lease\'s own transaction inside an app transaction',
-  allows: (ctx, id) => atOrInside(ctx, id, (op, place) => ownTransactionInside(op, place, ctx.variant)),
+  allows: (ctx, id) => {
+    if (atOrInside(ctx, id, (op, place) => ownTransactionInside(op, place, ctx.variant))) return true;
+    // While the savepoint is open, the other branches of its transaction wait for it (production's second connection
+    // lets them go on): what they do and when may differ.
+    const place = ctx.places.get(id)!;
+    return [...ctx.places.values()].some((other) => ownTransactionInside(other.op, other, ctx.variant) && concurrent(place, other));
+  },
 };
 
 /**
@@ -106,8 +124,24 @@ export const isolationIsTheTestTransactions: Rule = {
 export const oneConnectionPerTest: Rule = {
   name: 'one connection per test',
   doc: 'requests that run at once in one test',
-  allows: (ctx, id) => ctx.racing.has(id),
+  allows: (ctx, id, production, kit) => ctx.racing.has(id) || firstRejectionOfSeveral(ctx, id, production, kit) || unawaitedRacesItsEnd(ctx, id, production, kit),
 };
+
+// Un-awaited work (a spawn, a branch of a Promise.all that rejected early) races the end of the transaction it runs
+// in: whether it got in before the end or found it ended (TransactionEndedError) is the timing's, in production too.
+// (Work that comes after its test ended is checked apart, with no rule: lateWorkProblems.)
+function unawaitedRacesItsEnd(ctx: RuleContext, id: number, production: string, kit: string): boolean {
+  if (production !== 'TransactionEndedError' && kit !== 'TransactionEndedError') return false;
+  return atOrInside(ctx, id, (op) => op.k === 'spawn' || (op.k === 'all' && !op.settle));
+}
+
+// A `Promise.all` rejects with whichever branch fails first: with two failing branches, that is the timing's, which
+// differs between production's connections and the kit's one (both runs must still fail; each branch's own operations
+// are compared on their own).
+function firstRejectionOfSeveral(ctx: RuleContext, id: number, production: string, kit: string): boolean {
+  const op = ctx.places.get(id)?.op;
+  return op?.k === 'all' && !op.settle && op.branches.length > 1 && isError(production) && isError(kit);
+}
 
 /**
  * The rules, in the order they are asked. docs/testing.md's other rows need none: `readOnly` and `timeoutMs` apply
@@ -169,9 +203,9 @@ export function sessionLockAfterTransactionLock(program: Program): string | unde
 /** Each operation's place (see Place), following the propagation table as the generator does. */
 export function placesOf(program: Program): Map<number, Place> {
   const places = new Map<number, Place>();
-  const visit = (block: readonly Op[], ancestors: Op[], inTx: boolean, isolated: boolean) => {
+  const visit = (block: readonly Op[], ancestors: Op[], inTx: boolean, isolated: boolean, path: string[]) => {
     for (const op of block) {
-      const place: Place = { op, ancestors, inTx, isolated: isolated || (op.k === 'tx' && op.isolation !== undefined && op.isolation !== 'READ COMMITTED') };
+      const place: Place = { op, ancestors, inTx, isolated: isolated || (op.k === 'tx' && op.isolation !== undefined && op.isolation !== 'READ COMMITTED'), path };
       places.set(op.id, place);
       let innerTx = inTx;
       let innerIsolated = isolated;
@@ -185,10 +219,11 @@ export function placesOf(program: Program): Map<number, Place> {
         innerIsolated = op.scope === 'transaction' && (op.propagation === 'REQUIRES_NEW' || !inTx) ? false : innerTx && isolated;
       }
       const inner = [...ancestors, op];
-      for (const child of 'body' in op ? [op.body] : op.k === 'all' ? op.branches : []) visit(child, inner, innerTx, innerIsolated);
+      if (op.k === 'all') op.branches.forEach((branch, i) => visit(branch, inner, innerTx, innerIsolated, [...path, `${op.id}.${i}`]));
+      else if ('body' in op) visit(op.body, inner, innerTx, innerIsolated, op.k === 'spawn' ? [...path, `s${op.id}`] : path);
     }
   };
-  for (const request of program.requests) visit(request, [], false, false);
+  for (const request of program.requests) visit(request, [], false, false, []);
   return places;
 }
 

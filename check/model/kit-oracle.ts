@@ -21,6 +21,7 @@ import { compareRuns, lateWorkProblems, sessionLockAfterTransactionLock, type Co
 import { errorName, type Observation } from './observation.js';
 import { onDataSource, walk, type Program } from './program.js';
 import { ProgramRunner } from './runner.js';
+import { MODEL_ERRORS } from './world.js';
 
 /** nestjs-txlock/testing, as the oracle uses it. */
 export type Testing = typeof import('../../lib/testing/index.js');
@@ -57,6 +58,17 @@ export function asTestProgram(program: Program): Program | undefined {
 
 /** True when the program starts un-awaited work (checked again with that work coming after the test). */
 export const hasSpawn = (program: Program): boolean => program.requests.some((request) => [...walk(request)].some((op) => op.k === 'spawn'));
+
+const RAW_ERRORS = ['DatabaseError', 'QueryRunnerAlreadyReleasedError', 'QueryRunnerProviderAlreadyReleasedError', 'TypeORMError', 'Error', 'TypeError'];
+
+/** An outcome production may give: a value, an error the model has (world.ts), or the `timeouts` probe's TransactionTimeoutError. */
+function knownOutcome(result: string, variant: Variant): boolean {
+  const outcome = result.replace(/^caught:/, '');
+  if (outcome.startsWith('ok') || (MODEL_ERRORS as readonly string[]).includes(outcome)) return true;
+  if (variant === 'timeouts' && outcome === 'TransactionTimeoutError') return true;
+  // The library's own errors are outcomes (WeakerIsolationError...); raw driver and TypeORM errors never are.
+  return !outcome.startsWith('QueryFailedError') && !RAW_ERRORS.includes(outcome) && !outcome.startsWith('non-error');
+}
 
 /** What the oracle found for one program. */
 export interface OracleCheck {
@@ -154,6 +166,20 @@ const SEED_SQL = [
   `INSERT INTO txlock_counters (key, value) VALUES ('c1', 2)`,
 ];
 
+/**
+ * A kit defect found by this oracle on main, written down so CI can run while it is open (docs/model-checker.md;
+ * delete this with its fix). An app transaction whose un-awaited statement fails while a get-or-create of the same
+ * transaction opens its savepoint gives the results production gives (25P02), but leaves the test's transaction
+ * broken: the test's next statement fails with 3B001 (savepoint does not exist) and rollback() throws
+ * UnfinishedTestWorkError. Recognised by exactly that, with every result as production's; the tables after the
+ * rollback are still compared.
+ */
+function brokenTestTransaction(kit: Observation, comparison: Comparison, differences: readonly string[]): string | undefined {
+  if (!kit.rows[0]?.includes('3B001') || comparison.allowed.length > 0) return undefined;
+  const others = differences.filter((d) => !/^(rows|counters|get-or-create rows per key) seen:/.test(d) && !/rollback threw UnfinishedTestWorkError/.test(d));
+  return others.length === 0 ? 'the test transaction was left broken (3B001) after a failed un-awaited statement' : undefined;
+}
+
 /** Runs `fn` in an async context of its own, so that the test binding beginTestTransaction() gives stays inside it. */
 function inOwnContext<T>(fn: () => Promise<T>): Promise<T> {
   return new Promise<T>((resolve, reject) => setImmediate(() => fn().then(resolve, reject)));
@@ -212,9 +238,10 @@ export class KitOracle {
     await this.prepare(runner);
     runner.mode = 'production';
     const production = await runner.run(program);
-    if (production.hung || production.leaks.length > 0 || production.overlaps.length > 0) {
-      // The model checker's business, not the kit's (its campaigns report it): nothing to compare the kit with.
-      const problem = [...production.leaks, ...production.overlaps].join('; ');
+    const foreign = Object.entries(production.results).filter(([, result]) => !knownOutcome(result, variant));
+    if (production.hung || production.leaks.length > 0 || production.overlaps.length > 0 || foreign.length > 0) {
+      // The model checker's business, not the kit's (its campaigns report it): nothing sound to compare the kit with.
+      const problem = [...production.leaks, ...production.overlaps, ...foreign.map(([key, result]) => `${key} gave ${result}, an error the model never gives`)].join('; ');
       return { ok: true, variant, differences, production, kit: production, comparison: compareRuns(program, variant, production, production), productionFailed: problem, ms: Date.now() - started };
     }
 
@@ -227,6 +254,12 @@ export class KitOracle {
     const kit = await inOwnContext(() => this.underTest(runner, 'kit', program, differences));
     const comparison = compareRuns(program, variant, production, kit.observed);
     differences.push(...comparison.differences);
+    const broken = brokenTestTransaction(kit.observed, comparison, differences);
+    if (broken) {
+      differences.length = 0;
+      await this.afterTest(runner, before, differences, 'after the test');
+      return { ok: differences.length === 0, variant, differences, production, kit: kit.observed, comparison, knownDefect: broken, ms: Date.now() - started };
+    }
     await this.afterTest(runner, before, differences, 'after the test');
 
     let late: Observation | undefined;

@@ -5,6 +5,7 @@ import { Column, DataSource, Entity, PrimaryGeneratedColumn, type Repository } f
 import {
   CounterService,
   InjectTxRepository,
+  RollbackOnlyError,
   SingleFlightService,
   Transactional,
   TransactionHost,
@@ -56,6 +57,18 @@ class Items {
   @Transactional({ timeoutMs: 200 })
   async slow(): Promise<void> {
     await this.ds.query('SELECT pg_sleep(0.5)');
+  }
+
+  /** Catches a failed statement and goes on: production's COMMIT then rolls back (RollbackOnlyError). */
+  @Transactional()
+  async catchesAFailedStatement(): Promise<void> {
+    await this.ds.query('SELECT 1/0').catch(() => undefined);
+  }
+
+  /** The same in a read-only transaction, with a write it refuses. */
+  @Transactional({ readOnly: true })
+  async catchesARefusedWrite(): Promise<void> {
+    await this.ds.getRepository(FidelityItem).insert({ k: 'refused' }).catch(() => undefined);
   }
 
   @Transactional({ timeoutMs: 5_000 })
@@ -161,6 +174,14 @@ for (const joinDataSource of [true, false]) {
         // After them, the test's own statements run with neither setting.
         await items.viaTx.insert({ k: 'after' });
         expect(((await items.ds.query(`SELECT current_setting('statement_timeout') AS t`)) as { t: string }[])[0]!.t).toBe('0');
+      });
+
+      it('an app transaction whose failed statement was caught fails with RollbackOnlyError, as its COMMIT does in production (found by the kit oracle)', async () => {
+        // It was a raw QueryFailedError (25P02) from RELEASE SAVEPOINT, and a read-only one reported success.
+        await expect(items.catchesAFailedStatement()).rejects.toBeInstanceOf(RollbackOnlyError);
+        await expect(items.catchesARefusedWrite()).rejects.toBeInstanceOf(RollbackOnlyError);
+        await items.viaTx.insert({ k: 'the test goes on' });
+        expect(await items.viaTx.count()).toBe(1);
       });
 
       it('a stream outside the app transactions is read to the end, and the test still rolls back (r21)', async () => {

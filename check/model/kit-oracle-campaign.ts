@@ -52,6 +52,7 @@ export async function runOracleCampaign(lib: Lib, adminUrl: string, options: Ora
   const figures: OracleFigures = { programs: 0, lateRuns: 0, fullyCompared: 0, knownDefect: 0, productionFailed: 0, byRule: {}, differences: 0, finds: [], ms: 0 };
   const started = Date.now();
   let aside = 0;
+  const kinds = new Map<string, number>();
   const deadline = () => started + aside + options.timeLimitS * 1000;
   const generator = programs({ kills: false, dataSources: ['main'], small: options.small })
     .map(asTestProgram)
@@ -78,6 +79,13 @@ export async function runOracleCampaign(lib: Lib, adminUrl: string, options: Ora
           for (const rule of new Set(check.comparison.allowed.map((a) => a.rule))) figures.byRule[rule] = (figures.byRule[rule] ?? 0) + 1;
           if (options.verbose || figures.programs % 100 === 0) console.log(`  ${figures.programs} programs, ${figures.differences} differences, ${((Date.now() - started - aside) / 1000).toFixed(0)} s (last: ${check.ms} ms, production ${check.production.ms} ms, kit ${check.kit.ms} ms${check.late ? `, late ${check.late.ms} ms` : ""})`);
           if (check.ok) return true;
+          const kind = differenceKind(check);
+          if (options.keepGoing && kinds.has(kind)) {
+            // --keep-going: a kind already reported is counted, not shrunk again.
+            kinds.set(kind, kinds.get(kind)! + 1);
+            return true;
+          }
+          kinds.set(kind, 1);
           found = check;
           foundProgram = program;
           return false;
@@ -97,7 +105,7 @@ export async function runOracleCampaign(lib: Lib, adminUrl: string, options: Ora
       console.log(`\nKIT DIFFERENCE in program ${figures.programs} (${size(foundProgram)} operations, variant ${found.variant}, after ${foundAfter} s): ${found.differences[0]}`);
       const shrunk = await shrinkDifference(oracle, foundProgram, found, options.shrinkLimitS);
       report(shrunk.program, shrunk.check, seed);
-      figures.finds.push(`after ${foundAfter} s (seed ${seed}, variant ${found.variant}): ${shrunk.check.differences[0]?.split('\n')[0]}`);
+      figures.finds.push(`after ${foundAfter} s (seed ${seed}, program ${figures.programs}, variant ${found.variant}): ${differenceKind(found)}: ${shrunk.check.differences[0]?.split('\n')[0]}`);
       aside += Date.now() - asideStarted;
       if (!options.keepGoing) break;
     }
@@ -111,10 +119,24 @@ export async function runOracleCampaign(lib: Lib, adminUrl: string, options: Ora
       `${figures.differences} difference(s); differences allowed by rule (programs): ${rules}; ${(figures.ms / 1000).toFixed(0)} s`,
   );
   if (figures.finds.length > 0) console.log(`finds:\n${figures.finds.map((line) => `  ${line}`).join('\n')}`);
+  if (options.keepGoing && kinds.size > 0) console.log(`differences by kind (programs): ${[...kinds].map(([kind, n]) => `${kind}: ${n}`).join('; ')}`);
   return figures;
 }
 
-// Shrinks a program that differs to a smaller one that still differs (any difference; two tries per candidate).
+/** The kind of a difference, for telling defects apart in one run (`--keep-going` reports each kind once). */
+export function differenceKind(check: OracleCheck): string {
+  const all = check.differences.join('\n');
+  if (/^late work/m.test(all)) return 'late work not refused, or seen by the next test, or committed';
+  if (/^after the test, the tables are not what they were before/m.test(all)) return "the test's writes survive its rollback";
+  if (/production QueryFailedError:25006, under the kit ok/.test(all)) return 'readOnly of an app transaction dropped';
+  if (/production TransactionTimeoutError, under the kit (?!TransactionTimeoutError)/.test(all)) return 'timeoutMs of an app transaction dropped';
+  if (/did not finish under the kit/.test(all)) return 'the test hangs where production finishes';
+  if (/rollback threw/.test(all)) return "the test's rollback fails";
+  if (/^(rows|counters|get-or-create rows per key) seen/m.test(all)) return 'the test sees other rows than production committed';
+  return 'a result differs';
+}
+
+// Shrinks a program that differs to a smaller one that differs in the same kind (two tries per candidate).
 async function shrinkDifference(oracle: KitOracle, program: Program, check: OracleCheck, limitS: number): Promise<{ program: Program; check: OracleCheck }> {
   console.log(`shrinking (at most ${limitS} s)...`);
   const started = Date.now();
@@ -126,7 +148,7 @@ async function shrinkDifference(oracle: KitOracle, program: Program, check: Orac
       if (hasSpawn(program) !== hasSpawn(candidate) && check.differences.every((d) => d.startsWith('late work'))) return undefined;
       for (let attempt = 0; attempt < 2; attempt++) {
         const again = await oracle.check(candidate, check.variant);
-        if (!again.ok) return again;
+        if (!again.ok && differenceKind(again) === differenceKind(check)) return again;
       }
       return undefined;
     },

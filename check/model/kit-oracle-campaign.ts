@@ -171,7 +171,7 @@ function report(program: Program, check: OracleCheck, seed: number): void {
 }
 
 const variantNote = (variant: Variant) =>
-  variant === 'join-off' ? 'joinDataSource: false' : variant === 'timeouts' ? 'timeouts: a `bad` insert first runs a 200 ms statement under REQUIRES_NEW { timeoutMs: 20 }' : 'default';
+  variant === 'join-off' ? 'joinDataSource: false' : variant === 'timeouts' ? 'timeouts: a `bad` insert, and an insert whose id is a multiple of 3, first runs a 200 ms statement under REQUIRES_NEW { timeoutMs: 20 }' : 'default';
 
 const state = (o: Observation) => `rows ${JSON.stringify(o.rows)}, counters ${JSON.stringify(o.counters)}, get-or-create ${JSON.stringify(o.goc)}`;
 

@@ -34,8 +34,8 @@ export async function loadTesting(dir: string | undefined): Promise<Testing> {
 
 /**
  * The apps the oracle runs programs on, in turn: the default registration; `joinDataSource: false` (the kit must
- * still roll back what the app's repositories write outside its transactions); and `timeouts`, where the refused
- * insert of a `bad` operation first runs a 200 ms statement in a `REQUIRES_NEW` transaction with `timeoutMs: 20`
+ * still roll back what the app's repositories write outside its transactions); and `timeouts`, where a `bad` insert
+ * (and every third insert) first runs a 200 ms statement in a `REQUIRES_NEW` transaction with `timeoutMs: 20`
  * (production refuses it with TransactionTimeoutError; the kit must too).
  */
 export type Variant = 'default' | 'join-off' | 'timeouts';
@@ -316,7 +316,7 @@ function appOf(apps: AppUnderTest[], runner: KitRunner): AppUnderTest['app'] {
 }
 
 /**
- * Variant `timeouts`: a `bad` insert (v < 0) first runs a statement longer than its transaction's `timeoutMs`, in a
+ * Variant `timeouts`: a `bad` insert (v < 0), and an insert whose operation id is a multiple of 3, first runs a statement longer than its transaction's `timeoutMs`, in a
  * transaction of its own (REQUIRES_NEW), so the operation fails with TransactionTimeoutError in production wherever it
  * is; the statement's own transaction keeps the short timeout away from every other statement.
  */
@@ -325,8 +325,8 @@ function withTimeoutProbe(app: AppUnderTest, lib: Lib): void {
   const items = ds.items;
   const host = ds.host;
   const probed = Object.create(items) as typeof items;
-  probed.insert = (async (values: { v?: number }) => {
-    if (values.v !== undefined && values.v < 0) {
+  probed.insert = (async (values: { label?: string; v?: number }) => {
+    if ((values.v !== undefined && values.v < 0) || Number(values.label?.slice(1)) % 3 === 0) {
       await host.run({ propagation: lib.Propagation.REQUIRES_NEW, timeoutMs: PROBE_TIMEOUT_MS }, () => host.manager.query(PROBE_SQL));
     }
     return items.insert(values as never);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Controller, Get, Injectable, Param, type INestApplication } from '@nestjs/common';
 import request from 'supertest';
-import { Column, DataSource, Entity, PrimaryGeneratedColumn, type Repository } from 'typeorm';
+import { Column, DataSource, Entity, PrimaryGeneratedColumn, TransactionNotStartedError, type Repository } from 'typeorm';
 import {
   CounterService,
   InjectTxRepository,
@@ -181,6 +181,19 @@ for (const joinDataSource of [true, false]) {
         await expect(items.catchesAFailedStatement()).rejects.toBeInstanceOf(RollbackOnlyError);
         await expect(items.catchesARefusedWrite()).rejects.toBeInstanceOf(RollbackOnlyError);
         await items.viaTx.insert({ k: 'the test goes on' });
+        expect(await items.viaTx.count()).toBe(1);
+      });
+
+      it("TypeORM's own transaction API outside the app's transactions answers as in production (found by the kit oracle)", async () => {
+        // A stray end is refused as TypeORM refuses it outside any transaction (it was StrayTransactionEndError), and a
+        // transaction asking for a level runs at the test transaction's (it was WeakerIsolationError).
+        const runner = items.ds.createQueryRunner();
+        try {
+          await expect(runner.commitTransaction()).rejects.toBeInstanceOf(TransactionNotStartedError);
+        } finally {
+          await runner.release();
+        }
+        await items.ds.transaction('SERIALIZABLE', (manager) => manager.insert(FidelityItem, { k: 'serializable' }));
         expect(await items.viaTx.count()).toBe(1);
       });
 

@@ -53,6 +53,8 @@ export async function runOracleCampaign(lib: Lib, adminUrl: string, options: Ora
   const started = Date.now();
   let aside = 0;
   const kinds = new Map<string, number>();
+  const reported = new Set<string>();
+  const firstSeen = new Map<string, string>();
   const deadline = () => started + aside + options.timeLimitS * 1000;
   const generator = programs({ kills: false, dataSources: ['main'], small: options.small })
     .map(asTestProgram)
@@ -79,13 +81,15 @@ export async function runOracleCampaign(lib: Lib, adminUrl: string, options: Ora
           for (const rule of new Set(check.comparison.allowed.map((a) => a.rule))) figures.byRule[rule] = (figures.byRule[rule] ?? 0) + 1;
           if (options.verbose || figures.programs % 100 === 0) console.log(`  ${figures.programs} programs, ${figures.differences} differences, ${((Date.now() - started - aside) / 1000).toFixed(0)} s (last: ${check.ms} ms, production ${check.production.ms} ms, kit ${check.kit.ms} ms${check.late ? `, late ${check.late.ms} ms` : ""})`);
           if (check.ok) return true;
-          const kind = differenceKind(check);
-          if (options.keepGoing && kinds.has(kind)) {
-            // --keep-going: a kind already reported is counted, not shrunk again.
-            kinds.set(kind, kinds.get(kind)! + 1);
-            return true;
+          const seenNow = differenceKinds(check);
+          const at = `${((Date.now() - started - aside) / 1000).toFixed(1)} s (program ${figures.programs})`;
+          for (const kind of seenNow) {
+            if (!kinds.has(kind)) firstSeen.set(kind, at);
+            kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
           }
-          kinds.set(kind, 1);
+          // --keep-going: a program showing only kinds already reported is counted, not shrunk again.
+          if (options.keepGoing && seenNow.every((kind) => reported.has(kind))) return true;
+          for (const kind of seenNow) reported.add(kind);
           found = check;
           foundProgram = program;
           return false;
@@ -119,22 +123,29 @@ export async function runOracleCampaign(lib: Lib, adminUrl: string, options: Ora
       `${figures.differences} difference(s); differences allowed by rule (programs): ${rules}; ${(figures.ms / 1000).toFixed(0)} s`,
   );
   if (figures.finds.length > 0) console.log(`finds:\n${figures.finds.map((line) => `  ${line}`).join('\n')}`);
-  if (options.keepGoing && kinds.size > 0) console.log(`differences by kind (programs): ${[...kinds].map(([kind, n]) => `${kind}: ${n}`).join('; ')}`);
+  if (kinds.size > 0) console.log(`differences by kind (programs; first seen after): ${[...kinds].map(([kind, n]) => `${kind}: ${n} (${firstSeen.get(kind)})`).join('; ')}`);
   return figures;
 }
 
-/** The kind of a difference, for telling defects apart in one run (`--keep-going` reports each kind once). */
-export function differenceKind(check: OracleCheck): string {
+/** The kinds of difference a check shows, for telling defects apart in one run (`--keep-going` reports each kind once). */
+export function differenceKinds(check: OracleCheck): string[] {
   const all = check.differences.join('\n');
-  if (/^late work/m.test(all)) return 'late work not refused, or seen by the next test, or committed';
-  if (/^after the test, the tables are not what they were before/m.test(all)) return "the test's writes survive its rollback";
-  if (/production QueryFailedError:25006, under the kit ok/.test(all)) return 'readOnly of an app transaction dropped';
-  if (/production TransactionTimeoutError, under the kit (?!TransactionTimeoutError)/.test(all)) return 'timeoutMs of an app transaction dropped';
-  if (/did not finish under the kit/.test(all)) return 'the test hangs where production finishes';
-  if (/rollback threw/.test(all)) return "the test's rollback fails";
-  if (/^(rows|counters|get-or-create rows per key) seen/m.test(all)) return 'the test sees other rows than production committed';
-  return 'a result differs';
+  const kinds: [string, RegExp][] = [
+    ['late work not refused, seen by the next test, or committed', /^late work/m],
+    ["the test's writes survive its rollback", /^after the test, the tables are not what they were before/m],
+    ['readOnly of an app transaction dropped', /production QueryFailedError:25006, under the kit ok/],
+    ['timeoutMs of an app transaction dropped', /production TransactionTimeoutError, under the kit (?!TransactionTimeoutError)/],
+    ['the test hangs where production finishes', /did not finish under the kit/],
+    ["the test's rollback fails", /rollback threw/],
+    ['lock bodies overlap under the kit', /lock overlaps under the kit/],
+    ['the test sees other rows than production committed', /^(rows|counters|get-or-create rows per key) seen/m],
+  ];
+  const found = kinds.filter(([, pattern]) => pattern.test(all)).map(([kind]) => kind);
+  return found.length > 0 ? found : ['a result differs'];
 }
+
+/** The main kind of a difference (the first of differenceKinds). */
+export const differenceKind = (check: OracleCheck): string => differenceKinds(check)[0]!;
 
 // Shrinks a program that differs to a smaller one that differs in the same kind (two tries per candidate).
 async function shrinkDifference(oracle: KitOracle, program: Program, check: OracleCheck, limitS: number): Promise<{ program: Program; check: OracleCheck }> {

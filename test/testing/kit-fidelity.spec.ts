@@ -5,6 +5,7 @@ import { Column, DataSource, Entity, PrimaryGeneratedColumn, TransactionNotStart
 import {
   CounterService,
   InjectTxRepository,
+  LockService,
   RollbackOnlyError,
   SingleFlightService,
   Transactional,
@@ -42,6 +43,7 @@ class Items {
     readonly counters: CounterService,
     readonly flights: SingleFlightService,
     readonly tx: TransactionHost,
+    readonly locks: LockService,
   ) {}
 
   /** Records an entry a little after the call returns (an audit, a debounced save): work that outlives its caller. */
@@ -149,6 +151,15 @@ for (const joinDataSource of [true, false]) {
 
       it('test 3: nothing of tests 1 and 2 was committed', async () => {
         expect((await committed(db)).items).toEqual([]);
+      });
+
+      it('a test leaves a session-scope lock call for after it ended', async () => {
+        items.late.length = 0;
+        items.late.push(outcome(sleep(50).then(() => items.locks.withAdvisoryLock('late-session-lock', async () => undefined, { scope: 'session' }))));
+      });
+
+      it('which is refused like its statements, not taken on a connection of its own (found by the kit oracle)', async () => {
+        expect(await Promise.all(items.late)).toEqual(['TransactionEndedError']);
       });
 
       it('writes through @InjectTxRepository, TransactionHost.getRepository()/manager and the DataSource are rolled back (r31)', async () => {

@@ -206,22 +206,6 @@ export class TransactionConnection implements RoutingConnection {
   }
 
   /**
-   * Whether PostgreSQL has aborted the transaction around `scope` (a statement failed in it and its caller caught
-   * the error), which COMMIT would answer with ROLLBACK. Asked of a savepoint standing for an app transaction under a
-   * test transaction, which must end as that transaction's COMMIT would in production (RollbackOnlyError).
-   */
-  async aborted(scope: TransactionScope): Promise<boolean> {
-    if (!scope.used) return false;
-    try {
-      await this.exec(scope, ['SELECT 1']);
-      return false;
-    } catch (error) {
-      if (sqlState(error) === IN_FAILED_TRANSACTION) return true;
-      throw error;
-    }
-  }
-
-  /**
    * Runs several round trips in `scope` with nothing else on the connection in between: a savepoint, a lock and
    * its release must not let a concurrent statement of the same transaction land inside them, where a ROLLBACK
    * TO SAVEPOINT would silently undo it. `send` has exec()'s rule: library-computed SQL only.
@@ -276,9 +260,11 @@ export class TransactionConnection implements RoutingConnection {
    * Ends a savepoint: RELEASE (`commit`) or ROLLBACK TO + RELEASE. Savepoints still open inside it (un-awaited
    * NESTED calls) are rolled back first. Refused when the savepoint, or one around it, already ended.
    */
-  endSavepoint(scope: TransactionScope, commit: boolean): Promise<void> {
+  endSavepoint(scope: TransactionScope, commit: boolean, standIn = false): Promise<void> {
     scope.close();
     const name = scope.savepoint!;
+    const rollBack = () => this.send([`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`]).catch((error: unknown) => this.markBroken(error));
+    let aborted = false;
     return this.queue.submit(
       scope,
       async () => {
@@ -287,17 +273,30 @@ export class TransactionConnection implements RoutingConnection {
         } else if (commit && !scope.readOnly) {
           // A stand-in's statement_timeout would outlive RELEASE: the one around it applies again.
           const restore = scope.timeoutMs === undefined ? [] : [standInTimeout(scope.parent)];
-          await this.send([`RELEASE SAVEPOINT ${name}`, ...restore]);
+          try {
+            await this.send([`RELEASE SAVEPOINT ${name}`, ...restore]);
+          } catch (error) {
+            if (!standIn || sqlState(error) !== IN_FAILED_TRANSACTION) throw error;
+            aborted = true;
+            await rollBack();
+          }
         } else {
+          // A stand-in that commits asks first whether a failed statement aborted it (see below).
+          if (commit && standIn && scope.used) aborted = await this.send(['SELECT 1']).then(() => false, (error: unknown) => (sqlState(error) === IN_FAILED_TRANSACTION ? true : Promise.reject(error)));
           // A read-only stand-in wrote nothing, and rolling it back also undoes its SET LOCAL transaction_read_only.
-          await this.send([`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`]).catch((error: unknown) => this.markBroken(error));
+          await rollBack();
         }
         this.queue.top = scope.parent!;
-        scope.finish(commit ? 'released' : 'rolled back');
+        scope.finish(commit && !aborted ? 'released' : 'rolled back');
+        // A savepoint standing for an app transaction (`standIn`, under a test transaction) ends as that transaction's
+        // COMMIT would in production: after a failed statement its caller caught, rolled back, with RollbackOnlyError
+        // (RELEASE would fail with a raw 25P02, and a read-only one would report success).
+        if (aborted) throw new RollbackOnlyError('PostgreSQL had aborted it after a statement failed inside it');
       },
       true,
     );
   }
+
 
   /**
    * Commits. PostgreSQL answers COMMIT of a transaction it had aborted (after a failed statement that the caller

@@ -517,12 +517,8 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
       if (scope.rollbackOnly !== undefined) {
         throw new RollbackOnlyError('a call that joined its savepoint threw', { cause: scope.rollbackOnly });
       }
-      // Standing for an app transaction: a statement failed in it and was caught, so production's COMMIT would roll
-      // it back and report RollbackOnlyError; RELEASE would fail with a raw 25P02 (found by the kit's oracle).
-      if (standsForTransaction !== undefined && (await connection.aborted(scope))) {
-        throw new RollbackOnlyError('PostgreSQL had aborted it after a statement failed inside it');
-      }
-      await connection.endSavepoint(scope, true);
+      // Standing for an app transaction: ends as its COMMIT would (RollbackOnlyError once a caught statement aborted it).
+      await connection.endSavepoint(scope, true, standsForTransaction !== undefined);
     } catch (error) {
       // Refused when the transaction around it ended first: its end rolled this savepoint back already.
       if (!scope.ended) await connection.endSavepoint(scope, false).catch(() => undefined);

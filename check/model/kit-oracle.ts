@@ -262,7 +262,7 @@ export class KitOracle {
         }
         return first.observed;
       });
-      differences.push(...lateWorkProblems(program, late).map((problem) => `late work (${during ? 'during the next test' : 'between two tests'}): ${problem}`));
+      differences.push(...lateWorkProblems(program, late, production).map((problem) => `late work (${during ? 'during the next test' : 'between two tests'}): ${problem}`));
       await this.afterTest(runner, lateBefore, differences, 'after both tests');
     }
     runner.mode = 'production';

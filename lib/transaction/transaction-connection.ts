@@ -266,7 +266,9 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
 
   /**
    * Ends a savepoint: RELEASE (`commit`) or ROLLBACK TO + RELEASE. Savepoints still open inside it (un-awaited
-   * NESTED calls) are rolled back first. Refused when the savepoint, or one around it, already ended.
+   * NESTED calls) are rolled back first. Refused when the savepoint, or one around it, already ended. `standIn`: the
+   * savepoint stands for an app transaction under a test transaction, and a commit of it ends as that transaction's
+   * COMMIT would (RollbackOnlyError after a caught statement aborted it).
    */
   endSavepoint(scope: TransactionScope, commit: boolean, standIn = false): Promise<void> {
     scope.close();

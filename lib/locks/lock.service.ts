@@ -75,9 +75,26 @@ export class LockService implements OnModuleInit {
    * taken in the order of their 64-bit values, duplicates once, so callers naming the same keys in any
    * order never deadlock.
    */
-  async withAdvisoryLocks<T>(keys: readonly LockKey[], fn: () => T | Promise<T>, options: AdvisoryLockCallOptions = {}): Promise<T> {
-    const snapshot = readAdvisoryOptions(options, 'withAdvisoryLock()');
-    return this.locked(this.request(keys, snapshot, 'withAdvisoryLock()'), fn, snapshot);
+  withAdvisoryLocks<T>(keys: readonly LockKey[], fn: () => T | Promise<T>, options: AdvisoryLockCallOptions = {}): Promise<T> {
+    try {
+      const snapshot = readAdvisoryOptions(options, 'withAdvisoryLock()');
+      return this.locked(this.request(keys, snapshot, 'withAdvisoryLock()'), fn, snapshot);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * withAdvisoryLocks() for `@AdvisoryLock()`, whose options are its own copy, checked when it was applied: they
+   * cannot have changed since, so they are not read again on every call. Not part of the public API.
+   * @internal
+   */
+  withCheckedAdvisoryLocks<T>(keys: readonly LockKey[], fn: () => T | Promise<T>, options: AdvisoryLockCallOptions): Promise<T> {
+    try {
+      return this.locked(this.request(keys, options, '@AdvisoryLock()'), fn, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /**
@@ -93,9 +110,17 @@ export class LockService implements OnModuleInit {
   }
 
   private async locked<T>(request: LockRequest, fn: () => T | Promise<T>, options: AdvisoryLockCallOptions & Pick<TransactionOptions, 'isolation'>): Promise<T> {
-    const outcome = await this.runLocked(request, fn, options);
-    if (!outcome.ran) throw outcome.failure;
-    return outcome.value;
+    if (options.scope === 'session' || request.observation) {
+      const outcome = await this.runLocked(request, fn, options);
+      if (!outcome.ran) throw outcome.failure;
+      return outcome.value;
+    }
+    // The common case (a transaction-scope lock, telemetry off) without the outcome object and its async frames.
+    try {
+      return await this.lockInTransaction(request, fn, options);
+    } catch (error) {
+      throw error instanceof NotAcquired ? error.failure : error;
+    }
   }
 
   /**
@@ -180,17 +205,21 @@ export class LockService implements OnModuleInit {
       return this.sessions.run(request, fn);
     }
     try {
-      const value = await this.inTransaction(
-        { propagation: options.propagation, isolation: options.isolation },
-        fn,
-        (scope, own, timeoutMs) => takeAdvisoryLocks(scope, { ...request, timeoutMs }, own, this.logger),
-        request,
-      );
-      return { ran: true, value };
+      return { ran: true, value: await this.lockInTransaction(request, fn, options) };
     } catch (error) {
       if (error instanceof NotAcquired) return { ran: false, failure: error.failure };
       throw error;
     }
+  }
+
+  // A transaction-scope advisory lock call; a lock that could not be had comes out as NotAcquired.
+  private lockInTransaction<T>(request: LockRequest, fn: () => T | Promise<T>, options: AdvisoryLockCallOptions & Pick<TransactionOptions, 'isolation'>): Promise<T> {
+    return this.inTransaction(
+      { propagation: options.propagation, isolation: options.isolation },
+      fn,
+      (scope, own, timeoutMs) => takeAdvisoryLocks(scope, request, timeoutMs, own, this.logger),
+      request,
+    );
   }
 
   /**
@@ -228,7 +257,8 @@ export class LockService implements OnModuleInit {
     };
     const outer = this.txHost.scope();
     const joins = outer && (propagation === undefined || propagation === Propagation.REQUIRED || propagation === Propagation.MANDATORY);
-    if (joins) return guarded(outer, false, () => this.txHost.run({ propagation }, fn));
-    return this.txHost.run(transaction, () => guarded(this.txHost.scope()!, true, async () => fn()));
+    // The options were checked with the lock's (lock.options.ts): run without reading them again.
+    if (joins) return guarded(outer, false, () => this.txHost.runChecked({ propagation }, fn));
+    return this.txHost.runChecked(transaction, () => guarded(this.txHost.scope()!, true, async () => fn()));
   }
 }

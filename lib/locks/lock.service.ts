@@ -231,7 +231,7 @@ export class LockService implements OnModuleInit {
    * branches of the same transaction (BranchLocks) from before `take` until `fn` has settled; the time spent
    * waiting for them counts against the request's `timeoutMs`, and `take` gets what is left.
    */
-  private async inTransaction<T>(
+  private inTransaction<T>(
     transaction: Pick<TransactionOptions, 'propagation' | 'isolation'>,
     fn: () => T | Promise<T>,
     take: (scope: TransactionScope, own: boolean, timeoutMs: number | undefined) => Promise<unknown>,
@@ -243,7 +243,8 @@ export class LockService implements OnModuleInit {
         const failure = await take(scope, own, timeoutMs);
         request?.observation?.acquired(failure);
         if (failure !== undefined) throw new NotAcquired(failure);
-        return body();
+        // Awaited rather than returned: an async function returning a promise costs two more jobs and a promise.
+        return await body();
       };
       if (!request) return start(undefined);
       return BranchLocks.of(scope.root.locals).run(
@@ -255,10 +256,14 @@ export class LockService implements OnModuleInit {
         scope,
       );
     };
-    const outer = this.txHost.scope();
-    const joins = outer && (propagation === undefined || propagation === Propagation.REQUIRED || propagation === Propagation.MANDATORY);
-    // The options were checked with the lock's (lock.options.ts): run without reading them again.
-    if (joins) return guarded(outer, false, () => this.txHost.runChecked({ propagation }, fn));
-    return this.txHost.runChecked(transaction, () => guarded(this.txHost.scope()!, true, async () => fn()));
+    try {
+      const outer = this.txHost.scope();
+      const joins = outer && (propagation === undefined || propagation === Propagation.REQUIRED || propagation === Propagation.MANDATORY);
+      // The options were checked with the lock's (lock.options.ts): run without reading them again.
+      if (joins) return guarded(outer, false, () => this.txHost.runChecked({ propagation }, fn));
+      return this.txHost.runChecked(transaction, () => guarded(this.txHost.scope()!, true, async () => await fn()));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 }

@@ -111,9 +111,8 @@ export class TransactionConnection implements RoutingConnection {
    * Takes a connection from the DataSource's pool, waiting at most `acquireTimeoutMs` (PoolExhaustedError), or
    * until `signal` aborts (its reason). `holding`: the caller already holds another connection (for the error message).
    */
-  static async open(dataSource: DataSource, acquireTimeoutMs: number, kind: ScopeKind, holding: boolean, signal?: AbortSignal): Promise<TransactionConnection> {
-    const { queryRunner, client } = await acquireConnection(dataSource, acquireTimeoutMs, holding, signal);
-    return new TransactionConnection(queryRunner, client, dataSource, kind);
+  static open(dataSource: DataSource, acquireTimeoutMs: number, kind: ScopeKind, holding: boolean, signal?: AbortSignal): Promise<TransactionConnection> {
+    return acquireConnection(dataSource, acquireTimeoutMs, holding, signal).then(({ queryRunner, client }) => new TransactionConnection(queryRunner, client, dataSource, kind));
   }
 
   /** Marks the transaction open and queues its opening statements (openingStatements()); nothing is sent yet. */

@@ -4,7 +4,7 @@
  * observed. Stateless search: each schedule is replayed from the start under a list of choices, depth first,
  * cutting a schedule as soon as it disagrees with the observation (an operation's outcome, a committed row).
  */
-import { LibraryModel, type Ctx, type Gen, type Step } from './library.js';
+import { LibraryModel, type AbortFlag, type Ctx, type Gen, type Step } from './library.js';
 import type { Observation } from './observation.js';
 import { analyse } from './generator.js';
 import { children, counterKey, gocKey, onDataSource, opKey, requestKey, rowLabel, walk, type Op, type Program } from './program.js';
@@ -297,16 +297,24 @@ class Execution {
         return yield* this.settle(op, this.all(op, ctx));
       case 'spawn':
         this.start(
-          this.spawn(op.body, this.block(op.body, ctx), (error) => {
+          this.spawn(op.body, this.block(op.body, { ...ctx, detachedAt: ctx.chain }), (error) => {
             this.emitted.add(`e${op.id}`);
             this.record(opKey(op.id), error ? error.name : 'ok');
           }),
         );
         return;
       case 'lock': {
-        const request = { key: op.key, scope: op.scope, propagation: op.propagation, nowait: op.nowait ?? false, shared: op.shared ?? false };
+        const abort = op.abort ? this.abortFlag() : undefined;
+        const request = { key: op.key, scope: op.scope, propagation: op.propagation, nowait: op.nowait ?? false, shared: op.shared ?? false, abort };
         return yield* this.settle(op, this.lib.advisoryLock(ctx, op.ds, request, (inner) => this.lockBody(op, inner)));
       }
+      case 'manual':
+        // Its statements go through its runner, on its DataSource, whatever DataSource the operation names.
+        return yield* this.settle(op, this.lib.manual(ctx, op.ds, op.isolation, op.end, (inner) => this.block(op.body.map((o) => ('ds' in o ? { ...o, ds: op.ds } : o)), inner)));
+      case 'dstx':
+        return yield* this.settle(op, this.lib.dataSourceTransaction(ctx, op.ds, op.isolation, (inner) => this.block(op.body, inner)));
+      case 'stray':
+        return yield* this.settle(op, this.lib.strayEnd(ctx, op.ds));
       case 'counter':
         return yield* this.settle(op, this.lib.counter(ctx, op.ds, op.key, op.by, op.max));
       case 'goc':
@@ -322,6 +330,19 @@ class Execution {
         return;
       }
     }
+  }
+
+  // A lock call's signal: it may abort at any moment from the call on (the runner aborts it a few ms after).
+  private abortFlag(): AbortFlag {
+    const flag: AbortFlag = { aborted: false };
+    this.spawn(
+      [],
+      (function* () {
+        yield {};
+        flag.aborted = true;
+      })(),
+    );
+    return flag;
   }
 
   // The body of a lock call, then the runner's probe statement (whose outcome is only used by the overlap detector).

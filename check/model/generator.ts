@@ -25,6 +25,7 @@ export interface GeneratorOptions {
 }
 
 const FRESH_KEYS_FROM = 10;
+const PAUSE_1MS: Op = { k: 'pause', id: 0, how: 'timer' };
 
 /** Programs of 1-3 concurrent requests, blocks of 1-3 operations, nesting at most 3 deep (or GeneratorOptions.small). */
 export function programs(options: GeneratorOptions): fc.Arbitrary<Program> {
@@ -44,6 +45,8 @@ export function programs(options: GeneratorOptions): fc.Arbitrary<Program> {
     },
     { weight: 2, arbitrary: fc.record({ ds, key, update: fc.boolean() }).map(({ ds, key, update }): Op => ({ k: 'goc', id: 0, ds, key, update })) },
     { weight: 2, arbitrary: fc.constantFrom<'tick' | 'immediate' | 'timer'>('tick', 'immediate', 'timer').map((how): Op => ({ k: 'pause', id: 0, how })) },
+    // A stray commitTransaction()/rollbackTransaction() on dataSource.createQueryRunner(): must never end ours.
+    { weight: 1, arbitrary: fc.record({ ds, end: fc.constantFrom<'commit' | 'rollback'>('commit', 'rollback') }).map(({ ds, end }): Op => ({ k: 'stray', id: 0, ds, end })) },
     ...(options.kills ? [{ weight: 2, arbitrary: ds.map((ds): Op => ({ k: 'kill', id: 0, ds })) }] : []),
   );
   // A statement whose work a savepoint rolling back at the wrong moment would undo, visibly in the committed state:
@@ -58,6 +61,20 @@ export function programs(options: GeneratorOptions): fc.Arbitrary<Program> {
         .map(({ ds, key, by, max }): Op => ({ k: 'counter', id: 0, ds, key, by, ...(max === undefined ? {} : { max }) })),
     },
   );
+  const isolation = fc.option(fc.constantFrom('READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE' as const), { nil: undefined, freq: 2 });
+  // The body of TypeORM's manual transaction: statements through its runner, a pause, a failure.
+  const manualBody = fc.array(
+    fc.oneof(
+      { weight: 4, arbitrary: fc.constant<Op>({ k: 'insert', id: 0, ds: 'main' }) },
+      { weight: 1, arbitrary: fc.constant<Op>({ k: 'bad', id: 0, ds: 'main' }) },
+      { weight: 1, arbitrary: fc.constant<Op>({ k: 'throw', id: 0 }) },
+      { weight: 2, arbitrary: fc.constantFrom<'tick' | 'immediate' | 'timer'>('tick', 'immediate', 'timer').map((how): Op => ({ k: 'pause', id: 0, how })) },
+    ),
+    { minLength: 1, maxLength: most },
+  );
+  const manual: fc.Arbitrary<Op> = fc
+    .record({ ds, isolation, end: fc.constantFrom<'commit' | 'rollback'>('commit', 'rollback'), body: manualBody })
+    .map(({ ds, isolation, end, body }): Op => ({ k: 'manual', id: 0, ds, ...(isolation ? { isolation } : {}), end, body: body.map((op) => ('ds' in op ? { ...op, ds } : op)) }));
   const tree = fc.letrec<{ block: Op[]; op: Op }>((tie) => {
     const block = tie('block');
     // A branch of a Promise.all: often a lock or a NESTED call around its work, the combinations where siblings
@@ -74,6 +91,8 @@ export function programs(options: GeneratorOptions): fc.Arbitrary<Program> {
           .record({ ds, via: fc.constantFrom<'host' | 'decorator'>('host', 'decorator'), body: block })
           .map(({ ds, via, body }): Op[] => [{ k: 'tx', id: 0, ds, via, propagation: 'NESTED', body }]),
       },
+      // TypeORM's manual transaction as a branch: it must not let a sibling's statement into its savepoint.
+      { weight: 1, arbitrary: manual.map((op): Op[] => [op]) },
       // A NESTED branch that does its work and then fails: its savepoint rolls back while siblings run.
       {
         weight: 1,
@@ -104,6 +123,11 @@ export function programs(options: GeneratorOptions): fc.Arbitrary<Program> {
             .map((tx): Op => ({ k: 'tx', id: 0, ...strip(tx) }) as Op),
         },
         { weight: 1, arbitrary: block.map((body): Op => ({ k: 'catch', id: 0, body })) },
+        { weight: 1, arbitrary: manual },
+        {
+          weight: 1,
+          arbitrary: fc.record({ ds, isolation, body: block }).map(({ ds, isolation, body }): Op => ({ k: 'dstx', id: 0, ds, ...(isolation ? { isolation } : {}), body })),
+        },
         {
           weight: 3,
           arbitrary: fc
@@ -133,6 +157,38 @@ export function programs(options: GeneratorOptions): fc.Arbitrary<Program> {
               branches: [[{ k: 'tx', id: 0, ds, via, propagation: 'NESTED', body: [...work, { k: 'throw', id: 0 }] }], [first, ...rest]],
             })),
         },
+        // TypeORM's manual transaction that rolls back while a sibling branch writes (r22's shape: on 8ddfa5a the
+        // rollback of TypeORM's own savepoint undid the sibling's insert).
+        {
+          weight: 1,
+          arbitrary: fc
+            .record({ manual, sibling: fc.tuple(write, fc.array(tie('op'), { maxLength: most - 1 })) })
+            .map(({ manual, sibling: [first, rest] }): Op => ({
+              k: 'all',
+              id: 0,
+              settle: true,
+              // The sibling's write comes a moment later, while the manual transaction (open two moments) runs.
+              branches: [
+                [{ ...(manual as Extract<Op, { k: 'manual' }>), end: 'rollback', body: [...(manual as Extract<Op, { k: 'manual' }>).body, PAUSE_1MS, PAUSE_1MS] }],
+                [PAUSE_1MS, first, ...rest],
+              ],
+            })),
+        },
+        // Detached work inside a lock body that takes the same key (r28's shape: an event listener or a timer started,
+        // not awaited, by the holder; on 8ddfa5a it counted as re-entry and ran beside the holder's body).
+        {
+          weight: 1,
+          arbitrary: fc
+            .record({ ds, key: lockKey, detached: fc.array(write, { minLength: 1, maxLength: most - 1 }), after: fc.array(tie('op'), { maxLength: most - 1 }) })
+            .map(({ ds, key, detached, after }): Op => ({
+              k: 'lock',
+              id: 0,
+              ds,
+              key,
+              scope: 'transaction',
+              body: [{ k: 'spawn', id: 0, body: [{ k: 'lock', id: 0, ds, key, scope: 'transaction', body: detached }] }, PAUSE_1MS, ...after],
+            })),
+        },
         {
           weight: 4,
           arbitrary: fc
@@ -143,6 +199,7 @@ export function programs(options: GeneratorOptions): fc.Arbitrary<Program> {
               propagation: fc.option(fc.constantFrom('REQUIRED', 'REQUIRES_NEW', 'NESTED', 'MANDATORY' as const), { nil: undefined, freq: 2 }),
               nowait: fc.option(fc.constant(true), { nil: undefined, freq: 4 }),
               shared: fc.option(fc.constant(true), { nil: undefined, freq: 5 }),
+              abort: fc.constantFrom<true | undefined>(undefined, undefined, undefined, true),
               body: block,
             })
             .map((lock): Op => ({ k: 'lock', id: 0, ...strip(lock) }) as Op),
@@ -216,6 +273,9 @@ function placeKillsAndSessions(block: Op[], options: GeneratorOptions, at: Place
       if (nested) op = { ...op, ds: nested } as Op;
     }
     if (op.k === 'kill' && (!options.kills || at.unawaited || !at.inTx[op.ds])) return { k: 'pause', id: op.id, how: 'tick' };
+    // TypeORM's transaction API is generated inside ours (outside, it is plain TypeORM): elsewhere it becomes ours.
+    if ((op.k === 'manual' || op.k === 'dstx') && !at.inTx[op.ds]) op = strip({ k: 'tx', id: op.id, ds: op.ds, via: 'host', isolation: op.isolation, body: op.body }) as Op;
+    if (op.k === 'manual') op = { ...op, body: op.body.map((inner) => ('ds' in inner ? { ...inner, ds: (op as { ds: DataSourceName }).ds } : inner)) };
     let current = op;
     if (op.k === 'lock' && op.scope === 'session') {
       if (at.unawaitedInSession[op.ds]) current = { ...op, scope: 'transaction' };
@@ -244,6 +304,10 @@ function placeKillsAndSessions(block: Op[], options: GeneratorOptions, at: Place
         });
         break;
       }
+      case 'manual':
+      case 'dstx':
+        next = inner({ nestedOn: set(at.nestedOn, current.ds, true) });
+        break;
       case 'lock':
         next =
           current.scope === 'session'
@@ -353,6 +417,11 @@ export function analyse(program: Program): { uses: Use[]; contexts: Context[] } 
           uses.push({ resource, context: current ?? context('auto', request, at.awaiting), op, inNested: at.nested[op.ds] ?? false, underSavepoint: at.anyNested || ownSavepoint, branch: at.branch });
           break;
         }
+        case 'manual':
+        case 'dstx':
+          // A savepoint of the caller's transaction (placeKillsAndSessions puts them in one), as a NESTED call.
+          walk(op.body, request, at.tx[op.ds] ? { ...at, nested: set(at.nested, op.ds, true), anyNested: true } : at);
+          break;
         case 'all':
           op.branches.forEach((branch, i) => walk(branch, request, { ...at, branch: `${at.branch}/${op.id}.${i}` }));
           break;

@@ -7,7 +7,7 @@
  */
 import type { DataSourceName, Isolation, LockPropagation, Propagation } from './program.js';
 import { counterKey, gocKey, onDataSource } from './program.js';
-import { BranchLocks, fail, ModelError, Scope, type Conn, type Database, type Handle, type Hold, type Work, type Write } from './world.js';
+import { BranchLocks, fail, ModelError, requireIsolation, Scope, type Conn, type Database, type Handle, type Hold, type Work, type Write } from './world.js';
 
 /** A step of a model thread: `wait` blocks it until the condition holds. */
 export interface Step {
@@ -30,6 +30,16 @@ export interface Ctx {
   scopes: Partial<Record<DataSourceName, Scope>>;
   sessions: Partial<Record<DataSourceName, Session>>;
   chain: Hold | undefined;
+  /**
+   * Where detached work (an un-awaited call) was started: the lock chain at that point. The holds from there up are
+   * still this chain's (AsyncLocalStorage carries them) but do not await it, so they are no re-entry for it.
+   */
+  detachedAt?: Hold;
+}
+
+/** A lock call's abort signal (the `abort` option of a program's lock): set by a model thread at any moment. */
+export interface AbortFlag {
+  aborted: boolean;
 }
 
 export const withScope = (ctx: Ctx, ds: DataSourceName, scope: Scope | undefined): Ctx => ({ ...ctx, scopes: { ...ctx.scopes, [ds]: scope } });
@@ -47,6 +57,9 @@ export type Statement =
   | { kind: 'probe' }
   | { kind: 'counter'; key: number; by: number; max?: number }
   | { kind: 'goc'; key: number; update: boolean };
+
+/** What a lock call asks for. */
+type LockRequest = { key: number; nowait: boolean; shared: boolean; abort?: AbortFlag };
 
 /** The library model: TransactionHost, LockService, CounterService and AtomicService over one Database. */
 export class LibraryModel {
@@ -73,6 +86,7 @@ export class LibraryModel {
     // Work that outlived its transaction is refused by the propagations that would use it.
     const ended = scope?.refusal();
     if (ended) throw ended;
+    if (scope) requireIsolation(scope.conn, options.isolation);
     switch (propagation) {
       case 'REQUIRED':
         return yield* this.join(ctx, scope!, body);
@@ -106,7 +120,7 @@ export class LibraryModel {
     let result: T;
     try {
       result = yield* body(withScope(ctx, ds, root));
-      yield PAUSE;
+      yield { wait: () => root.keepers === 0 }; // detached work deferred by a lock of this transaction goes first
       if (root.rollbackOnly) throw fail('RollbackOnlyError');
       yield PAUSE; // BeforeTransactionCommit
       root.close();
@@ -147,7 +161,7 @@ export class LibraryModel {
     let result: T;
     try {
       result = yield* body(withScope(ctx, ds, scope));
-      yield PAUSE;
+      yield { wait: () => scope.keepers === 0 };
       if (scope.rollbackOnly) throw fail('RollbackOnlyError');
       scope.close();
       yield* this.await(this.db.submit(conn, this.db.release(scope)));
@@ -168,6 +182,56 @@ export class LibraryModel {
     // The released savepoint's lock records now belong to its parent.
     for (const [key, shared] of scope.taken) parent.taken.set(key, (parent.taken.get(key) ?? true) && shared);
     return result;
+  }
+
+  // ---- TypeORM's own transaction API inside ours (routed runners)
+
+  /**
+   * `qr.startTransaction(isolation)` … `commitTransaction()` / `rollbackTransaction()` on the runner
+   * `dataSource.createQueryRunner()` hands out inside a transaction: a savepoint of ours, through the turn-taking
+   * queue like a NESTED call, whose statements are the body's (through `qr.manager`); a failing body is rolled back
+   * in the program's catch, as TypeORM's docs show.
+   */
+  *manual(ctx: Ctx, ds: DataSourceName, isolation: Isolation | undefined, end: 'commit' | 'rollback', body: (ctx: Ctx) => Gen<unknown>): Gen<unknown> {
+    const parent = ctx.scopes[ds];
+    if (!parent) throw new Error('a manual transaction outside a transaction is not generated');
+    requireIsolation(parent.conn, isolation);
+    yield PAUSE; // BeforeTransactionStart
+    const conn = parent.conn;
+    const scope = new Scope(conn, 'savepoint', parent);
+    yield* this.await(this.db.submit(conn, this.db.savepoint(scope)));
+    yield PAUSE; // AfterTransactionStart
+    let open = true;
+    try {
+      yield* body(withScope(ctx, ds, scope));
+      open = false;
+      yield* this.endManual(scope, end === 'commit');
+    } catch (error) {
+      if (open) yield* this.endManual(scope, false);
+      throw error;
+    }
+    return undefined;
+  }
+
+  private *endManual(scope: Scope, commit: boolean): Gen<void> {
+    yield PAUSE; // BeforeTransactionCommit / BeforeTransactionRollback
+    scope.close();
+    yield* this.await(this.db.submit(scope.conn, commit ? this.db.release(scope) : this.db.rollbackTo(scope)));
+  }
+
+  /** `dataSource.transaction(isolation, fn)` inside a transaction: a NESTED call at the transaction's level. */
+  *dataSourceTransaction(ctx: Ctx, ds: DataSourceName, isolation: Isolation | undefined, body: (ctx: Ctx) => Gen<unknown>): Gen<unknown> {
+    const scope = ctx.scopes[ds];
+    if (!scope) throw new Error('dataSource.transaction() outside a transaction is not generated');
+    requireIsolation(scope.conn, isolation);
+    return yield* this.nested(ctx, ds, scope, body);
+  }
+
+  /** `commitTransaction()` / `rollbackTransaction()` on `dataSource.createQueryRunner()` with no startTransaction(). */
+  *strayEnd(ctx: Ctx, ds: DataSourceName): Gen<unknown> {
+    yield PAUSE;
+    // Inside a transaction the runner is a routed one, which never ends it; outside, TypeORM's own refuses it.
+    throw fail(ctx.scopes[ds] ? 'StrayTransactionEndError' : 'TransactionNotStartedError');
   }
 
   *await(handle: Handle): Gen<unknown> {
@@ -295,11 +359,11 @@ export class LibraryModel {
 
   // ---- LockService.withAdvisoryLock
 
-  /** withAdvisoryLock(key, body, { scope, propagation, nowait, shared }). */
+  /** withAdvisoryLock(key, body, { scope, propagation, nowait, shared, signal }). */
   *advisoryLock<T>(
     ctx: Ctx,
     ds: DataSourceName,
-    request: { key: number; scope: 'transaction' | 'session'; propagation?: LockPropagation; nowait: boolean; shared: boolean },
+    request: { key: number; scope: 'transaction' | 'session'; propagation?: LockPropagation; nowait: boolean; shared: boolean; abort?: AbortFlag },
     body: (ctx: Ctx) => Gen<T>,
   ): Gen<T> {
     if (request.scope === 'session') return yield* this.sessionLock(ctx, ds, request, body);
@@ -314,15 +378,15 @@ export class LibraryModel {
   }
 
   // Holds the key against the other branches of the transaction, takes it in PostgreSQL, then runs the body.
-  private *guarded<T>(ctx: Ctx, scope: Scope, own: boolean, request: { key: number; nowait: boolean; shared: boolean }, body: (ctx: Ctx) => Gen<T>): Gen<T> {
-    void own; // a single key without timeoutMs needs no savepoint of its own either way
-    return yield* this.branchRun(ctx, scope.root.branch!, request, function* (this: LibraryModel, inner: Ctx) {
+  private *guarded<T>(ctx: Ctx, scope: Scope, own: boolean, request: LockRequest, body: (ctx: Ctx) => Gen<T>): Gen<T> {
+    void own; // a joined wait that a signal may cancel runs in a savepoint of its own: the transaction stays usable either way
+    return yield* this.branchRun(ctx, scope.root.branch!, scope, request, function* (this: LibraryModel, inner: Ctx) {
       yield* this.takeLock(scope, `a:${scope.conn.ds}:${request.key}`, request);
       return yield* body(inner);
     }.bind(this));
   }
 
-  private *takeLock(scope: Scope, resource: string, request: { key: number; nowait: boolean; shared: boolean }): Gen<void> {
+  private *takeLock(scope: Scope, resource: string, request: LockRequest): Gen<void> {
     const conn = scope.conn;
     const heldAlready = () => {
       for (let s: Scope | undefined = scope; s; s = s.parent) {
@@ -337,32 +401,50 @@ export class LibraryModel {
       scope,
       () => {
         if (heldAlready()) return 'skipped';
+        if (request.abort?.aborted) throw fail('LockAbortedError'); // aborted before it was sent: nothing is sent
         this.db.send(conn);
-        if (this.db.conflict(resource, conn, request.shared)) return 'busy'; // only reached with nowait
+        if (this.db.conflict(resource, conn, request.shared)) {
+          if (request.nowait) return 'busy';
+          // Cancelled on the server while it waited; inside a savepoint of its own when joined, so nothing is aborted.
+          throw fail('LockAbortedError');
+        }
         this.db.hold(resource, conn, conn.top, request.shared);
         scope.taken.set(resource, (scope.taken.get(resource) ?? true) && request.shared);
         return 'taken';
       },
-      () => !request.nowait && !heldAlready() && !conn.lost && !conn.abortedAt && this.db.conflict(resource, conn, request.shared),
+      () => !request.nowait && !request.abort?.aborted && !heldAlready() && !conn.lost && !conn.abortedAt && this.db.conflict(resource, conn, request.shared),
     );
     const outcome = yield* this.await(this.db.submit(conn, work));
     if (outcome === 'busy') throw fail('LockNotAcquiredError');
   }
 
-  // BranchLocks.run: wait until no other branch holds the key (not at all with nowait), hold it until `fn` settles.
-  private *branchRun<T>(ctx: Ctx, locks: BranchLocks, request: { key: number; nowait: boolean; shared: boolean }, fn: (ctx: Ctx) => Gen<T>): Gen<T> {
+  // BranchLocks.run: wait until no other branch holds the key (not at all with nowait; until the signal aborts), hold
+  // it until `fn` settles. Re-entry is for the holds that await the call: detached work (ctx.detachedAt) waits for
+  // the holds of the chain that started it, and keeps `frame` open until it has had its turn.
+  private *branchRun<T>(ctx: Ctx, locks: BranchLocks, frame: Scope, request: LockRequest, fn: (ctx: Ctx) => Gen<T>): Gen<T> {
     const ancestors = new Set<Hold>();
-    for (let hold = ctx.chain; hold; hold = hold.parent) ancestors.add(hold);
+    for (let hold = ctx.chain; hold && hold !== ctx.detachedAt; hold = hold.parent) ancestors.add(hold);
     const hold: Hold = { key: request.key, shared: request.shared, parent: ctx.chain };
+    let release: (() => void) | undefined;
     if (locks.admits(request.key, request.shared, ancestors)) locks.holds.add(hold);
     else {
-      if (request.nowait) {
+      if (request.nowait || request.abort?.aborted) {
         yield PAUSE;
-        throw fail('LockNotAcquiredError');
+        throw fail(request.nowait ? 'LockNotAcquiredError' : 'LockAbortedError');
       }
+      let deferred = false;
+      for (let held = ctx.chain; held; held = held.parent) {
+        if (!ancestors.has(held) && held.key === request.key && !(held.shared && request.shared)) deferred = true;
+      }
+      if (deferred) release = frame.keepOpen();
       const waiter = { key: request.key, shared: request.shared, ancestors, hold, admitted: false };
       locks.waiting.push(waiter);
-      yield { wait: () => waiter.admitted };
+      yield { wait: () => waiter.admitted || request.abort?.aborted === true };
+      if (!waiter.admitted) {
+        locks.waiting.splice(locks.waiting.indexOf(waiter), 1);
+        release?.();
+        throw fail('LockAbortedError');
+      }
     }
     try {
       return yield* fn({ ...ctx, chain: hold });
@@ -370,11 +452,12 @@ export class LibraryModel {
       yield PAUSE;
       locks.holds.delete(hold);
       locks.admitWaiting();
+      release?.();
     }
   }
 
   // Session scope: one pinned connection per call chain; refused inside a transaction.
-  private *sessionLock<T>(ctx: Ctx, ds: DataSourceName, request: { key: number; nowait: boolean; shared: boolean }, body: (ctx: Ctx) => Gen<T>): Gen<T> {
+  private *sessionLock<T>(ctx: Ctx, ds: DataSourceName, request: LockRequest, body: (ctx: Ctx) => Gen<T>): Gen<T> {
     const scope = ctx.scopes[ds];
     if (scope) {
       const ended = scope.refusal();
@@ -390,6 +473,8 @@ export class LibraryModel {
     try {
       return yield* this.sessionRunOn({ ...ctx, sessions: { ...ctx.sessions, [ds]: session } }, session, request, body);
     } finally {
+      // Detached work deferred by one of the session's locks has its turn first.
+      yield { wait: () => conn.root.keepers === 0 };
       if (!session.broken) {
         try {
           yield* this.sessionExec(session, () => this.db.unlockAllSession(conn));
@@ -401,8 +486,8 @@ export class LibraryModel {
     }
   }
 
-  private *sessionRunOn<T>(ctx: Ctx, session: Session, request: { key: number; nowait: boolean; shared: boolean }, body: (ctx: Ctx) => Gen<T>): Gen<T> {
-    return yield* this.branchRun(ctx, session.branches, request, function* (this: LibraryModel, inner: Ctx) {
+  private *sessionRunOn<T>(ctx: Ctx, session: Session, request: LockRequest, body: (ctx: Ctx) => Gen<T>): Gen<T> {
+    return yield* this.branchRun(ctx, session.branches, session.conn.root, request, function* (this: LibraryModel, inner: Ctx) {
       const { key, shared } = request;
       const held = session.held.get(key);
       const take = !(held === false || (held === true && shared));
@@ -426,22 +511,26 @@ export class LibraryModel {
     }.bind(this));
   }
 
-  private *sessionAcquire(session: Session, request: { key: number; nowait: boolean; shared: boolean }): Gen<void> {
+  private *sessionAcquire(session: Session, request: LockRequest): Gen<void> {
     const conn = session.conn;
     const resource = `a:${conn.ds}:${request.key}`;
     let outcome: unknown;
+    yield PAUSE;
+    if (!request.nowait && request.abort?.aborted) throw fail('LockAbortedError'); // nothing sent
     try {
-      yield PAUSE;
       const work = this.db.work(
         conn,
         conn.root,
         () => {
           this.db.send(conn);
-          if (this.db.conflict(resource, conn, request.shared)) return 'busy';
+          if (this.db.conflict(resource, conn, request.shared)) {
+            if (request.nowait) return 'busy';
+            throw fail('LockAbortedError'); // cancelled on the server while it waited
+          }
           this.db.hold(resource, conn, undefined, request.shared);
           return 'taken';
         },
-        () => !request.nowait && !conn.lost && this.db.conflict(resource, conn, request.shared),
+        () => !request.nowait && !request.abort?.aborted && !conn.lost && this.db.conflict(resource, conn, request.shared),
       );
       outcome = yield* this.await(this.db.submit(conn, work));
     } catch (error) {

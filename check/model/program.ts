@@ -30,7 +30,10 @@ export type Op =
   | { k: 'all'; id: number; settle: boolean; branches: Op[][] }
   /** Starts `body` and does not await it (fire-and-forget); the runner awaits it only after the program. */
   | { k: 'spawn'; id: number; body: Op[] }
-  /** `LockService.withAdvisoryLock(key, body, options)`; the body is one visit of the overlap detector. */
+  /**
+   * `LockService.withAdvisoryLock(key, body, options)`; the body is one visit of the overlap detector. `abort`: with
+   * a `signal` that aborts a moment after the call (a caller that gives up while it may still be waiting).
+   */
   | {
       k: 'lock';
       id: number;
@@ -40,8 +43,20 @@ export type Op =
       propagation?: LockPropagation;
       nowait?: boolean;
       shared?: boolean;
+      abort?: boolean;
       body: Op[];
     }
+  /**
+   * TypeORM's own manual transaction inside the caller's transaction: `qr = dataSource.createQueryRunner()`,
+   * `qr.startTransaction(isolation)`, the body's inserts through `qr.manager`, then `commitTransaction()` or
+   * `rollbackTransaction()` (and `rollbackTransaction()` in a catch when the body fails), `release()`. The body
+   * holds only `insert`, `bad` and `pause` operations (the generator keeps it so).
+   */
+  | { k: 'manual'; id: number; ds: DataSourceName; isolation?: Isolation; end: 'commit' | 'rollback'; body: Op[] }
+  /** `dataSource.transaction(isolation, fn)` inside the caller's transaction (the generator places it in one). */
+  | { k: 'dstx'; id: number; ds: DataSourceName; isolation?: Isolation; body: Op[] }
+  /** `dataSource.createQueryRunner().commitTransaction()` (or rollback) without startTransaction(): a stray end. */
+  | { k: 'stray'; id: number; ds: DataSourceName; end: 'commit' | 'rollback' }
   /** `CounterService.increment(key, by)`, or `tryIncrement(key, by, { max })`. */
   | { k: 'counter'; id: number; ds: DataSourceName; key: number; by: number; max?: number }
   /** `AtomicService.getOrCreate(Goc, { key })`, or `updateOrCreate(Goc, { key }, { v })`. */
@@ -83,6 +98,8 @@ export function children(op: Op): Op[][] {
     case 'catch':
     case 'spawn':
     case 'lock':
+    case 'manual':
+    case 'dstx':
       return [op.body];
     case 'all':
       return op.branches;
@@ -98,6 +115,8 @@ export function withChildren(op: Op, blocks: Op[][]): Op {
     case 'catch':
     case 'spawn':
     case 'lock':
+    case 'manual':
+    case 'dstx':
       return { ...op, body: blocks[0]! };
     case 'all':
       return { ...op, branches: blocks };

@@ -1,7 +1,8 @@
 import pg from 'pg';
 import type { AppUnderTest, DataSourceUnderTest } from './app.js';
 import { decoratedName } from './app.js';
-import { ModelGoc } from './entities.js';
+import type { EntityManager } from 'typeorm';
+import { ModelGoc, ModelItem } from './entities.js';
 import { errorName, type Observation } from './observation.js';
 import { counterKey, gocKey, lockKey, onDataSource, opKey, requestKey, rowLabel, type DataSourceName, type Op, type Program } from './program.js';
 
@@ -33,6 +34,8 @@ interface RunContext {
 }
 
 const WATCHDOG_MS = 30_000;
+/** When an `abort` lock call's signal aborts: about when a contended call is still waiting. */
+const ABORT_AFTER_MS = 3;
 const ticks = async (n: number) => {
   for (let i = 0; i < n; i++) await null;
 };
@@ -152,14 +155,26 @@ export class ProgramRunner {
           return;
         case 'all':
           return settle(op, async () => {
-            const branches = op.branches.map((branch) => exec(branch, ctx));
-            pending.push(...branches.map((branch) => branch.catch(() => undefined)));
+            // Each branch's promise gets one consumer, the Promise.all: V8's async stack (which tells the library that
+            // the branch is awaited, re-entry) ends at a promise with two. Its end is reported from inside instead.
+            const branches = op.branches.map((branch) => {
+              let ended!: () => void;
+              pending.push(new Promise<void>((resolve) => (ended = resolve)));
+              return (async () => {
+                try {
+                  return await exec(branch, ctx);
+                } finally {
+                  ended();
+                }
+              })();
+            });
             if (op.settle) await Promise.allSettled(branches);
             else await Promise.all(branches);
           });
         case 'spawn': {
           trace.push(`s${op.id}`);
-          const spawned = exec(op.body, ctx).then(
+          // Detached work is no re-entry of the lock calls around it: its lock bodies must not overlap theirs.
+          const spawned = exec(op.body, { chain: [] }).then(
             () => record(opKey(op.id), 'ok'),
             (error: unknown) => record(opKey(op.id), errorName(error)),
           );
@@ -168,12 +183,55 @@ export class ProgramRunner {
         }
         case 'lock': {
           const ds = this.ds(op.ds);
+          const signal = op.abort ? AbortSignal.timeout(ABORT_AFTER_MS) : undefined;
           const options =
             op.scope === 'session'
-              ? { scope: 'session' as const, nowait: op.nowait, shared: op.shared }
-              : { propagation: op.propagation, nowait: op.nowait, shared: op.shared };
+              ? { scope: 'session' as const, nowait: op.nowait, shared: op.shared, signal }
+              : { propagation: op.propagation, nowait: op.nowait, shared: op.shared, signal };
           return settle(op, async () => {
             await ds.locks.withAdvisoryLock(lockKey(op.key), () => lockBody(op, ctx), options);
+          });
+        }
+        case 'manual': {
+          const ds = this.ds(op.ds);
+          return settle(op, async () => {
+            const runner = ds.dataSource.createQueryRunner();
+            try {
+              await runner.startTransaction(op.isolation);
+              let open = true;
+              try {
+                for (const inner of op.body) await manualOp(inner, runner.manager);
+                open = false;
+                if (op.end === 'commit') await runner.commitTransaction();
+                else await runner.rollbackTransaction();
+              } catch (error) {
+                // TypeORM's documented pattern: roll back in the catch (open: not when the end itself failed).
+                if (open) await runner.rollbackTransaction();
+                throw error;
+              }
+            } finally {
+              await runner.release();
+            }
+          });
+        }
+        case 'dstx': {
+          const ds = this.ds(op.ds);
+          const body = () => exec(op.body, ctx);
+          return settle(op, async () => {
+            if (op.isolation) await ds.dataSource.transaction(op.isolation, body);
+            else await ds.dataSource.transaction(body);
+          });
+        }
+        case 'stray': {
+          const ds = this.ds(op.ds);
+          return settle(op, async () => {
+            const runner = ds.dataSource.createQueryRunner();
+            try {
+              if (op.end === 'commit') await runner.commitTransaction();
+              else await runner.rollbackTransaction();
+            } finally {
+              await runner.release();
+            }
           });
         }
         case 'counter': {
@@ -208,6 +266,15 @@ export class ProgramRunner {
           trace.push(`e${op.id}`);
           return;
       }
+    };
+
+    // The statements of a manual transaction's body, through its runner's manager.
+    const manualOp = async (op: Op, manager: EntityManager): Promise<void> => {
+      if (op.k === 'pause' || op.k === 'throw') return execOp(op, { chain: [] });
+      if (op.k !== 'insert' && op.k !== 'bad') throw new Error(`operation ${op.k} in a manual transaction's body`);
+      return settle(op, async () => {
+        await manager.insert(ModelItem, { label: rowLabel(op.id), v: op.k === 'bad' ? -1 : 0 });
+      });
     };
 
     const requests = program.requests.map((block, index) =>

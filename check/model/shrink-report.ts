@@ -60,8 +60,26 @@ export function programAsCode(program: Program, observed?: Observation, verdict?
         block(op.body, depth + 1);
         emit(depth, '})();');
         return;
+      case 'manual': {
+        emit(depth, `{ const qr = ${op.ds}.dataSource.createQueryRunner(); await qr.startTransaction(${op.isolation ? `'${op.isolation}'` : ''});`, op.id);
+        emit(depth + 1, 'try {');
+        for (const inner of op.body) {
+          if (inner.k === 'insert' || inner.k === 'bad') emit(depth + 2, `await qr.manager.insert(Item, { label: '${rowLabel(inner.id)}', v: ${inner.k === 'bad' ? -1 : 0} });`, inner.id);
+          else line(inner, depth + 2);
+        }
+        emit(depth + 2, `await qr.${op.end}Transaction();`);
+        emit(depth + 1, '} catch (e) { await qr.rollbackTransaction(); throw e; } finally { await qr.release(); } }');
+        return;
+      }
+      case 'dstx':
+        emit(depth, `await ${op.ds}.dataSource.transaction(${op.isolation ? `'${op.isolation}', ` : ''}async () => {`, op.id);
+        block(op.body, depth + 1);
+        emit(depth, '});');
+        return;
+      case 'stray':
+        return emit(depth, `await ${op.ds}.dataSource.createQueryRunner().${op.end}Transaction(); // no startTransaction()`, op.id);
       case 'lock': {
-        const opts = options({ scope: op.scope === 'session' ? 'session' : undefined, propagation: op.propagation, nowait: op.nowait, shared: op.shared });
+        const opts = options({ scope: op.scope === 'session' ? 'session' : undefined, propagation: op.propagation, nowait: op.nowait, shared: op.shared, signal: op.abort ? 'AbortSignal.timeout(3)' : undefined });
         emit(depth, `await ${op.ds}.locks.withAdvisoryLock('${lockKey(op.key)}', async () => {`, op.id);
         block(op.body, depth + 1);
         emit(depth, `}${opts ? `, ${opts}` : ''});`);

@@ -25,6 +25,10 @@ export const MODEL_ERRORS = [
   'GetOrCreateSerializationError',
   'TransactionSerializationError',
   'ReadOnlyTransactionError',
+  'WeakerIsolationError',
+  'LockAbortedError',
+  'StrayTransactionEndError',
+  'TransactionNotStartedError',
   'QueryFailedError:23514',
   'QueryFailedError:25006',
   'QueryFailedError:25P02',
@@ -62,6 +66,8 @@ export class Scope {
   readonly taken = new Map<string, boolean>();
   /** BranchLocks of the transaction (root scope only). */
   branch?: BranchLocks;
+  /** Detached lock calls made to wait for their turn in this frame (or one inside it): it does not end before them. */
+  keepers = 0;
 
   constructor(
     readonly conn: Conn,
@@ -95,6 +101,16 @@ export class Scope {
     }
     return undefined;
   }
+  /** Keeps this scope and the ones around it open until the returned function is called (TransactionScope.keepOpen). */
+  keepOpen(): () => void {
+    for (let s: Scope | undefined = this; s; s = s.parent) s.keepers++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (let s: Scope | undefined = this; s; s = s.parent) s.keepers--;
+    };
+  }
   endedRefusal(): ModelError | undefined {
     for (let s: Scope | undefined = this; s; s = s.parent) if (s.state === 'ended') return fail('TransactionEndedError');
     return undefined;
@@ -117,6 +133,8 @@ export interface Work {
   /** Runs it, atomically, when its turn comes and it is not blocked: the value, or a thrown ModelError. */
   exec(): unknown;
   handle: Handle;
+  /** A statement of the program or the library (not a savepoint or the transaction's end): see requireIsolation. */
+  uses: boolean;
   /** When it was submitted, and by which model thread (for the search heuristic). */
   since: number;
   owner: unknown;
@@ -175,12 +193,14 @@ export class Conn {
   endedAt = Infinity;
   /** Tables touched (for SERIALIZABLE's predicate-lock conflicts). */
   readonly touched = new Set<string>();
+  /** Some work of the transaction has had its turn: its isolation level can no longer be raised. */
+  used = false;
 
   constructor(
     readonly id: number,
     readonly kind: 'tx' | 'session',
     readonly ds: DataSourceName,
-    readonly isolation: Isolation,
+    public isolation: Isolation,
     readonly readOnly: boolean,
   ) {
     this.root = new Scope(this, kind === 'tx' ? 'transaction' : 'session lock');
@@ -197,6 +217,19 @@ export interface DatabaseState {
   rows: string[];
   counters: Record<string, number>;
   goc: Record<string, number>;
+}
+
+const STRENGTH: Record<Isolation, number> = { 'READ COMMITTED': 0, 'REPEATABLE READ': 1, SERIALIZABLE: 2 };
+
+/**
+ * A call inside `conn`'s transaction asks for `requested` (README: isolation of nested and joined calls): it runs at
+ * the transaction's level, so a stronger one raises that level while nothing has run in it yet (the BEGIN is still
+ * held back), and is refused with WeakerIsolationError once something has; never silently weaker.
+ */
+export function requireIsolation(conn: Conn, requested: Isolation | undefined): void {
+  if (requested === undefined || STRENGTH[requested] <= STRENGTH[conn.isolation]) return;
+  if (conn.used || conn.root.ended) throw fail('WeakerIsolationError');
+  conn.isolation = requested;
 }
 
 /** The database and the connections. */
@@ -279,6 +312,7 @@ export class Database {
   /** Runs the connection's current work (one atomic step of PostgreSQL). */
   step(conn: Conn): void {
     const work = conn.running!;
+    if (work.uses) conn.used = true;
     let value: unknown;
     let error: ModelError | undefined;
     try {
@@ -335,17 +369,24 @@ export class Database {
   // ---- statements
 
   /** Work that runs one statement in `scope` (the innermost scope when it runs). */
-  work(conn: Conn, scope: Scope, exec: () => unknown, blocked: () => boolean = () => false, ending = false): Work {
-    return { scope, ending, exec, blocked, handle: { done: false }, since: this.steps, owner: this.owner };
+  work(conn: Conn, scope: Scope, exec: () => unknown, blocked: () => boolean = () => false, ending = false, uses = true): Work {
+    return { scope, ending, exec, blocked, uses, handle: { done: false }, since: this.steps, owner: this.owner };
   }
 
   /** The SAVEPOINT of a new NESTED scope. */
   savepoint(scope: Scope): Work {
     const conn = scope.conn;
-    return this.work(conn, scope.parent!, () => {
-      this.send(conn);
-      conn.top = scope;
-    });
+    return this.work(
+      conn,
+      scope.parent!,
+      () => {
+        this.send(conn);
+        conn.top = scope;
+      },
+      () => false,
+      false,
+      false,
+    );
   }
 
   /** RELEASE SAVEPOINT: its writes and locks now belong to the parent. */
@@ -365,6 +406,7 @@ export class Database {
       },
       () => false,
       true,
+      false,
     );
   }
 
@@ -384,6 +426,7 @@ export class Database {
       },
       () => false,
       true,
+      false,
     );
   }
 
@@ -400,6 +443,7 @@ export class Database {
       for (let swept: Scope = conn.top; swept !== scope; swept = swept.parent!) swept.finish();
       conn.top = scope;
     });
+    work.uses = false;
     // The sweep's own failure makes the connection unusable (the queue fails everything).
     const exec = work.exec;
     work.exec = () => {
@@ -448,6 +492,7 @@ export class Database {
       },
       () => false,
       true,
+      false,
     );
   }
 
@@ -467,6 +512,7 @@ export class Database {
       },
       () => false,
       true,
+      false,
     );
   }
 

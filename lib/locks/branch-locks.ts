@@ -36,6 +36,12 @@ const BRANCH_LOCKS = processWide('branch-locks-key', () => Symbol('nestjs-txlock
 const NONE: ReadonlySet<Hold> = new Set();
 // How often a deferred call looks again whether its call chain awaits it by now (a promise awaited late).
 const RECHECK_MS = [10, 20, 40, 80, 160, 250];
+/**
+ * How long a deferred call without timeoutMs waits for its own call chain's hold. The async stack follows one
+ * consumer of a promise: a call whose promise got a `.catch()`/`.then()` handler before its caller awaited it looks
+ * detached though the holder awaits it, and would wait for the holder for ever. It ends with LockTimeoutError instead.
+ */
+export const DETACHED_WAIT_MS = 10_000;
 
 // The frame every hold's body runs under. Its name is how a call finds, in the async stack, the holds that await it.
 async function nestjsTxlockHold<T>(hold: Hold, fn: () => Promise<T>): Promise<T> {
@@ -135,9 +141,15 @@ export class BranchLocks {
       hold.release?.();
       settle(failure);
     };
+    // A deferred call waits DETACHED_WAIT_MS at most even without timeoutMs, and says why it may be waiting for itself.
+    const limitMs = request.timeoutMs ?? (deferred ? DETACHED_WAIT_MS : undefined);
+    const timeoutLabel = deferred
+      ? `${request.label} (held by the call chain that started this call, which does not await it as far as the async stack ` +
+        `shows: if it does, await the call before attaching .catch()/.then() handlers to its promise)`
+      : label;
     let timer: NodeJS.Timeout | undefined;
-    if (request.timeoutMs !== undefined) {
-      timer = setTimeout(() => leave(new LockTimeoutError(label, request.timeoutMs!)), Math.max(0, request.timeoutMs - (Date.now() - startedAt)));
+    if (limitMs !== undefined) {
+      timer = setTimeout(() => leave(new LockTimeoutError(timeoutLabel, limitMs)), Math.max(0, limitMs - (Date.now() - startedAt)));
       timer.unref();
     }
     const onAbort = () => leave(lockAborted(request));

@@ -1,4 +1,5 @@
 import { allowedKeys, checkOptionKeys } from '../common/option-keys.js';
+import { processWide } from '../common/process-state.js';
 import { validateDataSourceName } from '../common/wrap-method.js';
 import { InvalidOptionError, TxLockConfigurationError } from '../errors.js';
 import { DEFAULT_DATA_SOURCE_NAME } from '../transaction/resolve-data-source.js';
@@ -17,7 +18,8 @@ export interface OutboxHandlerMark {
   dataSource: string;
 }
 
-const HANDLER_MARKS = Symbol('nestjs-txlock:outbox-handlers');
+// One key for both builds: a handler marked through one copy's decorator is found by the other copy's relay.
+const HANDLER_MARKS = processWide('outbox-handlers-key', () => Symbol('nestjs-txlock:outbox-handlers'));
 const DECORATOR_KEYS = allowedKeys<OnOutboxEventOptions>('@OnOutboxEvent()', { dataSource: true });
 
 /**

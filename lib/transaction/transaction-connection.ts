@@ -10,6 +10,10 @@ import { assertIsolation } from './isolation.js';
 import { acquireConnection, type PostgresQueryRunnerInternals } from './pool-connection.js';
 import { routedRunnerPrototype, type RoutingConnection } from './routed-runner.js';
 import { ScopeQueue } from './scope-queue.js';
+import { sqlState } from './sql-state.js';
+
+// SQLSTATE of a statement sent in a transaction that a failed statement aborted.
+const IN_FAILED_TRANSACTION = '25P02';
 import { currentScope, runInScope, TransactionScope, type ScopeKind } from './transaction-scope.js';
 import type { IsolationLevel } from './transaction.options.js';
 import { openingStatements, standInStatements } from './transaction.sql.js';
@@ -66,6 +70,9 @@ export class TransactionConnection implements RoutingConnection {
   // The savepoints whose SAVEPOINT is still held back (the innermost open ones, in order), with how many held-back
   // statements open each.
   private heldSavepoints: { scope: TransactionScope; statements: number }[] = [];
+  // Savepoints whose held-back SAVEPOINT was refused because the transaction was aborted already (25P02): they never
+  // existed, so ending them sends nothing (a ROLLBACK TO would fail with 3B001 and break the connection).
+  private readonly neverEstablished = new WeakSet<TransactionScope>();
   // TypeORM's own query() and stream() of the runner, before they were routed through the queue.
   private readonly sendTypeorm: Pick<QueryRunner, 'query' | 'stream'>;
 
@@ -258,8 +265,8 @@ export class TransactionConnection implements RoutingConnection {
     return this.queue.submit(
       scope,
       async () => {
-        if (this.dropHeldSavepoints(scope)) {
-          // Never sent: nothing to release or roll back.
+        if (this.dropHeldSavepoints(scope) || this.neverEstablished.has(scope)) {
+          // Never sent, or refused: nothing to release or roll back.
         } else if (commit && !scope.readOnly) {
           // A stand-in's statement_timeout would outlive RELEASE: the one around it applies again.
           const restore = scope.timeoutMs === undefined ? [] : [standInTimeout(scope.parent)];
@@ -476,6 +483,7 @@ export class TransactionConnection implements RoutingConnection {
   // `signal`: when it aborts while the batch runs (a lock wait), the server is asked to cancel it.
   private async send(statements: string[], signal?: AbortSignal): Promise<QueryResult[]> {
     const opening = this.pending ?? [];
+    const held = this.heldSavepoints;
     this.pending = undefined;
     this.heldSavepoints = [];
     if (this.openingCount > 0) {
@@ -493,6 +501,8 @@ export class TransactionConnection implements RoutingConnection {
     try {
       raw = (await this.client.query(sql)) as QueryResult | QueryResult[];
     } catch (error) {
+      // In an aborted transaction the batch's first statement fails and nothing after it runs.
+      if (sqlState(error) === IN_FAILED_TRANSACTION) for (const { scope } of held) this.neverEstablished.add(scope);
       throw this.explain(asQueryFailed(error, sql));
     } finally {
       signal?.removeEventListener('abort', cancel);
@@ -508,7 +518,7 @@ export class TransactionConnection implements RoutingConnection {
     let outermost = this.queue.top;
     while (outermost.parent !== scope) outermost = outermost.parent!;
     const name = outermost.savepoint!;
-    if (!this.dropHeldSavepoints(outermost)) await this.send([`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`]);
+    if (!this.dropHeldSavepoints(outermost) && !this.neverEstablished.has(outermost)) await this.send([`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`]);
     for (let swept: TransactionScope = this.queue.top; swept !== scope; swept = swept.parent!) swept.finish('abandoned');
     this.queue.top = scope;
   }

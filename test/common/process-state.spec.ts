@@ -47,6 +47,7 @@ const PER_COPY: Record<string, string> = {
   'locks/branch-locks.ts NONE': 'an empty set that is never written',
   'server/connection-path.ts nativeTargets': 'a cache of what a server answered about one connection',
   'transaction/autocommit-statement.ts SERIALIZATION': 'a constant set',
+  'telemetry/outbox-telemetry.ts instruments': "keyed by its own copy's Telemetry, which only that copy's outbox uses",
   'transaction/transaction.host.ts scopeTags': "tags for this copy's shared work (coalesced increments, single flights), which only this copy's services read",
 };
 

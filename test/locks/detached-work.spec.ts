@@ -2,7 +2,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/glo
 import { Injectable } from '@nestjs/common';
 import { EventEmitter } from 'node:events';
 import { Column, Entity, PrimaryColumn, type Repository } from 'typeorm';
-import { AdvisoryLock, InjectTxRepository, LockService, Transactional, TransactionEndedError, TransactionHost } from '../../lib/index.js';
+import { AdvisoryLock, InjectTxRepository, LockService, LockTimeoutError, Transactional, TransactionEndedError, TransactionHost } from '../../lib/index.js';
+import { DETACHED_WAIT_MS } from '../../lib/locks/branch-locks.js';
 import { OverlapDetector } from '../../lib/testing/index.js';
 import { expectAllReleased, poolerUrl } from '../support/database.js';
 import { useTestApp } from '../support/test-app.js';
@@ -147,6 +148,39 @@ describe('re-entry by the call chain that awaits the call', () => {
       await expectAllReleased(testApp.dataSource);
     });
   }
+
+  // Found by the model checker (its runner attached a .catch() to each Promise.all branch first): V8's async stack
+  // follows one consumer of a promise, so the call looks detached and waited for its own holder for ever.
+  it('a re-entrant call whose promise got a .catch() before it was awaited ends with LockTimeoutError, never waits for ever', async () => {
+    const started = Date.now();
+    const outcome = await tx
+      .run(() =>
+        locks.withAdvisoryLock('reentry-catch-first', async () => {
+          const pending = locks.withAdvisoryLock('reentry-catch-first', async () => 'inner', { timeoutMs: 300 });
+          pending.catch(() => undefined);
+          return await pending;
+        }),
+      )
+      .catch((error: unknown) => error);
+    console.log(`[locks] re-entry awaited after a .catch(): ${outcome instanceof Error ? outcome.constructor.name : String(outcome)} after ${Date.now() - started} ms`);
+    expect(outcome).toBeInstanceOf(LockTimeoutError);
+    expect((outcome as LockTimeoutError).message).toContain('await the call before attaching');
+    await expectAllReleased(testApp.dataSource);
+  });
+
+  it(`without timeoutMs, the same wait ends after ${DETACHED_WAIT_MS} ms`, async () => {
+    const outcome = await tx
+      .run(() =>
+        locks.withAdvisoryLock('reentry-catch-first-default', async () => {
+          const pending = locks.withAdvisoryLock('reentry-catch-first-default', async () => 'inner');
+          pending.then(() => undefined, () => undefined);
+          return await pending;
+        }),
+      )
+      .catch((error: unknown) => error);
+    expect(outcome).toBeInstanceOf(LockTimeoutError);
+    expect((outcome as LockTimeoutError).timeoutMs).toBe(DETACHED_WAIT_MS);
+  }, DETACHED_WAIT_MS + 10_000);
 
   (behindPooler ? it.skip : it)('a transaction-scope lock started as detached work inside a session-scope lock call waits for the session to let go', async () => {
     const order: string[] = [];

@@ -136,12 +136,9 @@ export function formatLayers(results: BenchResult[]): string {
     const key = `${r.scenario}, ${r.concurrency} callers`;
     groups.set(key, [...(groups.get(key) ?? []), r]);
   }
-  const known: readonly string[] = LAYERS;
   return [...groups]
     .map(([group, rows]) => {
-      const layers = [...LAYERS, ...new Set(rows.flatMap((r) => Object.keys(r.layers!)).values())].filter(
-        (layer, i, all) => all.indexOf(layer) === i && (known.includes(layer) || layer !== 'idle') && rows.some((r) => (r.layers![layer] ?? 0) >= 0.05),
-      );
+      const layers = LAYERS.filter((layer) => rows.some((r) => (r.layers![layer] ?? 0) >= 0.05));
       const body = layers.map((layer) => [layer, ...rows.map((r) => (r.layers![layer] ?? 0).toFixed(1))]);
       body.push(['total (CPU µs/op)', ...rows.map((r) => r.cpuUsPerOp!.toFixed(1))]);
       return `${group}:\n\n${table(['layer, Node CPU µs/op', ...rows.map((r) => shortVariant(r.variant))], body)}`;

@@ -935,3 +935,54 @@ export class OutboxPayloadTooLargeError extends TxLockError {
     quoteValues(this, topic);
   }
 }
+
+/**
+ * The app is closing (`app.close()` began, as `enableShutdownHooks()` does on SIGTERM). As a call's error: this new
+ * piece of work was refused before anything was sent (a transaction, a session-scope lock, a lease or a single flight
+ * begun after the close started, by code that was not already running before it; docs/shutdown.md), and nothing of it
+ * ran. Retryable on another replica: TxLockExceptionFilter answers HTTP 503 with a Retry-After header. As the reason of
+ * `lease.signal` or `TransactionHost.shutdownSignal` (`refused` undefined): running work is asked to stop.
+ */
+export class ShuttingDownError extends TxLockError {
+  /** True: the same call succeeds on a replica that is not shutting down. */
+  readonly retryable = true;
+  constructor(
+    /** What was refused; undefined when this is the reason running work was asked to stop. */
+    readonly refused?: 'transaction' | 'session lock' | 'lease' | 'single flight',
+  ) {
+    super(
+      refused === undefined
+        ? 'The app is shutting down (app.close() began, e.g. on SIGTERM): stop the running work and return. A lease given ' +
+            'back now is freed at once for another replica; transactions still running after the TxLockModule option ' +
+            'shutdown.graceMs are rolled back.'
+        : `The app is shutting down (app.close() began, e.g. on SIGTERM), so this new ${refused} was refused and nothing of ` +
+            `it ran. Send the request to another replica (TxLockExceptionFilter answers HTTP 503 with Retry-After); work that ` +
+            `was already running when the close began may still finish within the TxLockModule option shutdown.graceMs.`,
+    );
+  }
+}
+
+/**
+ * The app closed while this transaction (or session-scope lock call) was still running, and it did not finish within
+ * the TxLockModule option `shutdown.graceMs`: its statement was cancelled and its connection closed, so PostgreSQL
+ * rolled it back (nothing of it was committed) and released its locks. Later statements of the same call are refused
+ * with this error. Retryable on another replica; `cause` is the error the call's own code met, if any.
+ */
+export class ShutdownRollbackError extends TxLockError {
+  /** True: nothing was committed, so the whole call may run again elsewhere. */
+  readonly retryable = true;
+  constructor(
+    /** The grace period it exceeded, in ms. */
+    readonly graceMs: number,
+    cause?: unknown,
+  ) {
+    super(
+      `The app shut down while this transaction (or session-scope lock call) was still running, and it did not finish ` +
+        `within shutdown.graceMs (${graceMs} ms): it was rolled back (nothing of it was committed), its locks released and ` +
+        `its connection closed. Retry it on another ` +
+        `replica; raise the TxLockModule option shutdown.graceMs, or make the transaction shorter, or let it stop when ` +
+        `TransactionHost.shutdownSignal aborts.`,
+      { cause },
+    );
+  }
+}

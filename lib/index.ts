@@ -67,6 +67,9 @@ export { TxLockOutboxMigration } from './outbox/outbox.migration.js';
 export { OutboxCqrsModule, CQRS_TOPIC_PREFIX, type OutboxCqrsOptions } from './outbox/bridges/outbox-cqrs.module.js';
 export { OutboxEventEmitterModule, EVENT_EMITTER_TOPIC_PREFIX, type OutboxEventEmitterOptions } from './outbox/bridges/outbox-event-emitter.module.js';
 
+// Shutdown and rolling deploys (docs/shutdown.md)
+export { DEFAULT_SHUTDOWN_GRACE_MS, type ShutdownModuleOptions } from './lifecycle/shutdown.options.js';
+
 // The library's tables
 export { TxLockTablesMigration } from './tables/tables.migration.js';
 

@@ -2,6 +2,7 @@ import type { DataSource } from 'typeorm';
 import type { CounterModuleOptions } from './counters/counter.options.js';
 import type { IsolationLevel } from './transaction/transaction.options.js';
 import type { LeaseModuleOptions } from './leases/lease.options.js';
+import type { ShutdownModuleOptions } from './lifecycle/shutdown.options.js';
 import type { OutboxModuleOptions } from './outbox/outbox.options.js';
 import type { PoolerMode } from './server/pooler.js';
 import type { SingleFlightModuleOptions } from './single-flight/single-flight.options.js';
@@ -71,4 +72,10 @@ export interface TxLockModuleOptions {
   singleFlight?: SingleFlightModuleOptions;
   /** The transactional outbox (OutboxService, @OnOutboxEvent()): its table, and how this replica's relay delivers. */
   outbox?: OutboxModuleOptions;
+  /**
+   * What `app.close()` (SIGTERM with `enableShutdownHooks()`) gives running work: `graceMs` (default 10000) for
+   * transactions and lock calls to finish before they are rolled back. New work is refused from the start of the close
+   * (docs/shutdown.md).
+   */
+  shutdown?: ShutdownModuleOptions;
 }

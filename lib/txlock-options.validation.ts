@@ -3,6 +3,7 @@ import { allowedKeys, checkOptionKeys } from './common/option-keys.js';
 import type { CounterModuleOptions } from './counters/counter.options.js';
 import { InvalidOptionError } from './errors.js';
 import type { LeaseModuleOptions } from './leases/lease.options.js';
+import type { ShutdownModuleOptions } from './lifecycle/shutdown.options.js';
 import { OUTBOX_MODULE_KEYS, outboxSettings } from './outbox/outbox.options.js';
 import { POOLER_MODES } from './server/pooler.js';
 import type { SingleFlightModuleOptions } from './single-flight/single-flight.options.js';
@@ -28,12 +29,14 @@ const KEYS = {
     leases: true,
     singleFlight: true,
     outbox: true,
+    shutdown: true,
   }),
   retryBackoff: allowedKeys<NonNullable<TxLockModuleOptions['retryBackoff']>>(OWNER, { minMs: true, maxMs: true }),
   counters: allowedKeys<CounterModuleOptions>(OWNER, { table: true, autoCreate: true, coalesce: true }),
   leases: allowedKeys<LeaseModuleOptions>(OWNER, { table: true, autoCreate: true, holderId: true }),
   singleFlight: allowedKeys<SingleFlightModuleOptions>(OWNER, { store: true, table: true, autoCreate: true }),
   outbox: OUTBOX_MODULE_KEYS,
+  shutdown: allowedKeys<ShutdownModuleOptions>(OWNER, { graceMs: true }),
 };
 const STORES = ['postgres', 'cache-manager'];
 const BOOLEANS = ['joinDataSource', 'autoCreate', 'rollbackOnDisconnect', 'preparedStatements'] as const;
@@ -42,13 +45,13 @@ const BOOLEANS = ['joinDataSource', 'autoCreate', 'rollbackOnDisconnect', 'prepa
  * Refuses TxLockModule options with keys it does not know (a typo such as `retrys`, an option given at the wrong
  * level such as a top-level `table`) or values of the wrong kind, with InvalidOptionError naming the valid keys or
  * values (and the closest key), and module-wide defaults out of range (isolation, timeoutMs, retries, acquireTimeoutMs,
- * retryBackoff). Options of the features (counters, leases...) with ranges are checked by their services.
+ * retryBackoff, shutdown.graceMs). Options of the features (counters, leases...) with ranges are checked by their services.
  */
 export function validateModuleOptions(options: unknown): void {
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError('TxLockModule options', options, 'an options object');
   const record = options as Record<string, unknown>;
   checkOptionKeys(record, KEYS['']);
-  for (const part of ['retryBackoff', 'counters', 'leases', 'singleFlight', 'outbox'] as const) {
+  for (const part of ['retryBackoff', 'counters', 'leases', 'singleFlight', 'outbox', 'shutdown'] as const) {
     const value = record[part];
     if (value === undefined) continue;
     if (typeof value !== 'object' || value === null) throw new InvalidOptionError(`TxLockModule option "${part}"`, value, 'an object');
@@ -63,8 +66,9 @@ export function validateModuleOptions(options: unknown): void {
   const checked = options as TxLockModuleOptions;
   outboxSettings(checked.outbox, checked.autoCreate, checked.pooler);
   readTransactionOptions({ isolation: checked.isolation, timeoutMs: checked.timeoutMs, retries: checked.retries }, 'TxLockModule option');
-  // Both become Node timers, which fire after 1 ms when given more than MAX_TIMER_MS.
+  // These become Node timers, which fire after 1 ms when given more than MAX_TIMER_MS.
   assertWholeNumber(checked.acquireTimeoutMs, 'TxLockModule option "acquireTimeoutMs"', 1, MAX_TIMER_MS);
+  assertWholeNumber(checked.shutdown?.graceMs, 'TxLockModule option "shutdown.graceMs"', 0, MAX_TIMER_MS);
   if (checked.retryBackoff !== undefined) {
     assertWholeNumber(checked.retryBackoff.minMs, 'TxLockModule option "retryBackoff.minMs"', 0, MAX_TIMER_MS);
     assertWholeNumber(checked.retryBackoff.maxMs, 'TxLockModule option "retryBackoff.maxMs"', checked.retryBackoff.minMs, MAX_TIMER_MS);

@@ -1,10 +1,12 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
-import { AsyncResource } from 'node:async_hooks';
+import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { ensureTable } from '../common/ensure-table.js';
 import { qualifiedTableName } from '../common/sql.js';
-import { InvalidOptionError, LeaseLostError, LeaseReleasedError } from '../errors.js';
+import { InvalidOptionError, LeaseLostError, LeaseReleasedError, ShuttingDownError } from '../errors.js';
+import { asAdmittedWork } from '../lifecycle/shutdown-gate.js';
+import { processWide } from '../common/process-state.js';
 import { explainMissingTable, type LibraryTable } from '../tables/library-table.js';
 import { traceLeaseAcquire, traceLeaseRenew } from '../telemetry/lease-telemetry.js';
 import { telemetry } from '../telemetry/telemetry.js';
@@ -34,7 +36,10 @@ export interface Lease {
   lockUntil: Date;
   /** The `atLeastForMs` it was taken with (release() keeps it until lockedAt + atLeastForMs). */
   atLeastForMs: number;
-  /** Aborted when a renewal inside `run()` finds the lease lost; the reason is a LeaseLostError. */
+  /**
+   * Aborted when a renewal inside `run()` finds the lease lost (the reason is a LeaseLostError), or when the app begins to
+   * close (a ShuttingDownError: stop, and give the lease back, which then frees it at once for another replica).
+   */
   signal: AbortSignal;
 }
 
@@ -43,6 +48,9 @@ export type LeaseHolder = Pick<Lease, 'name' | 'holder' | 'token' | 'lockedAt' |
 
 /** The outcome of `run()`: whether fn ran (the lease was free) and what it returned. */
 export type LeaseRunResult<T> = { ran: true; value: T } | { ran: false };
+
+// The lease the calling code runs under (inside run()'s fn or a @ScheduledLock method), for current().
+const runningLease = processWide('running-lease', () => new AsyncLocalStorage<Lease>());
 
 interface LeaseRow {
   name: string;
@@ -76,6 +84,8 @@ export class LeaseService implements OnModuleInit {
   // The Lease objects given back with release(): extend() refuses them rather than revive what was released.
   private readonly released = new WeakSet<Lease>();
   private readonly detached = new AsyncResource('TxLockLeaseRenewal');
+  // Tells the app's shutdown that a lease was given back (it waits for held leases up to its grace period).
+  private readonly letGo = new WeakMap<Lease, () => void>();
 
   constructor(
     private readonly txHost: TransactionHost,
@@ -101,6 +111,7 @@ export class LeaseService implements OnModuleInit {
    */
   async acquire(name: string, options: LeaseOptions): Promise<Lease | null> {
     validateLease(name, options, 'lease', LEASE_CALLS.acquire);
+    if (!this.txHost.shutdown.isOpen) this.txHost.shutdown.admit('lease');
     return this.take(name, options);
   }
 
@@ -113,6 +124,8 @@ export class LeaseService implements OnModuleInit {
     const controller = new AbortController();
     const lease = { ...toHolder(rows[0]!), atLeastForMs: options.atLeastForMs ?? 0, signal: controller.signal };
     this.controllers.set(lease, controller);
+    // Under a test transaction the lease is rolled back with the test: nothing to wait for.
+    if (!this.txHost.inTestTransaction()) this.letGo.set(lease, this.txHost.shutdown.holdLease(controller));
     return lease;
   }
 
@@ -135,12 +148,26 @@ export class LeaseService implements OnModuleInit {
 
   /**
    * Gives the lease back; it stays taken until lockedAt + atLeastForMs, but this Lease can no longer be extended.
-   * Releasing a lost lease does nothing.
+   * Releasing a lost lease does nothing. Once the app's shutdown aborted `lease.signal`, the lease is freed at once
+   * instead: its work was cut short, so another replica should run it without waiting for atLeastForMs.
    */
   async release(lease: Lease): Promise<void> {
     validateLeaseRef(lease, 'release');
     this.released.add(lease);
-    await this.update(leaseSql.release(this.table), [lease.name, lease.token, lease.atLeastForMs]);
+    const atLeastForMs = lease.signal?.reason instanceof ShuttingDownError ? 0 : lease.atLeastForMs;
+    try {
+      await this.update(leaseSql.release(this.table), [lease.name, lease.token, atLeastForMs]);
+    } finally {
+      this.letGo.get(lease)?.();
+    }
+  }
+
+  /**
+   * The lease the calling code runs under: inside `run()`'s fn or a `@ScheduledLock()` method (the innermost one),
+   * else undefined. A scheduled job reads its `signal` here to stop early when the lease is lost or the app closes.
+   */
+  current(): Lease | undefined {
+    return runningLease.getStore();
   }
 
   /**
@@ -152,12 +179,14 @@ export class LeaseService implements OnModuleInit {
    */
   async run<T>(name: string, fn: (lease: Lease) => T | Promise<T>, options: LeaseRunOptions): Promise<LeaseRunResult<T>> {
     validateLease(name, options, 'lease', LEASE_CALLS.run);
+    if (!this.txHost.shutdown.isOpen) this.txHost.shutdown.admit('lease');
     const lease = await this.take(name, options);
     if (!lease) return { ran: false };
     const renewal = options.renewEveryMs ? this.renew(lease, options.renewEveryMs, options.atMostForMs) : undefined;
     let failed = false;
     try {
-      return { ran: true, value: await fn(lease) };
+      // Work admitted before the app began to close: the transactions it begins during the grace period are let in.
+      return { ran: true, value: await asAdmittedWork(() => runningLease.run(lease, () => fn(lease))) };
     } catch (error) {
       failed = true;
       throw error;

@@ -14,7 +14,7 @@ import { NotAcquired, type LockOutcome, type LockRunResult } from './lock-result
 import { readAdvisoryOptions, readTableLockOptions, type AdvisoryLockCallOptions, type TableLockMode, type TableLockOptions } from './lock.options.js';
 import { BranchLocks } from './branch-locks.js';
 import { readHolders, type AdvisoryLockHolder } from './lock-holders.js';
-import { SessionLocks } from './session-locks.js';
+import { currentSessionKeys, SessionLocks } from './session-locks.js';
 import { takeAdvisoryLocks, takeTableLocks } from './transaction-locks.js';
 import { resolveTables, validateTableLock, type TableTarget } from './table-targets.js';
 
@@ -202,6 +202,8 @@ export class LockService implements OnModuleInit {
       if (scope) {
         throw new InvalidOptionError('scope', 'session', '"transaction" inside a transaction (a session lock would be released before the transaction commits)');
       }
+      // A nested call reuses the session its caller holds: part of work already running.
+      if (!this.txHost.shutdown.isOpen) this.txHost.shutdown.admit('session lock', currentSessionKeys(this.txHost.dataSource) !== undefined);
       return this.sessions.run(request, fn);
     }
     try {

@@ -71,6 +71,11 @@ export class SessionLocks {
         throw new SessionLockPoolerError(request.label, 'detected');
       }
       return await sessionStorage.run(new Map(sessions).set(dataSource, session), () => this.runOn(session, request, fn));
+    } catch (error) {
+      // Ended by the app's shutdown after its grace period: that is what the caller must learn.
+      const abandoned = session.connection.abandonment;
+      if (abandoned && abandoned !== error && abandoned.cause === undefined) abandoned.cause = error;
+      throw abandoned ?? error;
     } finally {
       // Detached work deferred by one of the session's locks has its turn first (BranchLocks).
       await session.connection.root.keptOpen();

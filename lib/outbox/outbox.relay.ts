@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { AsyncResource } from 'node:async_hooks';
 import { testScopeOf } from '../transaction/transaction-scope.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
@@ -59,12 +59,13 @@ class Alarm {
  * interval. It also deletes delivered events older than `outbox.retentionMs`. While a test transaction of
  * nestjs-txlock/testing is open on its DataSource it delivers nothing (the testing kit's captureOutbox() does).
  *
- * Shutdown: `stop()` (called by onModuleDestroy, before the library's TransactionHost lets go of the DataSource)
- * takes no new round, lets the rounds in hand commit for up to `outbox.drainTimeoutMs`, and leaves any still running
- * to be rolled back when their connections close: their events stay pending for another replica.
+ * Shutdown: `stop()` runs first thing in the app's close (TransactionHost's beforeApplicationShutdown, which refuses new
+ * work and waits for running transactions, all before TypeORM closes the pool): it takes no new round, lets the rounds
+ * in hand commit for up to `outbox.drainTimeoutMs` (and within `shutdown.graceMs`), and leaves any still running to be
+ * rolled back: their events stay pending for another replica.
  */
 @Injectable()
-export class OutboxRelay implements OnApplicationBootstrap, OnModuleDestroy {
+export class OutboxRelay implements OnApplicationBootstrap {
   private readonly logger = new Logger('TxLock');
   // The context the loops run in: made at bootstrap, so they pin no request's state.
   private readonly detached = new AsyncResource('TxLockOutboxRelay');
@@ -109,17 +110,13 @@ export class OutboxRelay implements OnApplicationBootstrap, OnModuleDestroy {
     this.pollMs = settings.pollIntervalMs ?? (listening ? POLL_WITH_NOTIFY_MS : POLL_ALONE_MS);
     this.unwatch = this.outbox.watch({ committed: () => this.wake() });
     this.running = true;
+    this.txHost.shutdown.onClose(() => this.stop());
     this.alarms = Array.from({ length: settings.concurrency }, () => new Alarm());
     this.loops = this.alarms.map((alarm) => this.detached.runInAsyncScope(() => this.loop(alarm)));
     if (settings.retentionMs > 0) {
       this.cleanupTimer = this.detached.runInAsyncScope(() => setInterval(() => void this.cleanup(), Math.min(CLEANUP_EVERY_MS, settings.retentionMs)));
       this.cleanupTimer.unref();
     }
-  }
-
-  /** Stops the relay when the app closes (see stop()). */
-  async onModuleDestroy(): Promise<void> {
-    await this.stop();
   }
 
   /**

@@ -4,6 +4,7 @@ import { AsyncResource } from 'node:async_hooks';
 import { ensureTable } from '../common/ensure-table.js';
 import { qualifiedTableName } from '../common/sql.js';
 import { LockTimeoutError, TxLockConfigurationError, ValueNotSerializableError } from '../errors.js';
+import { asAdmittedWork } from '../lifecycle/shutdown-gate.js';
 import { LockService } from '../locks/lock.service.js';
 import type { LibraryTable } from '../tables/library-table.js';
 import { telemetry } from '../telemetry/telemetry.js';
@@ -66,6 +67,14 @@ export class SingleFlightService implements OnModuleInit {
     let flight = this.flights.get(flightId);
     const joins = flight !== undefined;
     if (!flight) {
+      // A new flight is new work; joining one in the air is not.
+      if (!this.txHost.shutdown.isOpen) {
+        try {
+          this.txHost.shutdown.admit('single flight');
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
       const started = this.fly(id, compute, options.ttlMs);
       flight = started.finally(() => this.flights.delete(flightId));
       this.flights.set(flightId, flight);
@@ -77,16 +86,20 @@ export class SingleFlightService implements OnModuleInit {
   // A flight is shared, so it runs in no caller's async context: not in the first caller's transaction, and
   // not tied to its request (a client that disconnects must not fail everyone's computation).
   private fly(id: string, compute: () => unknown, ttlMs: number): Promise<unknown> {
-    return this.txHost.detached(this.detached, async () => {
-      const stored = await this.requireStore().get(id);
-      if (stored !== undefined) return JSON.parse(stored);
-      return this.locks.withLibraryLock(['single-flight', id], async () => {
-        const meanwhile = await this.requireStore().get(id);
-        if (meanwhile !== undefined) return JSON.parse(meanwhile);
-        const json = serialise(await (telemetry ? telemetry.trace('txlock.single_flight.compute', {}, async () => compute()) : compute()), id);
-        await this.requireStore().set(id, json, ttlMs);
-        return JSON.parse(json);
-      });
+    // Admitted before the app began to close: its own transaction (the lock) is let in during the grace period.
+    return this.txHost.detached(this.detached, () => asAdmittedWork(() => this.computeOnce(id, compute, ttlMs)));
+  }
+
+  // Check, lock, check again, compute, store (see the class comment).
+  private async computeOnce(id: string, compute: () => unknown, ttlMs: number): Promise<unknown> {
+    const stored = await this.requireStore().get(id);
+    if (stored !== undefined) return JSON.parse(stored);
+    return this.locks.withLibraryLock(['single-flight', id], async () => {
+      const meanwhile = await this.requireStore().get(id);
+      if (meanwhile !== undefined) return JSON.parse(meanwhile);
+      const json = serialise(await (telemetry ? telemetry.trace('txlock.single_flight.compute', {}, async () => compute()) : compute()), id);
+      await this.requireStore().set(id, json, ttlMs);
+      return JSON.parse(json);
     });
   }
 

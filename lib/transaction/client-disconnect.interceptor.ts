@@ -10,6 +10,27 @@ import { processWide } from '../common/process-state.js';
 
 /** The abort signal of the HTTP request being handled, if any: aborted when its client goes away. */
 export const requestAbortSignal = processWide('request-abort-signal', () => new AsyncLocalStorage<AbortSignal>());
+// The HTTP requests being handled, by their abort signal, with when each began (performance.now()), and who wants to
+// know when one ends: the app's shutdown lets the requests that arrived before it began finish (ShutdownGate).
+const inFlight = processWide('requests-in-flight', () => ({ started: new Map<AbortSignal, number>(), ended: new Set<() => void>() }));
+
+/** When the HTTP request being handled began (performance.now()), if the caller handles one. */
+export function requestStartedAt(): number | undefined {
+  const signal = requestAbortSignal.getStore();
+  return signal && inFlight.started.get(signal);
+}
+
+/** True while an HTTP request that began before `time` (performance.now()) is still being handled. */
+export function requestsStartedBefore(time: number): boolean {
+  for (const startedAt of inFlight.started.values()) if (startedAt < time) return true;
+  return false;
+}
+
+/** Calls `listener` whenever an HTTP request ends, until the returned function is called. */
+export function onRequestEnd(listener: () => void): () => void {
+  inFlight.ended.add(listener);
+  return () => inFlight.ended.delete(listener);
+}
 
 /**
  * Registered globally by TxLockModule: when an HTTP client disconnects before its response is sent,
@@ -33,6 +54,7 @@ export class ClientDisconnectInterceptor implements NestInterceptor {
     if (typeof response?.once !== 'function') return next.handle();
     return new Observable((subscriber) => {
       const controller = new AbortController();
+      inFlight.started.set(controller.signal, performance.now());
       // 'close' on the response fires when the connection ends; before the response finished, that is a disconnect.
       const onClose = () => {
         if (!response.writableFinished) controller.abort(new ClientDisconnectedError());
@@ -42,6 +64,8 @@ export class ClientDisconnectInterceptor implements NestInterceptor {
       return () => {
         response.off('close', onClose);
         subscription.unsubscribe();
+        inFlight.started.delete(controller.signal);
+        for (const listener of inFlight.ended) listener();
       };
     });
   }

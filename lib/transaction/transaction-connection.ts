@@ -2,7 +2,8 @@ import { Logger } from '@nestjs/common';
 import type { DataSource, QueryRunner } from 'typeorm';
 import { finished } from 'node:stream/promises';
 import type { Pool, PoolClient, QueryResult } from 'pg';
-import { CommitOutcomeUnknownError, ConnectionLostError, RollbackOnlyError, StrayTransactionEndError } from '../errors.js';
+import { CommitOutcomeUnknownError, ConnectionLostError, RollbackOnlyError, StrayTransactionEndError, type ShutdownRollbackError } from '../errors.js';
+import { shutdownGateOf, type DrainedConnection, type ShutdownGate } from '../lifecycle/shutdown-gate.js';
 import { cancelRunningQuery } from './cancel-query.js';
 import { asQueryFailed, idleInTransactionTimeout, isConnectionLoss } from './connection-errors.js';
 import { transactionCallback, transactionIsolation } from './data-source-routing.js';
@@ -44,7 +45,7 @@ const FOREIGN_ROLLBACK = /^\s*ROLLBACK\b/i;
  * caller's transaction). The opening statements (BEGIN with its isolation/read-only/timeout, and any lock
  * taken before the first query) are held back and sent in the same round trip as the next statement.
  */
-export class TransactionConnection implements RoutingConnection {
+export class TransactionConnection implements RoutingConnection, DrainedConnection {
   /** The transaction (or session) itself: the outermost scope on this connection. */
   readonly root: TransactionScope;
   /**
@@ -52,6 +53,10 @@ export class TransactionConnection implements RoutingConnection {
    * Each may have released advisory locks, so lock bookkeeping older than the last one is not trusted.
    */
   foreignRollbacks = 0;
+  /** The shutdown gate that waits for this connection to close, if any (ShutdownGate.track()). */
+  drainedBy?: ShutdownGate;
+  /** Why the app's shutdown abandoned this connection after its grace period (abandon()), if it did. */
+  abandonment?: ShutdownRollbackError;
   private readonly queue: ScopeQueue;
   private pending: string[] | undefined;
   private begun = false;
@@ -119,7 +124,12 @@ export class TransactionConnection implements RoutingConnection {
    * until `signal` aborts (its reason). `holding`: the caller already holds another connection (for the error message).
    */
   static open(dataSource: DataSource, acquireTimeoutMs: number, kind: ScopeKind, holding: boolean, signal?: AbortSignal): Promise<TransactionConnection> {
-    return acquireConnection(dataSource, acquireTimeoutMs, holding, signal).then(({ queryRunner, client }) => new TransactionConnection(queryRunner, client, dataSource, kind));
+    return acquireConnection(dataSource, acquireTimeoutMs, holding, signal).then(({ queryRunner, client }) => {
+      const connection = new TransactionConnection(queryRunner, client, dataSource, kind);
+      // A test's own transaction is the testing kit's to end, not the app's shutdown.
+      if (kind !== 'test') shutdownGateOf(dataSource)?.track(connection);
+      return connection;
+    });
   }
 
   /** Marks the transaction open and queues its opening statements (openingStatements()); nothing is sent yet. */
@@ -355,11 +365,28 @@ export class TransactionConnection implements RoutingConnection {
     this.queue.fail(() => this.root.endedRefusal());
     this.client.removeListener('error', this.onClientError);
     const reason = broken ?? this.broken ?? this.lost;
-    if (reason !== undefined) {
-      await this.queryRunner.releasePostgresConnection(reason instanceof Error ? reason : new Error(String(reason)));
-    } else {
-      await this.queryRunner.release();
+    try {
+      if (reason !== undefined) {
+        await this.queryRunner.releasePostgresConnection(reason instanceof Error ? reason : new Error(String(reason)));
+      } else {
+        await this.queryRunner.release();
+      }
+    } finally {
+      this.drainedBy?.closed(this);
     }
+  }
+
+  /**
+   * The app's shutdown gave up waiting for this transaction (ShutdownGate): everything waiting or issued later fails
+   * with `error`, the statement running now is cancelled, and the connection is destroyed, so PostgreSQL rolls the
+   * transaction back and releases its locks before the pool closes. The caller learns it when its code next reaches
+   * the connection (a statement, or COMMIT), as `error`.
+   */
+  async abandon(error: ShutdownRollbackError): Promise<void> {
+    this.abandonment ??= error;
+    this.markBroken(error);
+    await cancelRunningQuery(poolOf(this.dataSource), this.client);
+    await this.queryRunner.releasePostgresConnection(error);
   }
 
   // The transaction ends: nothing held back is sent any more.
@@ -376,9 +403,9 @@ export class TransactionConnection implements RoutingConnection {
     return open + this.queue.pending - this.cleaningUp;
   }
 
-  /** True once the connection itself broke: nothing more can be sent on it. */
+  /** True once the connection itself broke, or the app's shutdown abandoned it: nothing more can be sent on it. */
   get isLost(): boolean {
-    return this.lost !== undefined;
+    return this.lost !== undefined || this.abandonment !== undefined;
   }
 
   /**

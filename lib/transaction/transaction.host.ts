@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import type { AsyncResource } from 'node:async_hooks';
 import type { Pool } from 'pg';
@@ -15,6 +15,8 @@ import {
   TransactionTimeoutError,
   TxLockConfigurationError,
 } from '../errors.js';
+import { DEFAULT_SHUTDOWN_GRACE_MS } from '../lifecycle/shutdown.options.js';
+import { ShutdownGate } from '../lifecycle/shutdown-gate.js';
 import { startTelemetry, telemetry } from '../telemetry/telemetry.js';
 import { traceTransaction, type TransactionObservation } from '../telemetry/transaction-telemetry.js';
 import { TXLOCK_DATA_SOURCE_NAME, TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
@@ -70,13 +72,15 @@ let warnedOfRequiresNew = false;
  * });
  */
 @Injectable()
-export class TransactionHost implements OnModuleInit, OnModuleDestroy {
+export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown {
   private readonly logger = new Logger('TxLock');
   private resolvedDataSource?: DataSource;
   private unroute?: () => void;
   private readonly statements = new PreparedStatements();
   // The server's default_transaction_isolation for this DataSource's role, as the bootstrap check read it.
   private serverIsolation?: string;
+  // What app.close() does to this registration's work (docs/shutdown.md); replaced by a fresh one at onModuleInit.
+  private gate = new ShutdownGate();
 
   constructor(
     @Inject(TXLOCK_MODULE_OPTIONS) private readonly options: TxLockModuleOptions,
@@ -102,6 +106,7 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
       );
     }
     registrations.set(dataSource, this);
+    this.gate = ShutdownGate.open(dataSource);
     if (this.options.joinDataSource !== false) this.unroute = this.routeDataSource();
     // Telemetry is on when an OpenTelemetry tracer or meter provider is registered by now.
     await startTelemetry();
@@ -112,10 +117,37 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
     return routeIntoTransactions(dataSource, (scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)), joins);
   }
 
-  /** Puts the DataSource back as it was (the app is closing). */
-  onModuleDestroy(): void {
+  /**
+   * The app is closing (`app.close()`, or SIGTERM with `enableShutdownHooks()`): refuses new transactions, locks, leases
+   * and single flights (ShuttingDownError), stops the outbox relay, aborts `shutdownSignal` and held leases' signals,
+   * waits up to `shutdown.graceMs` for running transactions and lock calls, rolls back the ones still running
+   * (ShutdownRollbackError), then puts the DataSource back as it was. Nest runs every `beforeApplicationShutdown` before
+   * any `onApplicationShutdown`, where @nestjs/typeorm destroys the DataSource and its pool, so all of this happens while
+   * the pool is still open. Not `onModuleDestroy`: the app's own providers may still use the library in theirs, and the
+   * DataSource must keep routing into running transactions until they end (docs/shutdown.md).
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.gate.close(this.options.shutdown?.graceMs ?? DEFAULT_SHUTDOWN_GRACE_MS, this.logger);
     this.unroute?.();
+    this.unroute = undefined;
     if (this.resolvedDataSource && registrations.get(this.resolvedDataSource) === this) registrations.delete(this.resolvedDataSource);
+  }
+
+  /**
+   * Aborted (reason: ShuttingDownError) as soon as the app begins to close: long-running work (a job, a session-scope
+   * lock's body, a batch inside a transaction) can watch it and stop early, before the grace period runs out.
+   */
+  get shutdownSignal(): AbortSignal {
+    return this.gate.signal;
+  }
+
+  /**
+   * What the app's close does to this registration's work: the services admit new work through it, and the outbox
+   * relay stops with it. Not part of the public API.
+   * @internal
+   */
+  get shutdown(): ShutdownGate {
+    return this.gate;
   }
 
   // TypeORM's PostgresDriver keeps its pg Pool as `master`.
@@ -294,6 +326,15 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
+   * True when the caller runs under a test transaction of nestjs-txlock/testing: what it takes is rolled back with the
+   * test (a lease), so the app's shutdown need not wait for it. Not part of the public API.
+   * @internal
+   */
+  inTestTransaction(): boolean {
+    return this.underTest();
+  }
+
+  /**
    * Runs `fn` in `resource`'s async context (made at bootstrap, so work shared by many callers pins none of
    * their contexts); under a test transaction, in the caller's instead, since there every statement must wait
    * for the scope its caller is in. Not part of the public API.
@@ -359,6 +400,7 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
 
   /** Begins a transaction on its own connection, retrying the whole of `fn` after serialization failures. */
   private begin<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T> {
+    if (!this.gate.isOpen) this.gate.admit('transaction', currentScope(this.dataSource) !== undefined);
     if (this.underTest()) return this.beginUnderTest(options, fn);
     const retries = options.retries ?? this.options.retries ?? 0;
     if (telemetry) return traceTransaction(telemetry, this.describeTransaction(options), (observed) => this.beginWithRetries(options, fn, retries, observed));
@@ -487,9 +529,12 @@ export class TransactionHost implements OnModuleInit, OnModuleDestroy {
         throw error;
       }
       await this.rollbackAndClose(connection, error);
-      longLived?.settle(error);
+      // Rolled back by the app's shutdown: that is what the caller must learn, whatever its code met meanwhile.
+      const failure = connection.abandonment ?? error;
+      if (failure !== error && failure instanceof Error && failure.cause === undefined) failure.cause = error;
+      longLived?.settle(failure);
       if (scope.afterRollback.length > 0) await this.runHooks(scope.afterRollback, 'afterRollback');
-      throw error;
+      throw failure;
     }
     disconnected?.removeEventListener('abort', onDisconnect);
     await connection.close();

@@ -7,6 +7,8 @@ import {
   LockTimeoutError,
   PoolExhaustedError,
   SerializationRetriesExhaustedError,
+  ShutdownRollbackError,
+  ShuttingDownError,
   TransactionTimeoutError,
   TxLockError,
   TxLockExceptionFilter,
@@ -26,7 +28,8 @@ const STATUS_BY_ERROR: ReadonlyArray<[abstract new (...args: never[]) => TxLockE
 
 /**
  * Turns every nestjs-txlock error into an HTTP status with a JSON body `{ statusCode, error, message }`.
- * Lock waits that fail go to the library's own TxLockExceptionFilter (423 Locked), which `@AdvisoryLock`
+ * Lock waits that fail, and work refused or rolled back while the replica shuts down, go to the library's own
+ * TxLockExceptionFilter (423 Locked; 503 with Retry-After while shutting down), which `@AdvisoryLock`
  * only applies to controller handlers: here the locks sit on service methods. Anything not listed is a
  * 500 (a bug or a misconfiguration), logged.
  */
@@ -40,7 +43,9 @@ export class TxLockHttpFilter implements ExceptionFilter<TxLockError> {
   }
 
   catch(error: TxLockError, host: ArgumentsHost): unknown {
-    if (error instanceof LockTimeoutError || error instanceof LockNotAcquiredError) return this.locked.catch(error, host);
+    if (error instanceof LockTimeoutError || error instanceof LockNotAcquiredError || error instanceof ShuttingDownError || error instanceof ShutdownRollbackError) {
+      return this.locked.catch(error, host);
+    }
     const status = STATUS_BY_ERROR.find(([type]) => error instanceof type)?.[1] ?? HttpStatus.INTERNAL_SERVER_ERROR;
     if (status === HttpStatus.INTERNAL_SERVER_ERROR) this.logger.error(error.stack ?? error.message);
     const body = { statusCode: status, error: error.name, message: error.message };

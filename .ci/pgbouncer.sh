@@ -9,8 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DIRECT_URL="postgres://postgres@127.0.0.1:5432/postgres"
-# What runs through PgBouncer: every feature, the sample's e2e tests, and the pooler and engine checks.
-SUBSET=(test/transaction test/locks test/counters test/atomic test/leases test/single-flight test/e2e test/server)
+# What runs through PgBouncer: every feature, the sample's e2e tests (row-level security included), the pooler and engine
+# checks, and the bound on vanished clients (a half-open path between the app and PgBouncer).
+SUBSET=(test/transaction test/locks test/counters test/atomic test/leases test/single-flight test/e2e test/server test/reliability/vanished-client.spec.ts)
 # Claims that cannot hold behind a transaction pooler by design: session-scope locks. PgBouncer hands each statement
 # to whichever server connection is free, so a session lock cannot exclude anyone there; the library refuses them
 # (SessionLockPoolerError), and test/locks/session-lock-pooler.spec.ts asserts that refusal in this pass instead.
@@ -84,7 +85,8 @@ ignore_startup_parameters = extra_float_digits,options
 logfile = $dir/pgbouncer.log
 pidfile = $dir/pgbouncer.pid
 EOF
-echo '"postgres" ""' >"$dir/users.txt"
+# postgres, and the role test/e2e/notes.spec.ts creates for its row-level-security tests (superusers bypass every policy).
+printf '"postgres" ""\n"txlock_rls_app" ""\n' >"$dir/users.txt"
 [ "$(id -u)" -eq 0 ] && chown -R postgres "$dir"
 
 stop() {

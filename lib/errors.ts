@@ -63,6 +63,28 @@ export class InvalidOptionError extends TxLockError {
   }
 }
 
+/**
+ * A transaction setting (`settings` of `@Transactional()`, `TransactionHost.run()` or the module) is not a custom
+ * setting. Only names of the form `prefix.name` (such as `app.tenant_id`) are accepted: built-in settings
+ * (`search_path`, `role`, `statement_timeout`...) would change how every statement of the transaction runs, the
+ * library's own included.
+ */
+export class InvalidSettingError extends InvalidOptionError {
+  constructor(
+    readonly setting: string,
+    where: string,
+  ) {
+    super(
+      where,
+      setting,
+      'a custom setting name',
+      `Invalid ${where} name ${describeValue(setting)}: expected a custom setting "prefix.name" (letters, digits, _ and $; ` +
+        `at most 63 characters), such as 'app.tenant_id' or 'app.user_id'. Built-in settings (search_path, role, ` +
+        `statement_timeout...) are refused: set the transaction's timeout with timeoutMs, and its isolation with isolation.`,
+    );
+  }
+}
+
 /** Propagation MANDATORY was used where no transaction is active. */
 export class TransactionRequiredError extends TxLockError {
   constructor(where: string) {
@@ -495,7 +517,9 @@ export class LockNotAcquiredError extends TxLockError {
 
 /**
  * A session-scope lock was not held any more when it was released: pg_advisory_unlock answered false, or the
- * connection that held it broke (for example pg_terminate_backend). The work ran, but possibly not alone.
+ * connection that held it broke (for example pg_terminate_backend), or stopped answering while the work ran (then the
+ * call rejects at once, within the module's `vanishedClientTimeoutMs`, and LockService.sessionLockSignal() aborts).
+ * The work ran, but possibly not alone.
  */
 export class LockLostError extends TxLockError {
   constructor(
@@ -503,8 +527,8 @@ export class LockLostError extends TxLockError {
     cause?: unknown,
   ) {
     super(
-      `The session lock on ${lock} was no longer held when the work finished (the connection was reset or terminated, ` +
-        `or something unlocked it): other callers may have run at the same time. Check what the work changed; ` +
+      `The session lock on ${lock} was lost while or before the work finished (the connection was reset, terminated or ` +
+        `stopped answering, or something unlocked it): other callers may have run at the same time. Check what the work changed; ` +
         `prefer transaction scope (the default) for locks that protect writes.`,
       { cause },
     );
@@ -939,7 +963,7 @@ export class OutboxPayloadTooLargeError extends TxLockError {
 /**
  * The app is closing (`app.close()` began, as `enableShutdownHooks()` does on SIGTERM). As a call's error: this new
  * piece of work was refused before anything was sent (a transaction, a session-scope lock, a lease or a single flight
- * begun after the close started, by code that was not already running before it; docs/shutdown.md), and nothing of it
+ * begun after the close started, by code that was not already running before it; docs/production.md), and nothing of it
  * ran. Retryable on another replica: TxLockExceptionFilter answers HTTP 503 with a Retry-After header. As the reason of
  * `lease.signal` or `TransactionHost.shutdownSignal` (`refused` undefined): running work is asked to stop.
  */

@@ -13,6 +13,9 @@ export type { TransactionHook } from './transaction/transaction-scope.js';
 export { Transactional, type TransactionalOptions } from './transaction/transactional.decorator.js';
 export { InjectTxRepository, getTxRepositoryToken } from './transaction/tx-repository.js';
 export { IsolationLevel, Propagation, type TransactionOptions } from './transaction/transaction.options.js';
+export type { SettingValue, TransactionSettings } from './transaction/transaction-settings.js';
+export type { SettingsContext } from './transaction/request-context.js';
+export { DEFAULT_VANISHED_CLIENT_TIMEOUT_MS } from './transaction/vanished-client.js';
 
 // Locks: advisory and table locks
 export { LockService } from './locks/lock.service.js';
@@ -67,7 +70,7 @@ export { TxLockOutboxMigration } from './outbox/outbox.migration.js';
 export { OutboxCqrsModule, CQRS_TOPIC_PREFIX, type OutboxCqrsOptions } from './outbox/bridges/outbox-cqrs.module.js';
 export { OutboxEventEmitterModule, EVENT_EMITTER_TOPIC_PREFIX, type OutboxEventEmitterOptions } from './outbox/bridges/outbox-event-emitter.module.js';
 
-// Shutdown and rolling deploys (docs/shutdown.md)
+// Shutdown and rolling deploys (docs/production.md)
 export { DEFAULT_SHUTDOWN_GRACE_MS, type ShutdownModuleOptions } from './lifecycle/shutdown.options.js';
 
 // The library's tables

@@ -6,6 +6,8 @@ import type { ShutdownModuleOptions } from './lifecycle/shutdown.options.js';
 import type { OutboxModuleOptions } from './outbox/outbox.options.js';
 import type { PoolerMode } from './server/pooler.js';
 import type { SingleFlightModuleOptions } from './single-flight/single-flight.options.js';
+import type { TransactionSettings } from './transaction/transaction-settings.js';
+import type { SettingsContext } from './transaction/request-context.js';
 
 /** Options of `TxLockModule.forRoot()` / `forRootAsync()`. */
 export interface TxLockModuleOptions {
@@ -64,6 +66,25 @@ export interface TxLockModuleOptions {
    * `false`: never. Your own queries and TypeORM's are unaffected.
    */
   preparedStatements?: boolean;
+  /**
+   * How long (ms) a client that vanished (a network partition, a dead node: no FIN, no RST) may keep its locks and
+   * transactions, and how long its own statement may wait for an answer that cannot come. Default 60000; at least
+   * 1000. Each transaction sets `idle_in_transaction_session_timeout` and TCP keepalives LOCAL in its opening
+   * statements (PostgreSQL 14+ also `client_connection_check_interval`), a statement with no answer for half of it
+   * is checked on a new connection and its connection closed when the server no longer serves it, and a connection
+   * pinned by a session-scope lock sends a heartbeat every quarter of it. `false`: none of this (the server's own
+   * settings apply). See docs/production.md.
+   */
+  vanishedClientTimeoutMs?: number | false;
+  /**
+   * Settings every transaction of this DataSource sets for itself (`set_config(name, value, true)` in its opening
+   * statements, no round trip of their own), derived per call: `({ request }) => ({ 'app.tenant_id': request.user.tenantId })`.
+   * Called when a transaction begins and for the library's own statements outside transactions (counters,
+   * get-or-create...); `request` is the HTTP request being handled, if any. Return undefined for none. A call's own
+   * `settings` (`@Transactional({ settings })`) override the same names. Names must be custom settings
+   * (`prefix.name`). See docs/production.md for row-level security.
+   */
+  settings?: (context: SettingsContext) => TransactionSettings | undefined;
   /** The lease table used by LeaseService and @ScheduledLock(). */
   leases?: LeaseModuleOptions;
   /** CounterService settings: table name, `autoCreate` (default false), `coalesce` (default true). */
@@ -75,7 +96,7 @@ export interface TxLockModuleOptions {
   /**
    * What `app.close()` (SIGTERM with `enableShutdownHooks()`) gives running work: `graceMs` (default 10000) for
    * transactions and lock calls to finish before they are rolled back. New work is refused from the start of the close
-   * (docs/shutdown.md).
+   * (docs/production.md).
    */
   shutdown?: ShutdownModuleOptions;
 }

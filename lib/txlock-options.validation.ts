@@ -9,6 +9,7 @@ import { POOLER_MODES } from './server/pooler.js';
 import type { SingleFlightModuleOptions } from './single-flight/single-flight.options.js';
 import { assertWholeNumber, readTransactionOptions } from './transaction/transaction.options.js';
 import type { TxLockModuleOptions } from './txlock-options.interface.js';
+import { MIN_VANISHED_CLIENT_TIMEOUT_MS } from './transaction/vanished-client.js';
 
 // Every key TxLockModuleOptions (and each part of it) accepts, for the error that lists them.
 const OWNER = 'TxLockModule';
@@ -30,6 +31,8 @@ const KEYS = {
     singleFlight: true,
     outbox: true,
     shutdown: true,
+    vanishedClientTimeoutMs: true,
+    settings: true,
   }),
   retryBackoff: allowedKeys<NonNullable<TxLockModuleOptions['retryBackoff']>>(OWNER, { minMs: true, maxMs: true }),
   counters: allowedKeys<CounterModuleOptions>(OWNER, { table: true, autoCreate: true, coalesce: true }),
@@ -69,6 +72,13 @@ export function validateModuleOptions(options: unknown): void {
   // These become Node timers, which fire after 1 ms when given more than MAX_TIMER_MS.
   assertWholeNumber(checked.acquireTimeoutMs, 'TxLockModule option "acquireTimeoutMs"', 1, MAX_TIMER_MS);
   assertWholeNumber(checked.shutdown?.graceMs, 'TxLockModule option "shutdown.graceMs"', 0, MAX_TIMER_MS);
+  const bound = checked.vanishedClientTimeoutMs;
+  if (bound !== undefined && bound !== false && (typeof bound !== 'number' || !Number.isSafeInteger(bound) || bound < MIN_VANISHED_CLIENT_TIMEOUT_MS || bound > MAX_TIMER_MS)) {
+    throw new InvalidOptionError('TxLockModule option "vanishedClientTimeoutMs"', bound, `false, or a whole number of milliseconds from ${MIN_VANISHED_CLIENT_TIMEOUT_MS} to ${MAX_TIMER_MS}`);
+  }
+  if (checked.settings !== undefined && typeof checked.settings !== 'function') {
+    throw new InvalidOptionError('TxLockModule option "settings"', checked.settings, "a function of the call's context returning custom settings, such as ({ request }) => ({ 'app.tenant_id': ... })");
+  }
   if (checked.retryBackoff !== undefined) {
     assertWholeNumber(checked.retryBackoff.minMs, 'TxLockModule option "retryBackoff.minMs"', 0, MAX_TIMER_MS);
     assertWholeNumber(checked.retryBackoff.maxMs, 'TxLockModule option "retryBackoff.maxMs"', checked.retryBackoff.minMs, MAX_TIMER_MS);

@@ -37,8 +37,10 @@ export interface Lease {
   /** The `atLeastForMs` it was taken with (release() keeps it until lockedAt + atLeastForMs). */
   atLeastForMs: number;
   /**
-   * Aborted when a renewal inside `run()` finds the lease lost (the reason is a LeaseLostError), or when the app begins to
-   * close (a ShuttingDownError: stop, and give the lease back, which then frees it at once for another replica).
+   * Aborted when a renewal inside `run()` fails: the reason is a LeaseLostError when the lease expired or changed hands,
+   * a ConnectionLostError when the renewal got no answer (within `renewEveryMs` + the module's `vanishedClientTimeoutMs`);
+   * or when the app begins to close (a ShuttingDownError: stop, and give the lease back, which then frees it at once
+   * for another replica).
    */
   signal: AbortSignal;
 }

@@ -14,7 +14,7 @@ import { NotAcquired, type LockOutcome, type LockRunResult } from './lock-result
 import { readAdvisoryOptions, readTableLockOptions, type AdvisoryLockCallOptions, type TableLockMode, type TableLockOptions } from './lock.options.js';
 import { BranchLocks } from './branch-locks.js';
 import { readHolders, type AdvisoryLockHolder } from './lock-holders.js';
-import { currentSessionKeys, SessionLocks } from './session-locks.js';
+import { currentSessionKeys, sessionLockSignal, SessionLocks } from './session-locks.js';
 import { takeAdvisoryLocks, takeTableLocks } from './transaction-locks.js';
 import { resolveTables, validateTableLock, type TableTarget } from './table-targets.js';
 
@@ -169,6 +169,24 @@ export class LockService implements OnModuleInit {
     } catch (error) {
       throw error instanceof NotAcquired ? error.failure : error;
     }
+  }
+
+  /**
+   * Inside a session-scope lock call (`scope: 'session'`), its signal: aborted with LockLostError when the connection
+   * holding the lock is found lost (it stopped answering within the module's `vanishedClientTimeoutMs`, or broke), after
+   * which another process may hold the lock. The call itself rejects with that error at once; long work should stop
+   * on it, and fence its writes (LeaseService.fence(), or a version column). Undefined outside such a call.
+   *
+   * @example
+   * await locks.withAdvisoryLock('nightly-export', async () => {
+   *   for (const chunk of chunks) {
+   *     locks.sessionLockSignal()?.throwIfAborted();
+   *     await exportChunk(chunk);
+   *   }
+   * }, { scope: 'session' });
+   */
+  sessionLockSignal(): AbortSignal | undefined {
+    return sessionLockSignal(this.txHost.dataSource);
   }
 
   /**

@@ -14,6 +14,8 @@ import { lockAborted, lockFailure, type LockRequest } from './lock-request.js';
 import type { LockOutcome } from './lock-result.js';
 import { lockSql } from './lock.sql.js';
 import { processWide } from '../common/process-state.js';
+import { boundStatement, resetStatements } from '../transaction/transaction.sql.js';
+import { vanishedClientBound, type VanishedClientBound } from '../transaction/vanished-client.js';
 
 /** One pinned connection and the session locks the current call chain holds on it. */
 interface Session {
@@ -25,11 +27,21 @@ interface Session {
   users: Map<bigint, number>;
   /** Set when the connection's state is unknown: it is destroyed instead of going back to the pool. */
   broken?: unknown;
+  /** Aborted with LockLostError when the pinned connection is found lost while the call runs (sessionLockSignal()). */
+  lost: AbortController;
 }
 
 // The current call chain's sessions, one per DataSource: a session lock on one DataSource says nothing of another
 // (it may be another database), and its pinned connection must never carry another DataSource's locks.
 const sessionStorage = processWide('session-lock-storage', () => new AsyncLocalStorage<ReadonlyMap<DataSource, Session>>());
+
+/**
+ * The signal of the session-scope lock call the caller runs in on `dataSource`: aborted (with LockLostError) when its
+ * pinned connection is found lost, after which other callers may hold the lock. Undefined outside such a call.
+ */
+export function sessionLockSignal(dataSource: DataSource): AbortSignal | undefined {
+  return sessionStorage.getStore()?.get(dataSource)?.lost.signal;
+}
 
 /** The session keys the current call chain holds on `dataSource`, if it runs inside a session-scope lock there. */
 export function currentSessionKeys(dataSource: DataSource): SessionKeys | undefined {
@@ -63,27 +75,54 @@ export class SessionLocks {
     const current = sessions?.get(dataSource);
     if (current) return this.runOn(current, request, fn);
     const connection = await TransactionConnection.open(dataSource, this.acquireTimeoutMs, 'session lock', false);
-    const session: Session = { connection, branches: new BranchLocks(), held: new Map(), users: new Map() };
+    const session: Session = { connection, branches: new BranchLocks(), held: new Map(), users: new Map(), lost: new AbortController() };
+    const bound = vanishedClientBound(dataSource);
     let refused = false;
+    let heartbeat: NodeJS.Timeout | undefined;
     try {
       if (this.pooler !== 'session' && !(await this.reachesItsBackend(session))) {
         refused = true;
         throw new SessionLockPoolerError(request.label, 'detected');
       }
-      return await sessionStorage.run(new Map(sessions).set(dataSource, session), () => this.runOn(session, request, fn));
+      if (bound && bound.session.length > 0) connection.holdBack([boundStatement(bound.session, false)]);
+      const running = sessionStorage.run(new Map(sessions).set(dataSource, session), () => this.runOn(session, request, fn));
+      if (!bound) return await running;
+      heartbeat = this.heartbeat(session, bound, request);
+      // The call rejects as soon as the lock is lost, even while fn goes on (it can stop on sessionLockSignal()).
+      running.catch(() => undefined);
+      return await Promise.race([running, rejectOnAbort(session.lost.signal)]);
     } catch (error) {
       // Ended by the app's shutdown after its grace period: that is what the caller must learn.
       const abandoned = session.connection.abandonment;
       if (abandoned && abandoned !== error && abandoned.cause === undefined) abandoned.cause = error;
       throw abandoned ?? error;
     } finally {
+      clearInterval(heartbeat);
       // Detached work deferred by one of the session's locks has its turn first (BranchLocks).
-      await session.connection.root.keptOpen();
-      // Safety net before the connection goes back to the pool: no session lock may outlive the call. Not after a
-      // refusal: nothing was taken, and behind a pooler the statement would reach another client's server connection.
-      if (session.broken === undefined && !refused) await this.exec(session, [lockSql.unlockAll]).catch((error: unknown) => (session.broken = error));
+      if (!session.lost.signal.aborted) await session.connection.root.keptOpen();
+      // Safety net before the connection goes back to the pool: no session lock may outlive the call, nor the session
+      // settings of the bound. Not after a refusal: nothing was taken or set, and behind a pooler the statement would
+      // reach another client's server connection.
+      const reset = bound ? resetStatements(bound.session) : [];
+      if (session.broken === undefined && !refused) await this.exec(session, [lockSql.unlockAll, ...reset]).catch((error: unknown) => (session.broken = error));
       await session.connection.close(session.broken);
     }
+  }
+
+  // Every quarter of the bound, a statement that must be answered within half of it (vanished-client.ts): a pinned
+  // connection that stops answering is destroyed, and the call learns within the bound that its lock may be gone.
+  // The server's idle_session_timeout (the same bound) ends a session whose heartbeats stopped arriving.
+  private heartbeat(session: Session, bound: VanishedClientBound, request: LockRequest): NodeJS.Timeout {
+    const timer = setInterval(() => {
+      void session.connection.heartbeat(Math.floor(bound.ms / 2)).then((alive) => {
+        if (alive || session.lost.signal.aborted) return;
+        session.broken ??= session.connection.lostReason;
+        clearInterval(timer);
+        session.lost.abort(new LockLostError(request.label, session.connection.lostReason));
+      });
+    }, Math.floor(bound.ms / 4));
+    timer.unref();
+    return timer;
   }
 
   // Whether the pinned connection's statements reach the backend it was opened on (not a pooler's server connections).
@@ -183,4 +222,12 @@ export class SessionLocks {
       throw new LockLostError(request.label);
     }
   }
+}
+
+// Rejects with the signal's reason once it aborts (never resolves).
+function rejectOnAbort(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
 }

@@ -3,6 +3,9 @@ import { asQueryFailed, isConnectionLoss } from './connection-errors.js';
 import { explainAutocommit } from './library-statement-errors.js';
 import type { PreparedStatements } from './prepared-statements.js';
 import { sqlState } from './sql-state.js';
+import { setConfigStatement } from './transaction.sql.js';
+import type { SettingEntry } from './transaction-settings.js';
+import { watchStatement, type VanishedClientBound } from './vanished-client.js';
 
 // serialization_failure, deadlock_detected: the server's (database's, role's) default isolation is REPEATABLE READ or
 // SERIALIZABLE, or two statements locked rows in opposite orders.
@@ -35,13 +38,33 @@ const BACKOFF_MS = { min: 5, max: 100 };
  * - a statement a pooler lost (PreparedStatements.failedOnPooler) is sent again unnamed.
  * What is left is explained (a read-only database, statement_timeout, lock_timeout: named errors) and has
  * TypeORM's QueryFailedError shape.
+ *
+ * With `settings` (the module option `settings`: a tenant's id for row-level security), the statement runs in a READ
+ * COMMITTED transaction of its own that sets them LOCAL in its BEGIN's round trip, so they never outlive it on the
+ * pooled connection (or a pooler's server connection): two round trips more than autocommit. With `bound`, a
+ * statement without an answer is watched as in a transaction (watchStatement()).
  */
-export async function sendAutocommit(pool: Pool, statements: PreparedStatements, sql: string, params: unknown[]): Promise<QueryResult> {
+export async function sendAutocommit(
+  pool: Pool,
+  statements: PreparedStatements,
+  sql: string,
+  params: unknown[],
+  settings: readonly SettingEntry[] = [],
+  bound?: VanishedClientBound,
+): Promise<QueryResult> {
+  if (settings.length > 0) {
+    const connection = await checkOut(pool, bound);
+    try {
+      return await inReadCommitted(connection, sql, params, settings);
+    } finally {
+      connection.release();
+    }
+  }
   let query: QueryConfig = statements.config(sql, params);
   for (let attempt = 1; ; attempt++) {
-    const connection = await checkOut(pool);
+    const connection = await checkOut(pool, bound);
     try {
-      return await connection.client.query(query);
+      return await connection.send(query);
     } catch (error) {
       const state = sqlState(error);
       if (statements.failedOnPooler(query, error) || (query.name !== undefined && state === FEATURE_NOT_SUPPORTED)) {
@@ -63,6 +86,8 @@ export async function sendAutocommit(pool: Pool, statements: PreparedStatements,
 /** A pooled connection checked out for one statement, with what decides its fate when it goes back. */
 interface CheckedOut {
   client: PoolClient;
+  /** Sends one statement (or a simple-protocol batch), watched for a server that stopped answering when bounded. */
+  send(query: QueryConfig | string): Promise<QueryResult>;
   /** Marks the connection to be closed instead of reused. */
   discard(reason: unknown): void;
   /** Records a failure: a lost connection is closed, one that only refused a statement goes back to the pool. */
@@ -70,14 +95,19 @@ interface CheckedOut {
   release(): void;
 }
 
-async function checkOut(pool: Pool): Promise<CheckedOut> {
+async function checkOut(pool: Pool, bound: VanishedClientBound | undefined): Promise<CheckedOut> {
   const client = await pool.connect();
   let broken: Error | undefined;
   const discard = (reason: unknown) => (broken ??= reason instanceof Error ? reason : new Error(String(reason)));
+  const send = (query: QueryConfig | string) => {
+    const sent = client.query(query as QueryConfig);
+    return bound ? watchStatement(sent, client, pool, bound, discard) : sent;
+  };
   // A checked-out client has no listener of pg-pool's: one that breaks between two statements must not crash the process.
   client.on('error', discard);
   return {
     client,
+    send,
     discard,
     failed: (error) => {
       if (isConnectionLoss(error)) discard(error);
@@ -93,12 +123,13 @@ async function checkOut(pool: Pool): Promise<CheckedOut> {
 // after a serialization failure. Unnamed, as statements in transactions always are. COMMIT is queued behind the
 // statement, so pg sends it as soon as the statement's answer is in, without waiting for a turn of the event loop
 // while the statement's row locks are held; after a failed statement it answers ROLLBACK (the transaction was aborted).
-async function inReadCommitted(connection: CheckedOut, sql: string, params: unknown[]): Promise<QueryResult> {
+async function inReadCommitted(connection: CheckedOut, sql: string, params: unknown[], settings: readonly SettingEntry[] = []): Promise<QueryResult> {
+  const begin = ['BEGIN ISOLATION LEVEL READ COMMITTED', ...(settings.length > 0 ? [setConfigStatement(settings, true)] : [])].join(';\n');
   for (let attempt = 1; ; attempt++) {
     let failure: unknown;
     try {
-      await connection.client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
-      const [statement, commit] = await Promise.allSettled([connection.client.query(sql, params), connection.client.query('COMMIT')]);
+      await connection.send(begin);
+      const [statement, commit] = await Promise.allSettled([connection.send({ text: sql, values: params }), connection.send('COMMIT')]);
       if (statement.status === 'fulfilled' && commit.status === 'fulfilled') return statement.value;
       failure = statement.status === 'rejected' ? statement.reason : (commit as PromiseRejectedResult).reason;
     } catch (error) {

@@ -7,6 +7,7 @@ import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { runInCurrentTests, underTest } from './transaction-scope.js';
 import { processWide } from '../common/process-state.js';
+import { requestContext } from './request-context.js';
 
 /** The abort signal of the HTTP request being handled, if any: aborted when its client goes away. */
 export const requestAbortSignal = processWide('request-abort-signal', () => new AsyncLocalStorage<AbortSignal>());
@@ -36,16 +37,24 @@ export function onRequestEnd(listener: () => void): () => void {
  * Registered globally by TxLockModule: when an HTTP client disconnects before its response is sent,
  * the handler's transaction is rolled back instead of committed (nobody is there to learn it succeeded,
  * and a client that retries must not find half of a first attempt). Disable with `rollbackOnDisconnect: false`.
+ * With the module option `settings`, it also makes the request known to that function.
  */
 @Injectable()
 export class ClientDisconnectInterceptor implements NestInterceptor {
   constructor(@Inject(TXLOCK_MODULE_OPTIONS) private readonly options: TxLockModuleOptions) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const handled = this.abortOnDisconnect(context, next);
+    const handled = this.withRequest(context, () => this.abortOnDisconnect(context, next));
     if (!underTest()) return handled;
     // Under nestjs-txlock/testing, a request belongs to the test that was running when it started.
     return new Observable((subscriber) => runInCurrentTests(() => handled.subscribe(subscriber)));
+  }
+
+  // With the module option `settings`, the handler's call chain knows its request (request-context.ts).
+  private withRequest(context: ExecutionContext, handle: () => Observable<unknown>): Observable<unknown> {
+    if (this.options.settings === undefined || context.getType() !== 'http') return handle();
+    const request: unknown = context.switchToHttp().getRequest();
+    return new Observable((subscriber) => requestContext.run({ request }, () => handle().subscribe(subscriber)));
   }
 
   private abortOnDisconnect(context: ExecutionContext, next: CallHandler): Observable<unknown> {

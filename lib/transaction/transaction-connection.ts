@@ -18,12 +18,16 @@ const IN_FAILED_TRANSACTION = '25P02';
 import { currentScope, runInScope, TransactionScope, type ScopeKind } from './transaction-scope.js';
 import type { IsolationLevel } from './transaction.options.js';
 import { openingStatements, standInStatements } from './transaction.sql.js';
+import type { SettingEntry } from './transaction-settings.js';
+import { vanishedClientBound, watchStatement, withDeadline, type VanishedClientBound } from './vanished-client.js';
 
 /** What a transaction's BEGIN says (transaction.sql.ts). */
 export interface OpeningOptions {
   isolation?: IsolationLevel;
   readOnly?: boolean;
   timeoutMs?: number;
+  /** Custom settings set LOCAL in the opening statements (`app.tenant_id`...), checked by readSettings(). */
+  settings?: readonly SettingEntry[];
 }
 
 /** What a savepoint that stands for a transaction of the app under a test transaction was asked to run with. */
@@ -31,6 +35,7 @@ export interface StandIn {
   isolation: string;
   readOnly: boolean;
   timeoutMs?: number;
+  settings?: readonly SettingEntry[];
 }
 
 const logger = new Logger('TxLock');
@@ -80,6 +85,8 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   private readonly neverEstablished = new WeakSet<TransactionScope>();
   // TypeORM's own query() and stream() of the runner, before they were routed through the queue.
   private readonly sendTypeorm: Pick<QueryRunner, 'query' | 'stream'>;
+  // How long a statement may go without an answer before the connection is judged lost (vanished-client.ts).
+  private readonly bound?: VanishedClientBound;
 
   private constructor(
     readonly queryRunner: PostgresQueryRunnerInternals,
@@ -88,6 +95,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     kind: ScopeKind,
   ) {
     this.root = new TransactionScope(this, kind);
+    this.bound = vanishedClientBound(dataSource);
     this.queue = new ScopeQueue(this.root, (scope) => this.rollBackSavepointsAbove(scope));
     client.on('error', this.onClientError);
     const query = queryRunner.query.bind(queryRunner);
@@ -135,7 +143,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   /** Marks the transaction open and queues its opening statements (openingStatements()); nothing is sent yet. */
   begin(opening: OpeningOptions = {}): void {
     this.opening = opening;
-    this.pending = openingStatements(opening.isolation, opening.readOnly, opening.timeoutMs);
+    this.pending = openingStatements(opening.isolation, opening.readOnly, opening.timeoutMs, opening.settings, this.openingBounds());
     this.openingCount = this.pending.length;
     this.queryRunner.isTransactionActive = true;
     this.queryRunner.transactionDepth = 1;
@@ -154,12 +162,48 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     if (standing === this.root && standing.kind === 'transaction') {
       if (this.begun || !this.pending) return false;
       this.opening = { ...this.opening, isolation: level };
-      const opening = openingStatements(level, this.opening.readOnly, this.opening.timeoutMs);
+      const opening = openingStatements(level, this.opening.readOnly, this.opening.timeoutMs, this.opening.settings, this.openingBounds());
       this.pending.splice(0, this.openingCount, ...opening);
       this.openingCount = opening.length;
     }
     standing.isolation = level;
     return true;
+  }
+
+  // The vanished-client bounds the opening statements set LOCAL. Not in a test transaction (nestjs-txlock/testing),
+  // which may sit idle at a breakpoint as long as the developer likes.
+  private openingBounds(): readonly SettingEntry[] {
+    return this.root.kind === 'test' ? [] : (this.bound?.transaction ?? []);
+  }
+
+  /**
+   * Statements sent ahead of the next batch on this connection, in the same round trip (a session lock's session
+   * settings). Library-built SQL only, as for exec().
+   */
+  holdBack(statements: string[]): void {
+    if (statements.length > 0) this.pending = [...(this.pending ?? []), ...statements];
+  }
+
+  /**
+   * A heartbeat of a connection pinned by a session-scope lock: `SELECT 1`, which must be answered within
+   * `deadlineMs` or the connection is lost (and destroyed). Skipped while a statement is in flight or waiting: that
+   * one is watched (watchStatement()). Resolves false once the connection is lost.
+   */
+  async heartbeat(deadlineMs: number): Promise<boolean> {
+    if (this.lost !== undefined || this.broken !== undefined) return false;
+    if (this.queue.pending > 0) return true;
+    try {
+      await this.queue.submit(this.root, () => withDeadline(() => this.client.query('SELECT 1'), this.client, deadlineMs, (error) => this.markLost(error)));
+      return true;
+    } catch (error) {
+      if (isConnectionLoss(error) || error instanceof ConnectionLostError) this.markLost(error);
+      return this.lost === undefined;
+    }
+  }
+
+  /** The reason the connection was judged lost, if it was. */
+  get lostReason(): unknown {
+    return this.lost;
   }
 
   /**
@@ -255,7 +299,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   async savepoint(parent: TransactionScope, standIn?: StandIn): Promise<TransactionScope> {
     const scope = new TransactionScope(this, 'savepoint', parent, this.savepointName());
     // Standing for a transaction of the app under a test transaction: its readOnly and timeoutMs are set inside it.
-    const settings = standIn ? standInStatements(standIn.readOnly, standIn.timeoutMs) : [];
+    const settings = standIn ? standInStatements(standIn.readOnly, standIn.timeoutMs, standIn.settings) : [];
     if (standIn) Object.assign(scope, { isolation: standIn.isolation, readOnly: standIn.readOnly, timeoutMs: standIn.timeoutMs });
     await this.queue.submit(parent, async () => {
       (this.pending ??= []).push(`SAVEPOINT ${scope.savepoint!}`, ...settings);
@@ -482,7 +526,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
       if (this.pending || scope.kind === 'test') return this.statementAfterOpening(scope, run);
       // The common case, nothing held back and no savepoint of its own: the statement's promise, no async frame around it.
       try {
-        return run().catch(this.rethrowExplained);
+        return this.watched(run()).catch(this.rethrowExplained);
       } catch (error) {
         return Promise.reject(this.explain(error));
       }
@@ -498,7 +542,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     const own = scope.kind === 'test' ? this.savepointName() : undefined;
     if (this.pending || own) await this.send(own ? [`SAVEPOINT ${own}`] : []);
     try {
-      const result = await run();
+      const result = await this.watched(run());
       if (own) await this.send([`RELEASE SAVEPOINT ${own}`]);
       return result;
     } catch (error) {
@@ -526,7 +570,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     signal?.addEventListener('abort', cancel, { once: true });
     let raw: QueryResult | QueryResult[];
     try {
-      raw = (await this.client.query(sql)) as QueryResult | QueryResult[];
+      raw = (await this.watched(this.client.query(sql))) as QueryResult | QueryResult[];
     } catch (error) {
       // In an aborted transaction the batch's first statement fails and nothing after it runs.
       if (sqlState(error) === IN_FAILED_TRANSACTION) for (const { scope } of held) this.neverEstablished.add(scope);
@@ -538,6 +582,11 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     }
     const results = Array.isArray(raw) ? raw : [raw];
     return results.slice(opening.length);
+  }
+
+  // A statement in flight, watched for a server that stopped answering (vanished-client.ts).
+  private watched<T>(work: Promise<T>): Promise<T> {
+    return this.bound ? watchStatement(work, this.client, poolOf(this.dataSource), this.bound, (error) => this.markLost(error)) : work;
   }
 
   // Rolls back the savepoints still open inside `scope` (un-awaited NESTED calls), so that `scope` can end.
@@ -567,13 +616,15 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   private explain(error: unknown): unknown {
     if (error instanceof ConnectionLostError || (!isConnectionLoss(error) && !idleInTransactionTimeout(error))) return error;
     this.markLost(error);
+    // Judged lost by the watchdog: its error says why (no answer within the bound).
+    if (this.lost instanceof ConnectionLostError) return this.lost;
     return idleInTransactionTimeout(this.lost) ?? new ConnectionLostError(error);
   }
 
   // The server ending the session of an idle transaction (25P03) usually comes as the client's error event.
   private markLost(error: unknown): void {
     this.lost ??= error;
-    this.queue.fail(() => idleInTransactionTimeout(this.lost) ?? new ConnectionLostError(this.lost));
+    this.queue.fail(() => idleInTransactionTimeout(this.lost) ?? (this.lost instanceof ConnectionLostError ? this.lost : new ConnectionLostError(this.lost)));
   }
 
   private readonly onClientError = (error: unknown): void => this.markLost(error);

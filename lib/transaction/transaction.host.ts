@@ -1,12 +1,13 @@
 import { Inject, Injectable, Logger, Optional, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import type { AsyncResource } from 'node:async_hooks';
+import { AsyncLocalStorage, type AsyncResource } from 'node:async_hooks';
 import type { Pool } from 'pg';
 import type { DataSource, EntityManager, EntityTarget, ObjectLiteral, QueryRunner, Repository } from 'typeorm';
 import {
   ClientDisconnectedError,
   CommitOutcomeUnknownError,
   ConnectionLostError,
+  InvalidOptionError,
   RollbackOnlyError,
   SerializationRetriesExhaustedError,
   TransactionNotAllowedError,
@@ -47,6 +48,9 @@ import { assertIsolation, isolationFromSetting } from './isolation.js';
 import { PreparedStatements } from './prepared-statements.js';
 import { Propagation, readTransactionOptions, type TransactionOptions } from './transaction.options.js';
 import { processWide } from '../common/process-state.js';
+import { currentSettingsContext } from './request-context.js';
+import { mergeSettings, readSettings, type SettingEntry } from './transaction-settings.js';
+import { computeBound, DEFAULT_VANISHED_CLIENT_TIMEOUT_MS, keepPoolAlive, setVanishedClientBound, vanishedClientBound } from './vanished-client.js';
 
 /** How long a transaction waits for a pooled connection when `acquireTimeoutMs` is not set. */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
@@ -60,6 +64,11 @@ let lastScopeTag = 0;
 // A test transaction begun with { strict: true }, and whether the kit said once what REQUIRES_NEW does there.
 const STRICT_TEST = processWide('strict-test-key', () => Symbol('nestjs-txlock:strict-test'));
 let warnedOfRequiresNew = false;
+// The settings of each transaction begun with some (what a call joining it must agree with).
+const scopeSettings = processWide('scope-settings', () => new WeakMap<TransactionScope, readonly SettingEntry[]>());
+// Settings fixed for shared work run detached (coalesced increments, single flights, lease renewals): the ones of
+// the callers that share it, computed when it was started, since the request it came from is not its context.
+const pinnedSettings = processWide('pinned-settings', () => new AsyncLocalStorage<ReadonlyMap<DataSource, readonly SettingEntry[]>>());
 
 /**
  * The current transaction, and the one way to start one without a decorator. `@Transactional()` calls
@@ -79,7 +88,7 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
   private readonly statements = new PreparedStatements();
   // The server's default_transaction_isolation for this DataSource's role, as the bootstrap check read it.
   private serverIsolation?: string;
-  // What app.close() does to this registration's work (docs/shutdown.md); replaced by a fresh one at onModuleInit.
+  // What app.close() does to this registration's work (docs/production.md); replaced by a fresh one at onModuleInit.
   private gate = new ShutdownGate();
 
   constructor(
@@ -107,6 +116,8 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
     }
     registrations.set(dataSource, this);
     this.gate = ShutdownGate.open(dataSource);
+    // Until the bootstrap check has identified the server: what every supported version (13+) accepts.
+    this.boundVanishedClients(13, false);
     if (this.options.joinDataSource !== false) this.unroute = this.routeDataSource();
     // Telemetry is on when an OpenTelemetry tracer or meter provider is registered by now.
     await startTelemetry();
@@ -124,13 +135,36 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
    * (ShutdownRollbackError), then puts the DataSource back as it was. Nest runs every `beforeApplicationShutdown` before
    * any `onApplicationShutdown`, where @nestjs/typeorm destroys the DataSource and its pool, so all of this happens while
    * the pool is still open. Not `onModuleDestroy`: the app's own providers may still use the library in theirs, and the
-   * DataSource must keep routing into running transactions until they end (docs/shutdown.md).
+   * DataSource must keep routing into running transactions until they end (docs/production.md).
    */
   async beforeApplicationShutdown(): Promise<void> {
     await this.gate.close(this.options.shutdown?.graceMs ?? DEFAULT_SHUTDOWN_GRACE_MS, this.logger);
     this.unroute?.();
     this.unroute = undefined;
-    if (this.resolvedDataSource && registrations.get(this.resolvedDataSource) === this) registrations.delete(this.resolvedDataSource);
+    if (this.resolvedDataSource && registrations.get(this.resolvedDataSource) === this) {
+      registrations.delete(this.resolvedDataSource);
+      setVanishedClientBound(this.resolvedDataSource, undefined);
+    }
+  }
+
+  // The module option vanishedClientTimeoutMs, as settings and checks for this DataSource (vanished-client.ts).
+  private boundVanishedClients(major: number, byBackend: boolean): void {
+    const ms = this.options.vanishedClientTimeoutMs ?? DEFAULT_VANISHED_CLIENT_TIMEOUT_MS;
+    const bound = ms === false ? undefined : computeBound(ms, major, byBackend);
+    setVanishedClientBound(this.dataSource, bound);
+    if (bound) keepPoolAlive(this.pool, bound);
+  }
+
+  /**
+   * The settings a call made now gets from the module option `settings` (its request's), or the ones pinned for the
+   * shared work it runs in; none without the option. Not part of the public API.
+   * @internal
+   */
+  moduleSettings(): readonly SettingEntry[] {
+    if (this.options.settings === undefined) return [];
+    const pinned = pinnedSettings.getStore()?.get(this.dataSource);
+    if (pinned) return pinned;
+    return readSettings(this.options.settings(currentSettingsContext()), 'TxLockModule option "settings" result');
   }
 
   /**
@@ -255,6 +289,7 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
       throwIfEnded(scope);
       // Joined or nested, the call runs at the transaction's level: asking for a stronger one is refused, never weakened.
       if (options.isolation !== undefined) assertIsolation(options.isolation, scope, `${describe(fn)} (propagation ${propagation})`);
+      if (options.settings) assertSameSettings(options.settings, scope);
     }
     switch (propagation) {
       case Propagation.REQUIRED:
@@ -299,7 +334,8 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
     }
     this.dataSource.logger.logQuery(sql, params);
     // Prepared only here, outside transactions, where a failed statement had no effect and can be sent again.
-    return (await sendAutocommit(this.pool, this.statements, sql, params)).rows as Row[];
+    const sent = await sendAutocommit(this.pool, this.statements, sql, params, this.moduleSettings(), vanishedClientBound(this.dataSource));
+    return sent.rows as Row[];
   }
 
   /**
@@ -308,8 +344,9 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
    * pooled connection. Not part of the public API.
    * @internal
    */
-  serverIdentified(server: { proxied: boolean; defaultIsolation?: string }): void {
+  serverIdentified(server: { proxied: boolean; defaultIsolation?: string; major?: number }): void {
     this.serverIsolation = isolationFromSetting(server.defaultIsolation);
+    this.boundVanishedClients(server.major ?? 13, !server.proxied && (this.options.pooler ?? 'none') === 'none');
     if (!server.proxied && (this.options.pooler ?? 'none') === 'none' && this.options.preparedStatements !== false) this.statements.enable();
   }
 
@@ -341,7 +378,11 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
    * @internal
    */
   detached<T>(resource: AsyncResource, fn: () => T): T {
-    return this.underTest() ? fn() : resource.runInAsyncScope(fn);
+    if (this.underTest()) return fn();
+    if (this.options.settings === undefined) return resource.runInAsyncScope(fn);
+    // The callers' settings (sharingTag() keeps callers of other settings apart), without their request.
+    const settings = new Map(pinnedSettings.getStore() ?? []).set(this.dataSource, this.moduleSettings());
+    return resource.runInAsyncScope(() => pinnedSettings.run(settings, fn));
   }
 
   /**
@@ -352,6 +393,12 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
    * @internal
    */
   sharingTag(): string {
+    // Callers whose settings differ (another tenant's) never share a statement.
+    const settings = this.options.settings === undefined ? '' : `settings:${JSON.stringify(this.moduleSettings())}`;
+    return settings + this.testTag();
+  }
+
+  private testTag(): string {
     const scope = this.underTest() ? currentScope(this.dataSource) : undefined;
     if (!scope) return '';
     let tag = scopeTags.get(scope);
@@ -419,7 +466,8 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
     if (parent.root !== parent) this.kitDifference(parent, describe(fn));
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
     try {
-      return await this.nested(parent, fn, { isolation: this.isolationFor(options), readOnly: options.readOnly === true, timeoutMs });
+      const settings = mergeSettings(this.moduleSettings(), readSettings(options.settings, 'settings'));
+      return await this.nested(parent, fn, { isolation: this.isolationFor(options), readOnly: options.readOnly === true, timeoutMs, settings });
     } catch (error) {
       throw this.explain(error, options);
     }
@@ -499,7 +547,9 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
     disconnected?.addEventListener('abort', onDisconnect, { once: true });
     if (disconnected?.aborted) onDisconnect(); // the client left while we waited for a connection
     try {
-      connection.begin({ isolation: options.isolation ?? this.options.isolation, readOnly: options.readOnly, timeoutMs: options.timeoutMs ?? this.options.timeoutMs });
+      const settings = mergeSettings(this.moduleSettings(), readSettings(options.settings, 'settings'));
+      if (settings.length > 0) scopeSettings.set(scope, settings);
+      connection.begin({ isolation: options.isolation ?? this.options.isolation, readOnly: options.readOnly, timeoutMs: options.timeoutMs ?? this.options.timeoutMs, settings });
       if (connection.hasSubscribers) {
         await connection.broadcast('BeforeTransactionStart');
         await connection.broadcast('AfterTransactionStart');
@@ -570,6 +620,7 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
   private async nested<T>(parent: TransactionScope, fn: () => T | Promise<T>, standsForTransaction?: StandIn): Promise<T> {
     const connection = parent.connection;
     const scope = await connection.savepoint(parent, standsForTransaction);
+    if (standsForTransaction?.settings?.length) scopeSettings.set(scope, standsForTransaction.settings);
     let result: T;
     try {
       result = await runInScope(this.dataSource, scope, fn);
@@ -620,6 +671,23 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
       } catch (error) {
         this.logger.error(`${kind} hook failed: ${error instanceof Error ? error.stack : String(error)}`);
       }
+    }
+  }
+}
+
+// A call joining (or nesting in) a transaction runs with that transaction's settings: other values are refused, never
+// ignored, since a row-level-security setting silently left as another tenant's would show that tenant's rows.
+function assertSameSettings(settings: object, scope: TransactionScope): void {
+  let standing: TransactionScope | undefined = scope;
+  while (standing && !scopeSettings.has(standing)) standing = standing.parent;
+  const current = new Map(standing ? scopeSettings.get(standing) : []);
+  for (const [name, value] of readSettings(settings, 'settings')) {
+    if (current.get(name) !== value) {
+      throw new InvalidOptionError(
+        `settings "${name}"`,
+        value,
+        `the value of the transaction the call joins (${current.has(name) ? 'another value' : 'unset'} there): settings apply when a transaction begins; use propagation REQUIRES_NEW to run with other ones`,
+      );
     }
   }
 }

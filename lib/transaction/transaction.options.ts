@@ -1,6 +1,7 @@
 import { MAX_TIMER_MS } from '../common/durations.js';
 import { allowedKeys, checkOptionKeys, type KeyList } from '../common/option-keys.js';
 import { InvalidOptionError } from '../errors.js';
+import { readSettings, type TransactionSettings } from './transaction-settings.js';
 
 /** How a transactional call relates to a transaction that may already be active. */
 export const Propagation = {
@@ -46,13 +47,20 @@ export interface TransactionOptions {
    * Only the outermost transaction retries. Default: the module's `retries`, else 0.
    */
   retries?: number;
+  /**
+   * Custom settings this transaction sets for itself (`set_config(name, value, true)` in its opening statements, no
+   * round trip of their own): `{ 'app.tenant_id': tenantId }` for row-level-security policies. Over the module's
+   * `settings` for the same names. Only applies when a transaction begins; joining one (REQUIRED, NESTED...) with
+   * other values for these names is refused (InvalidOptionError). Names must be `prefix.name` (InvalidSettingError).
+   */
+  settings?: TransactionSettings;
 }
 
 const PROPAGATIONS = Object.values(Propagation);
 const ISOLATIONS = Object.values(IsolationLevel);
 
 /** The keys of TransactionOptions. */
-export const TRANSACTION_OPTION_KEYS: KeyList<TransactionOptions> = { propagation: true, isolation: true, readOnly: true, timeoutMs: true, retries: true };
+export const TRANSACTION_OPTION_KEYS: KeyList<TransactionOptions> = { propagation: true, isolation: true, readOnly: true, timeoutMs: true, retries: true, settings: true };
 const RUN_KEYS = allowedKeys<TransactionOptions>('TransactionHost.run()', TRANSACTION_OPTION_KEYS);
 
 /**
@@ -65,6 +73,8 @@ export function readTransactionOptions(options: TransactionOptions, where = 'tra
   if (typeof options !== 'object' || options === null) throw new InvalidOptionError(where, options, 'an options object');
   checkOptionKeys(options, allowed);
   const { propagation, isolation, readOnly, timeoutMs, retries } = options;
+  const entries = readSettings(options.settings, `${where} "settings"`);
+  const settings = entries.length > 0 ? Object.freeze(Object.fromEntries(entries)) : undefined;
   if (propagation !== undefined && !PROPAGATIONS.includes(propagation)) {
     throw new InvalidOptionError(`${where} "propagation"`, propagation, PROPAGATIONS);
   }
@@ -76,7 +86,7 @@ export function readTransactionOptions(options: TransactionOptions, where = 'tra
   }
   assertWholeNumber(timeoutMs, `${where} "timeoutMs"`, 1, MAX_TIMEOUT_MS);
   assertWholeNumber(retries, `${where} "retries"`, 0);
-  return { propagation, isolation, readOnly, timeoutMs, retries };
+  return { propagation, isolation, readOnly, timeoutMs, retries, settings };
 }
 
 // PostgreSQL's largest timeout setting is also Node's largest timer.

@@ -1,6 +1,7 @@
 import { InvalidOptionError } from '../errors.js';
 import { MAX_TIMER_MS } from '../common/durations.js';
 import type { IsolationLevel } from './transaction.options.js';
+import type { SettingEntry } from './transaction-settings.js';
 
 // The only text an isolation level can put into SQL: looked up here, never pasted from the option.
 const ISOLATION_SQL: Readonly<Record<IsolationLevel, string>> = {
@@ -10,11 +11,17 @@ const ISOLATION_SQL: Readonly<Record<IsolationLevel, string>> = {
 };
 
 /**
- * The statements that open a transaction: `BEGIN [ISOLATION LEVEL ...] [READ ONLY]` and `SET LOCAL
- * statement_timeout`. They travel in a simple-protocol batch, where nothing is bound, so each value is checked
- * here, as the SQL is built: the isolation level against a fixed map, the timeout with Number.isSafeInteger.
+ * The statements that open a transaction: `BEGIN [ISOLATION LEVEL ...] [READ ONLY]`, `SET LOCAL
+ * statement_timeout`, the vanished-client `bounds` (boundStatement()) and the caller's `settings` (setConfigStatement()). They travel in a simple-protocol batch, where nothing is bound, so each value
+ * is checked here, as the SQL is built: the isolation level against a fixed map, the timeout with Number.isSafeInteger.
  */
-export function openingStatements(isolation: IsolationLevel | undefined, readOnly: boolean | undefined, timeoutMs: number | undefined): string[] {
+export function openingStatements(
+  isolation: IsolationLevel | undefined,
+  readOnly: boolean | undefined,
+  timeoutMs: number | undefined,
+  settings: readonly SettingEntry[] = [],
+  bounds: readonly SettingEntry[] = [],
+): string[] {
   let begin = 'BEGIN';
   if (isolation !== undefined) {
     if (typeof isolation !== 'string' || !Object.hasOwn(ISOLATION_SQL, isolation)) throw new InvalidOptionError('isolation', isolation, Object.keys(ISOLATION_SQL));
@@ -23,6 +30,8 @@ export function openingStatements(isolation: IsolationLevel | undefined, readOnl
   if (readOnly === true) begin += ' READ ONLY';
   const statements = [begin];
   if (timeoutMs !== undefined) statements.push(statementTimeout(timeoutMs));
+  if (bounds.length > 0) statements.push(boundStatement(bounds, true));
+  if (settings.length > 0) statements.push(setConfigStatement(settings, true));
   return statements;
 }
 
@@ -31,10 +40,66 @@ export function openingStatements(isolation: IsolationLevel | undefined, readOnl
  * inside itself, since its BEGIN is the test's: `SET LOCAL transaction_read_only = on` and `SET LOCAL
  * statement_timeout`. A read-only transaction may always be made read-only, also inside a savepoint.
  */
-export function standInStatements(readOnly: boolean, timeoutMs: number | undefined): string[] {
+export function standInStatements(readOnly: boolean, timeoutMs: number | undefined, settings: readonly SettingEntry[] = []): string[] {
   const statements = readOnly ? ['SET LOCAL transaction_read_only = on'] : [];
   if (timeoutMs !== undefined) statements.push(statementTimeout(timeoutMs));
+  if (settings.length > 0) statements.push(setConfigStatement(settings, true));
   return statements;
+}
+
+// Setting names the library itself sends (the vanished-client bounds), besides the caller's custom `prefix.name` ones.
+const SETTING_NAME = /^[A-Za-z_][A-Za-z0-9_$]*(?:\.[A-Za-z_][A-Za-z0-9_$]*)*$/;
+
+/**
+ * One statement that sets every entry: `SELECT set_config('name', value, local)`, one column per setting, so a batch
+ * of any size costs one statement. It travels in the opening simple-protocol batch, where node-postgres binds nothing
+ * (binding would take a round trip of its own), so no value ever becomes SQL text: digits are written as they are,
+ * anything else as `convert_from(decode('<hex>', 'hex'), 'UTF8')`, its UTF-8 bytes in hexadecimal. Names were checked
+ * (readSettings(), or the library's own) and are checked again here against the identifier pattern.
+ */
+export function setConfigStatement(settings: readonly SettingEntry[], local: boolean): string {
+  const calls = settings.map(([name, value]) => {
+    if (!SETTING_NAME.test(name)) throw new InvalidOptionError('setting name', name, 'an identifier, or "prefix.name"');
+    const text = /^\d{1,18}$/.test(value) ? `'${value}'` : `convert_from(decode('${Buffer.from(value, 'utf8').toString('hex')}', 'hex'), 'UTF8')`;
+    return `set_config('${name}', ${text}, ${local})`;
+  });
+  return `SELECT ${calls.join(', ')}`;
+}
+
+// The unit each server setting of the vanished-client bound counts in, to read its current value in that unit.
+const BOUND_UNITS: Readonly<Record<string, 'ms' | 's' | ''>> = {
+  idle_in_transaction_session_timeout: 'ms',
+  idle_session_timeout: 'ms',
+  client_connection_check_interval: 'ms',
+  tcp_keepalives_idle: 's',
+  tcp_keepalives_interval: 's',
+  tcp_keepalives_count: '',
+};
+
+/**
+ * One statement that lowers each setting to the entry's value (library-computed digits) unless the session already has
+ * a lower one: `set_config(name, least(nullif(<current>, 0), value)::bigint::text, local)`, where 0 means off (or the
+ * OS default, for keepalives). The current value is read in the same statement, so a limit the server, database or
+ * role sets lower (now, or after the app started) is never loosened. Time settings are read through `::interval`,
+ * which understands how PostgreSQL shows them ('200ms', '5s', '1min').
+ */
+export function boundStatement(bounds: readonly SettingEntry[], local: boolean): string {
+  const calls = bounds.map(([name, value]) => {
+    const unit = BOUND_UNITS[name];
+    if (unit === undefined || !/^\d{1,12}$/.test(value)) throw new InvalidOptionError('bound setting', name, Object.keys(BOUND_UNITS));
+    const seconds = `extract(epoch FROM current_setting('${name}')::interval)`;
+    const current = unit === 'ms' ? `${seconds} * 1000` : unit === 's' ? seconds : `current_setting('${name}')::numeric`;
+    return `set_config('${name}', least(nullif(${current}, 0), ${value})::bigint::text, ${local})`;
+  });
+  return `SELECT ${calls.join(', ')}`;
+}
+
+/** Takes every entry back to the session's default (`RESET`), for session-level settings of a pinned connection. */
+export function resetStatements(settings: readonly SettingEntry[]): string[] {
+  return settings.map(([name]) => {
+    if (!SETTING_NAME.test(name)) throw new InvalidOptionError('setting name', name, 'an identifier');
+    return `RESET ${name}`;
+  });
 }
 
 function statementTimeout(timeoutMs: number): string {

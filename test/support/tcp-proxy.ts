@@ -23,6 +23,10 @@ export class TcpProxy {
   private readonly sockets = new Set<net.Socket>();
   private down = false;
   private loseCommitReply = false;
+  private frozen = false;
+  // While frozen: the ends of links that closed (their other end must not learn it), and connections accepted meanwhile.
+  private readonly closedWhileFrozen = new Set<() => void>();
+  private readonly acceptedWhileFrozen = new Set<net.Socket>();
 
   private constructor(
     private readonly server: net.Server,
@@ -53,6 +57,24 @@ export class TcpProxy {
     if (down) this.dropAll();
   }
 
+  /**
+   * A half-open path, as after a partition or a dead node: from now on nothing is forwarded in either direction (bytes
+   * are dropped, as the network drops packets), and neither socket is closed; a side that closes is not told to the
+   * other. New connections are accepted and get no answer. No FIN, no RST: only timeouts can tell.
+   */
+  freeze(): void {
+    this.frozen = true;
+  }
+
+  /** Ends freeze(): forwarding resumes; links one side closed meanwhile are closed, connections accepted meanwhile dropped. */
+  thaw(): void {
+    this.frozen = false;
+    for (const close of this.closedWhileFrozen) close();
+    this.closedWhileFrozen.clear();
+    for (const socket of this.acceptedWhileFrozen) socket.destroy();
+    this.acceptedWhileFrozen.clear();
+  }
+
   /** The next COMMIT reaches the server, which commits, but its reply never comes back: the connection dies. */
   loseNextCommitReply(): void {
     this.loseCommitReply = true;
@@ -68,11 +90,18 @@ export class TcpProxy {
       client.destroy();
       return;
     }
+    if (this.frozen) {
+      // Accepted, never answered: the client's connect waits for a server that does not reply.
+      this.acceptedWhileFrozen.add(client);
+      client.on('error', () => client.destroy());
+      return;
+    }
     const upstream = net.connect(Number(target.port || 5432), target.hostname);
     this.sockets.add(client).add(upstream);
     const keys = ownBackendKey ? new BackendKeyRewriter() : undefined;
     let commitSent = false;
     client.on('data', (received: Buffer) => {
+      if (this.frozen) return;
       const chunk = keys ? keys.fromClient(received, (answer) => client.write(answer)) : received;
       // A simple-protocol Query message ('Q') carrying COMMIT.
       if (this.loseCommitReply && chunk[0] === 0x51 && chunk.includes('COMMIT')) {
@@ -82,6 +111,7 @@ export class TcpProxy {
       upstream.write(chunk);
     });
     upstream.on('data', (chunk) => {
+      if (this.frozen) return;
       if (commitSent) {
         client.destroy();
         upstream.end();
@@ -90,6 +120,10 @@ export class TcpProxy {
       client.write(keys ? keys.fromServer(chunk) : chunk);
     });
     const close = () => {
+      if (this.frozen) {
+        this.closedWhileFrozen.add(close);
+        return;
+      }
       client.destroy();
       upstream.destroy();
       this.sockets.delete(client);

@@ -1,0 +1,21 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { processWide } from '../common/process-state.js';
+
+/** What the module option `settings` is called with: the context of the call that begins a transaction. */
+export interface SettingsContext {
+  /**
+   * The HTTP request being handled (Express's or Fastify's request object, after guards ran: `request.user` is
+   * there), or undefined outside an HTTP request (a scheduled job, a queue consumer, bootstrap).
+   */
+  // The request's type is the app's (Express, Fastify, its own user type): the library cannot name it.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  request?: any;
+}
+
+/** The request the current call chain serves, set by TxLockModule's global interceptor. */
+export const requestContext = processWide('request-context', () => new AsyncLocalStorage<SettingsContext>());
+
+/** The context of the current call: its HTTP request, if any. */
+export function currentSettingsContext(): SettingsContext {
+  return requestContext.getStore() ?? {};
+}

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../lib/testing/embedded-postgres.js';
-import { debugLog, loadLib } from './model/app.js';
+import { debugLog, loadLib, type Lib } from './model/app.js';
+import { replayOracleProgram, runOracleCampaign, type OracleFigures } from './model/kit-oracle-campaign.js';
 import { allowedOutcomes } from './model/explore.js';
 import { coarse } from './model/observation.js';
 import { programs } from './model/generator.js';
@@ -19,7 +20,8 @@ import { observationSummary, programAsCode, programAsTest } from './model/shrink
  * Generates random programs over the library's operations, runs each on a real PostgreSQL (DATABASE_URL, or an
  * embedded one) with real concurrency, and checks what it left against the reference model. On a divergence,
  * shrinks the program (fast-check) and prints it as code and as a ready-to-paste test; exits 1.
- * `--ci`: a fixed seed with small programs (--small), then a fresh seed (printed), each within half the time budget.
+ * `--ci`: a fixed seed with small programs (--small), then a fresh seed (printed), each within half the time budget,
+ * then the testing kit's differential oracle for `--oracle-time` seconds (default 20). `--oracle`: the oracle only.
  */
 interface Options {
   runs: number;
@@ -41,12 +43,16 @@ interface Options {
   mainOnly: boolean;
   /** The model's search budget per program, ms (then the program counts as explained, and is reported). */
   searchMs: number;
+  /** `--oracle`: only the testing kit's differential oracle (kit-oracle.ts), for `runs` programs or `--time-limit` s. */
+  oracle: boolean;
+  /** `--oracle-time S`: the oracle's seconds after CI's two campaigns (`--ci`; 0: none). */
+  oracleS: number;
 }
 
 const CI_SEED = 20261127;
 
 function parse(argv: string[]): Options {
-  const options: Options = { runs: 200, kills: false, timeLimitS: Infinity, ci: false, shrinkLimitS: 120, attempts: 3, verbose: false, outcomes: 'exact', keepGoing: false, small: false, mainOnly: false, searchMs: 3_000 };
+  const options: Options = { runs: 200, kills: false, timeLimitS: Infinity, ci: false, shrinkLimitS: 120, attempts: 3, verbose: false, outcomes: 'exact', keepGoing: false, small: false, mainOnly: false, searchMs: 3_000, oracle: false, oracleS: 20 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = () => {
@@ -68,6 +74,8 @@ function parse(argv: string[]): Options {
     else if (arg === '--small') options.small = true;
     else if (arg === '--main-only') options.mainOnly = true;
     else if (arg === '--search-ms') options.searchMs = Number(value());
+    else if (arg === '--oracle') options.oracle = true;
+    else if (arg === '--oracle-time') options.oracleS = Number(value());
     else if (arg === '--outcomes') {
       const outcomes = value();
       if (outcomes !== 'exact' && outcomes !== 'coarse') throw new Error('--outcomes is exact or coarse');
@@ -225,6 +233,15 @@ async function main(): Promise<void> {
     server = await startEmbeddedPostgres(await mkdtemp(join(tmpdir(), 'txlock-model-')));
     adminUrl = server.url;
   }
+  if (options.oracle && options.program) {
+    const program = JSON.parse(await readFile(options.program, 'utf8')) as Program;
+    const differences = await replayOracleProgram(lib, adminUrl, options.lib, program, options.runs === 200 ? 1 : options.runs).finally(() => server?.stop());
+    process.exit(differences > 0 ? 1 : 0);
+  }
+  if (options.oracle) {
+    const figures = await oracle(lib, adminUrl, options, options.seed ?? freshSeed(), options.timeLimitS).finally(() => server?.stop());
+    process.exit(figures.differences > 0 ? 1 : 0);
+  }
   const session = await CheckingSession.open(lib, adminUrl, { analytics: !options.mainOnly });
   const stats: Stats = { programs: 0, ops: 0, runMs: 0, modelMs: 0, unknown: 0, maxSchedules: 0, skipped: 0, unsettledShrinks: 0, started: Date.now(), asideMs: 0 };
   const started = Date.now();
@@ -286,6 +303,11 @@ async function main(): Promise<void> {
       }
       if (failed && !options.keepGoing) break;
     }
+    // CI: a fixed share of the budget for the testing kit's differential oracle, after the model's two campaigns.
+    if (options.ci && !failed && options.oracleS > 0) {
+      const figures = await oracle(lib, adminUrl, options, options.seed ?? freshSeed(), options.oracleS);
+      failed = figures.differences > 0;
+    }
     if (found.length > 1) console.log(`\n${found.length} divergences:\n${found.map((line) => `  ${line}`).join('\n')}`);
     if (options.keepGoing && known.size > 0) {
       console.log(`divergences by kind (programs): ${[...known].map(([kind, n]) => `${kind}: ${n}`).join('; ')}`);
@@ -301,6 +323,12 @@ async function main(): Promise<void> {
       `up to ${stats.maxSchedules} schedules searched; ${per}; ${seconds.toFixed(0)} s in all${stats.skipped ? `; ${stats.skipped} not run (time limit)` : ''}`,
   );
   process.exit(failed ? 1 : 0);
+}
+
+/** A campaign of the testing kit's differential oracle (check/model/kit-oracle.ts). */
+function oracle(lib: Lib, adminUrl: string, options: Options, seed: number, timeLimitS: number): Promise<OracleFigures> {
+  const runs = Number.isFinite(timeLimitS) && options.runs === 200 ? 1_000_000 : options.runs;
+  return runOracleCampaign(lib, adminUrl, { seed, runs, timeLimitS, libDir: options.lib, small: options.small, shrinkLimitS: options.shrinkLimitS, verbose: options.verbose, keepGoing: options.keepGoing });
 }
 
 function freshSeed(): number {

@@ -108,7 +108,12 @@ export const POOL_SIZE = 12;
  * Builds the app the way users do: TypeOrmModule.forRoot + TxLockModule.forRoot + forFeature for the default
  * DataSource on `urls.main`, and, when given, the same for the DataSource named `analytics` on `urls.analytics`.
  */
-export async function createAppUnderTest(lib: Lib, urls: Partial<Record<DataSourceName, string>>): Promise<AppUnderTest> {
+export async function createAppUnderTest(
+  lib: Lib,
+  urls: Partial<Record<DataSourceName, string>>,
+  /** More TxLockModule options (the testing kit's oracle builds a `joinDataSource: false` variant). */
+  moduleOptions: Record<string, unknown> = {},
+): Promise<AppUnderTest> {
   const names = (Object.keys(urls) as DataSourceName[]).filter((name) => urls[name] !== undefined);
   const Decorated = decoratedTransactions(lib, names);
   const entities = [ModelItem, ModelGoc];
@@ -121,7 +126,7 @@ export async function createAppUnderTest(lib: Lib, urls: Partial<Record<DataSour
     extra: { max: POOL_SIZE },
     ...(process.env.MODEL_DEBUG ? { logging: true as const, logger: debugLogger as never } : {}),
   });
-  const txlock = (name: DataSourceName) => ({ counters: { autoCreate: true }, acquireTimeoutMs: 20_000, ...(name === 'main' ? {} : { dataSource: name }) });
+  const txlock = (name: DataSourceName) => ({ counters: { autoCreate: true }, acquireTimeoutMs: 20_000, ...moduleOptions, ...(name === 'main' ? {} : { dataSource: name }) });
   const moduleRef = await Test.createTestingModule({
     imports: names.flatMap((name) => [
       TypeOrmModule.forRoot(typeorm(name)),

@@ -83,6 +83,9 @@ export class LibraryModel {
         }
         return yield* body(withScope(ctx, ds, undefined));
     }
+    // The call reaches the isolation check after a few awaits of its own: un-awaited work started before it may have
+    // sent its first statement by then (which decides between raising the level and WeakerIsolationError).
+    if (scope && options.isolation !== undefined) yield PAUSE;
     // Work that outlived its transaction is refused by the propagations that would use it.
     const ended = scope?.refusal();
     if (ended) throw ended;
@@ -195,6 +198,7 @@ export class LibraryModel {
   *manual(ctx: Ctx, ds: DataSourceName, isolation: Isolation | undefined, end: 'commit' | 'rollback', body: (ctx: Ctx) => Gen<unknown>): Gen<unknown> {
     const parent = ctx.scopes[ds];
     if (!parent) throw new Error('a manual transaction outside a transaction is not generated');
+    if (isolation !== undefined) yield PAUSE; // as in run(): un-awaited work may have sent a statement first
     requireIsolation(parent.conn, isolation);
     yield PAUSE; // BeforeTransactionStart
     const conn = parent.conn;
@@ -223,6 +227,7 @@ export class LibraryModel {
   *dataSourceTransaction(ctx: Ctx, ds: DataSourceName, isolation: Isolation | undefined, body: (ctx: Ctx) => Gen<unknown>): Gen<unknown> {
     const scope = ctx.scopes[ds];
     if (!scope) throw new Error('dataSource.transaction() outside a transaction is not generated');
+    if (isolation !== undefined) yield PAUSE;
     requireIsolation(scope.conn, isolation);
     return yield* this.nested(ctx, ds, scope, body);
   }

@@ -46,9 +46,11 @@ const ticks = async (n: number) => {
  */
 export class ProgramRunner {
   private sequence = 0;
+  /** How long a program may run before it counts as hung (its backends are then terminated). */
+  protected watchdogMs = WATCHDOG_MS;
 
   constructor(
-    private readonly app: AppUnderTest,
+    protected readonly app: AppUnderTest,
     /** Per DataSource: its database, and an admin pool on it (truncation, kills, the checks after a program). */
     private readonly databases: Partial<Record<DataSourceName, { name: string; admin: pg.Pool }>>,
   ) {}
@@ -174,7 +176,7 @@ export class ProgramRunner {
         case 'spawn': {
           trace.push(`s${op.id}`);
           // Detached work is no re-entry of the lock calls around it: its lock bodies must not overlap theirs.
-          const spawned = exec(op.body, { chain: [] }).then(
+          const spawned = this.startSpawned(() => exec(op.body, { chain: [] })).then(
             () => record(opKey(op.id), 'ok'),
             (error: unknown) => record(opKey(op.id), errorName(error)),
           );
@@ -295,7 +297,7 @@ export class ProgramRunner {
     let timer: NodeJS.Timeout | undefined;
     const hung = await Promise.race([
       everything.then(() => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), WATCHDOG_MS))),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), this.watchdogMs))),
     ]);
     clearTimeout(timer);
     if (hung) {
@@ -311,6 +313,14 @@ export class ProgramRunner {
     const leaks = hung ? ['the program did not finish within the watchdog time'] : await this.leaks();
     const state = await this.snapshot();
     return { results, ...state, overlaps: overlaps(visits), leaks, hung, trace, ms: Date.now() - started };
+  }
+
+  /**
+   * Starts the body of a `spawn` (un-awaited work). The testing kit's oracle (kit-oracle.ts) holds it back until its
+   * test has ended, to check that late work is refused and commits nothing.
+   */
+  protected startSpawned(work: () => Promise<void>): Promise<void> {
+    return work();
   }
 
   // SELECT 1 in the caller's current scope: true while the scope (and so any lock taken in it) is alive and not aborted.
@@ -338,7 +348,7 @@ export class ProgramRunner {
   }
 
   /** What the program left in the databases (names prefixed with their DataSource). */
-  private async snapshot(): Promise<Pick<Observation, 'rows' | 'counters' | 'goc'>> {
+  protected async snapshot(): Promise<Pick<Observation, 'rows' | 'counters' | 'goc'>> {
     const rows: string[] = [];
     const counters: Record<string, number> = {};
     const goc: Record<string, number> = {};
@@ -355,7 +365,7 @@ export class ProgramRunner {
   }
 
   /** Connections still checked out, transactions left open, advisory locks left held (polled briefly: releases are async). */
-  private async leaks(): Promise<string[]> {
+  protected async leaks(): Promise<string[]> {
     const deadline = Date.now() + 3_000;
     for (;;) {
       const found: string[] = [];

@@ -68,6 +68,11 @@ export class Scope {
   branch?: BranchLocks;
   /** Detached lock calls made to wait for their turn in this frame (or one inside it): it does not end before them. */
   keepers = 0;
+  /**
+   * A savepoint's SAVEPOINT was sent and taken: it is held back until the first statement inside it, and refused
+   * with that statement when the transaction is already aborted (then it never existed, and its end sends nothing).
+   */
+  sent = false;
 
   constructor(
     readonly conn: Conn,
@@ -339,7 +344,7 @@ export class Database {
   }
 
   /** Sends a statement (with a held-back BEGIN): fails when the connection is lost, or the transaction aborted. */
-  send(conn: Conn, options: { inAborted?: boolean } = {}): void {
+  send(conn: Conn, options: { inAborted?: boolean; savepointEnd?: boolean } = {}): void {
     if (conn.lost) {
       this.notice(conn);
       throw fail('ConnectionLostError');
@@ -350,7 +355,10 @@ export class Database {
       conn.dbOpen = true;
       conn.snapshot = this.seq;
     }
-    if (conn.abortedAt && !options.inAborted) throw fail('QueryFailedError:25P02');
+    const refused = conn.abortedAt !== undefined && !options.inAborted;
+    // The held-back SAVEPOINTs of the scopes this statement runs in go first: taken, or refused with it.
+    if (!refused && !options.savepointEnd) for (let s: Scope | undefined = conn.top; s && s !== conn.root && !s.sent; s = s.parent) s.sent = true;
+    if (refused) throw fail('QueryFailedError:25P02');
   }
 
   /**
@@ -380,8 +388,7 @@ export class Database {
       conn,
       scope.parent!,
       () => {
-        this.send(conn);
-        conn.top = scope;
+        conn.top = scope; // held back until a statement runs inside it (send)
       },
       () => false,
       false,
@@ -396,7 +403,7 @@ export class Database {
       conn,
       scope,
       () => {
-        this.send(conn);
+        if (scope.sent) this.send(conn, { savepointEnd: true }); // nothing is sent for a savepoint never taken
         const parent = scope.parent!;
         parent.writes.push(...scope.writes);
         scope.writes = [];
@@ -417,7 +424,7 @@ export class Database {
       conn,
       scope,
       () => {
-        if (conn.lost) {
+        if (conn.lost && scope.sent) {
           // The library marks the connection broken and goes on; everything after it is refused.
           this.notice(conn);
         } else this.undo(conn, scope);
@@ -435,7 +442,7 @@ export class Database {
     const work = this.work(conn, scope, () => {
       let outermost = conn.top;
       while (outermost.parent !== scope) outermost = outermost.parent!;
-      if (conn.lost) {
+      if (conn.lost && outermost.sent) {
         this.notice(conn);
         throw fail('ConnectionLostError');
       }

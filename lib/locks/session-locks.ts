@@ -7,6 +7,7 @@ import { isDirectConnection } from '../server/connection-path.js';
 import type { PoolerMode } from '../server/pooler.js';
 import { serverSql } from '../server/server.sql.js';
 import { TransactionConnection } from '../transaction/transaction-connection.js';
+import { currentScope } from '../transaction/transaction-scope.js';
 import { BranchLocks } from './branch-locks.js';
 import { alreadyHeld, type SessionKeys } from './held-locks.js';
 import { sqlState } from '../transaction/sql-state.js';
@@ -71,6 +72,10 @@ export class SessionLocks {
 
   async run<T>(request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
     const dataSource = this.dataSource();
+    // Under nestjs-txlock/testing: work of a test that ended is refused (TransactionEndedError) like its statements,
+    // instead of taking a lock on a pooled connection of its own after the test.
+    const ended = currentScope(dataSource)?.root;
+    if (ended?.kind === 'test' && ended.refusal()) throw ended.refusal()!;
     const sessions = sessionStorage.getStore();
     const current = sessions?.get(dataSource);
     if (current) return this.runOn(current, request, fn);

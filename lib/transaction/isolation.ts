@@ -29,6 +29,9 @@ export function assertIsolation(requested: string | undefined, scope: Transactio
   if (requested === undefined) return;
   if (typeof requested !== 'string' || !Object.hasOwn(STRENGTH, requested)) throw new InvalidOptionError(`${where} isolation`, requested, Object.keys(STRENGTH));
   const standing = standingScope(scope);
+  // Outside the app's transactions under nestjs-txlock/testing: production would begin a transaction at that level; the
+  // kit runs it at the test transaction's, as it does @Transactional({ isolation }) (docs/testing.md, isolation).
+  if (standing.kind === 'test') return;
   const current = standing.isolation ?? 'READ COMMITTED';
   if (STRENGTH[requested]! <= STRENGTH[current]!) return;
   if (!scope.connection.raiseIsolation(standing, requested as IsolationLevel)) throw new WeakerIsolationError(requested, current, where);

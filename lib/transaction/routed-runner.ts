@@ -1,4 +1,4 @@
-import type { EntityManager, QueryRunner } from 'typeorm';
+import { TransactionNotStartedError, type EntityManager, type QueryRunner } from 'typeorm';
 import { awaitingChain } from '../common/await-chain.js';
 import { StrayTransactionEndError } from '../errors.js';
 import { transactionCallback, transactionIsolation } from './data-source-routing.js';
@@ -98,7 +98,12 @@ export function routedRunnerPrototype(
   // commitTransaction() / rollbackTransaction(): the runner's innermost manual transaction, or StrayTransactionEndError.
   async function endManual(routed: RoutedRunner, commit: boolean): Promise<void> {
     const scope = routed.manual?.at(-1);
-    if (!scope) throw new StrayTransactionEndError(commit ? 'commitTransaction' : 'rollbackTransaction');
+    if (!scope) {
+      // Outside the app's transactions under nestjs-txlock/testing the runner joined only the test's transaction:
+      // refused as TypeORM refuses it outside any transaction, in production.
+      if (connection.callerScope().kind === 'test') throw new TransactionNotStartedError();
+      throw new StrayTransactionEndError(commit ? 'commitTransaction' : 'rollbackTransaction');
+    }
     await connection.broadcast(commit ? 'BeforeTransactionCommit' : 'BeforeTransactionRollback');
     routed.manual!.pop();
     await connection.endSavepoint(scope, commit);

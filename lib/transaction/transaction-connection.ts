@@ -311,11 +311,15 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
 
   /**
    * Ends a savepoint: RELEASE (`commit`) or ROLLBACK TO + RELEASE. Savepoints still open inside it (un-awaited
-   * NESTED calls) are rolled back first. Refused when the savepoint, or one around it, already ended.
+   * NESTED calls) are rolled back first. Refused when the savepoint, or one around it, already ended. `standIn`: the
+   * savepoint stands for an app transaction under a test transaction, and a commit of it ends as that transaction's
+   * COMMIT would (RollbackOnlyError after a caught statement aborted it).
    */
-  endSavepoint(scope: TransactionScope, commit: boolean): Promise<void> {
+  endSavepoint(scope: TransactionScope, commit: boolean, standIn = false): Promise<void> {
     scope.close();
     const name = scope.savepoint!;
+    const rollBack = () => this.send([`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`]).catch((error: unknown) => this.markBroken(error));
+    let aborted = false;
     return this.queue.submit(
       scope,
       async () => {
@@ -324,17 +328,30 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
         } else if (commit && !scope.readOnly) {
           // A stand-in's statement_timeout would outlive RELEASE: the one around it applies again.
           const restore = scope.timeoutMs === undefined ? [] : [standInTimeout(scope.parent)];
-          await this.send([`RELEASE SAVEPOINT ${name}`, ...restore]);
+          try {
+            await this.send([`RELEASE SAVEPOINT ${name}`, ...restore]);
+          } catch (error) {
+            if (!standIn || sqlState(error) !== IN_FAILED_TRANSACTION) throw error;
+            aborted = true;
+            await rollBack();
+          }
         } else {
+          // A stand-in that commits asks first whether a failed statement aborted it (see below).
+          if (commit && standIn && scope.used) aborted = await this.send(['SELECT 1']).then(() => false, (error: unknown) => (sqlState(error) === IN_FAILED_TRANSACTION ? true : Promise.reject(error)));
           // A read-only stand-in wrote nothing, and rolling it back also undoes its SET LOCAL transaction_read_only.
-          await this.send([`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`]).catch((error: unknown) => this.markBroken(error));
+          await rollBack();
         }
         this.queue.top = scope.parent!;
-        scope.finish(commit ? 'released' : 'rolled back');
+        scope.finish(commit && !aborted ? 'released' : 'rolled back');
+        // A savepoint standing for an app transaction (`standIn`, under a test transaction) ends as that transaction's
+        // COMMIT would in production: after a failed statement its caller caught, rolled back, with RollbackOnlyError
+        // (RELEASE would fail with a raw 25P02, and a read-only one would report success).
+        if (aborted) throw new RollbackOnlyError('PostgreSQL had aborted it after a statement failed inside it');
       },
       true,
     );
   }
+
 
   /**
    * Commits. PostgreSQL answers COMMIT of a transaction it had aborted (after a failed statement that the caller

@@ -629,7 +629,8 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
       if (scope.rollbackOnly !== undefined) {
         throw new RollbackOnlyError('a call that joined its savepoint threw', { cause: scope.rollbackOnly });
       }
-      await connection.endSavepoint(scope, true);
+      // Standing for an app transaction: ends as its COMMIT would (RollbackOnlyError once a caught statement aborted it).
+      await connection.endSavepoint(scope, true, standsForTransaction !== undefined);
     } catch (error) {
       // Refused when the transaction around it ended first: its end rolled this savepoint back already.
       if (!scope.ended) await connection.endSavepoint(scope, false).catch(() => undefined);

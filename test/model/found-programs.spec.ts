@@ -167,4 +167,23 @@ describe('programs found by the model checker', () => {
     ] };
     await checker.expectExplained(program, { attempts: 10 });
   });
+
+  // Found on this code (a fresh seed, 701461862): savepoints are held back until their first statement, so in a
+  // transaction a failed statement had aborted, a manual transaction (or a NESTED call) starts, and its first
+  // statement fails with 25P02. The model refused the SAVEPOINT at once; it now holds it back too.
+  it('a savepoint begun in an aborted transaction fails at its first statement, not before', async () => {
+    const program: Program = { requests: [
+      [{"k":"tx","id":1,"ds":"main","via":"decorator","readOnly":true,"body":[{"k":"catch","id":2,"body":[{"k":"insert","id":3,"ds":"main"}]},{"k":"catch","id":4,"body":[{"k":"manual","id":5,"ds":"main","end":"rollback","body":[{"k":"insert","id":6,"ds":"main"}]}]},{"k":"tx","id":7,"ds":"main","via":"host","propagation":"NESTED","body":[{"k":"throw","id":8}]}]}],
+    ] };
+    await checker.expectExplained(program, { attempts: 10 });
+  });
+
+  // Found on this code (seed 1312831656): an un-awaited lock call may send its statement before its caller's next
+  // call asks for a stronger isolation, which is then refused (WeakerIsolationError); the model now allows both orders.
+  it('an un-awaited statement racing a stronger isolation: raised or refused, never weaker', async () => {
+    const program: Program = { requests: [
+      [{"k":"tx","id":1,"ds":"main","via":"decorator","body":[{"k":"spawn","id":2,"body":[{"k":"lock","id":3,"ds":"main","key":0,"scope":"transaction","body":[]}]},{"k":"tx","id":4,"ds":"main","via":"host","isolation":"REPEATABLE READ","body":[{"k":"insert","id":5,"ds":"main"}]}]}],
+    ] };
+    await checker.expectExplained(program, { attempts: 10 });
+  });
 });

@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Controller, Get, Injectable, Param, type INestApplication } from '@nestjs/common';
 import request from 'supertest';
-import { Column, DataSource, Entity, PrimaryGeneratedColumn, type Repository } from 'typeorm';
+import { Column, DataSource, Entity, PrimaryGeneratedColumn, TransactionNotStartedError, type Repository } from 'typeorm';
 import {
   CounterService,
   InjectTxRepository,
+  LockService,
+  RollbackOnlyError,
   SingleFlightService,
   Transactional,
   TransactionHost,
@@ -41,6 +43,7 @@ class Items {
     readonly counters: CounterService,
     readonly flights: SingleFlightService,
     readonly tx: TransactionHost,
+    readonly locks: LockService,
   ) {}
 
   /** Records an entry a little after the call returns (an audit, a debounced save): work that outlives its caller. */
@@ -56,6 +59,18 @@ class Items {
   @Transactional({ timeoutMs: 200 })
   async slow(): Promise<void> {
     await this.ds.query('SELECT pg_sleep(0.5)');
+  }
+
+  /** Catches a failed statement and goes on: production's COMMIT then rolls back (RollbackOnlyError). */
+  @Transactional()
+  async catchesAFailedStatement(): Promise<void> {
+    await this.ds.query('SELECT 1/0').catch(() => undefined);
+  }
+
+  /** The same in a read-only transaction, with a write it refuses. */
+  @Transactional({ readOnly: true })
+  async catchesARefusedWrite(): Promise<void> {
+    await this.ds.getRepository(FidelityItem).insert({ k: 'refused' }).catch(() => undefined);
   }
 
   @Transactional({ timeoutMs: 5_000 })
@@ -138,6 +153,15 @@ for (const joinDataSource of [true, false]) {
         expect((await committed(db)).items).toEqual([]);
       });
 
+      it('a test leaves a session-scope lock call for after it ended', async () => {
+        items.late.length = 0;
+        items.late.push(outcome(sleep(50).then(() => items.locks.withAdvisoryLock('late-session-lock', async () => undefined, { scope: 'session' }))));
+      });
+
+      it('which is refused like its statements, not taken on a connection of its own (found by the kit oracle)', async () => {
+        expect(await Promise.all(items.late)).toEqual(['TransactionEndedError']);
+      });
+
       it('writes through @InjectTxRepository, TransactionHost.getRepository()/manager and the DataSource are rolled back (r31)', async () => {
         await items.viaTx.insert({ k: 'via @InjectTxRepository' });
         await items.tx.getRepository(FidelityItem).insert({ k: 'via TransactionHost.getRepository()' });
@@ -161,6 +185,27 @@ for (const joinDataSource of [true, false]) {
         // After them, the test's own statements run with neither setting.
         await items.viaTx.insert({ k: 'after' });
         expect(((await items.ds.query(`SELECT current_setting('statement_timeout') AS t`)) as { t: string }[])[0]!.t).toBe('0');
+      });
+
+      it('an app transaction whose failed statement was caught fails with RollbackOnlyError, as its COMMIT does in production (found by the kit oracle)', async () => {
+        // It was a raw QueryFailedError (25P02) from RELEASE SAVEPOINT, and a read-only one reported success.
+        await expect(items.catchesAFailedStatement()).rejects.toBeInstanceOf(RollbackOnlyError);
+        await expect(items.catchesARefusedWrite()).rejects.toBeInstanceOf(RollbackOnlyError);
+        await items.viaTx.insert({ k: 'the test goes on' });
+        expect(await items.viaTx.count()).toBe(1);
+      });
+
+      it("TypeORM's own transaction API outside the app's transactions answers as in production (found by the kit oracle)", async () => {
+        // A stray end is refused as TypeORM refuses it outside any transaction (it was StrayTransactionEndError), and a
+        // transaction asking for a level runs at the test transaction's (it was WeakerIsolationError).
+        const runner = items.ds.createQueryRunner();
+        try {
+          await expect(runner.commitTransaction()).rejects.toBeInstanceOf(TransactionNotStartedError);
+        } finally {
+          await runner.release();
+        }
+        await items.ds.transaction('SERIALIZABLE', (manager) => manager.insert(FidelityItem, { k: 'serializable' }));
+        expect(await items.viaTx.count()).toBe(1);
       });
 
       it('a stream outside the app transactions is read to the end, and the test still rolls back (r21)', async () => {

@@ -47,7 +47,9 @@ export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRe
       try {
         results = await send(statements, nowait ? undefined : request.signal);
       } catch (error) {
-        if (savepoint) await rollBackTo(scope, send, savepoint);
+        // A SAVEPOINT refused because the transaction was aborted already (25P02) never existed: rolling back to it
+        // would fail (3B001) and break the connection, where the transaction's end reports the abort.
+        if (savepoint && sqlState(error) !== '25P02') await rollBackTo(scope, send, savepoint);
         throw request.signal?.aborted && sqlState(error) === '57014' ? new Aborted() : error;
       }
       if (nowait) {

@@ -70,6 +70,8 @@ export interface BenchResult {
   cpuPercent?: number;
   /** CPU time of the database server's processes per operation, µs, when the server runs on this machine. */
   dbCpuUsPerOp?: number;
+  /** With --rtt: CPU time of the relay process per operation, µs (it runs on this machine too). */
+  relayCpuUsPerOp?: number;
   /** Share of the machine's CPU that other processes used during the rounds, %. */
   othersPercent?: number;
   /** The median of the per-round ratios to the baseline's rounds, and their range. 1 for the baseline itself. */
@@ -78,6 +80,8 @@ export interface BenchResult {
   ratioMax?: number;
   baseline?: string;
   note?: string;
+  /** With --profile or --layers: Node CPU µs/op split by layer (profile.ts LAYERS), from the profiled rounds. */
+  layers?: Record<string, number>;
 }
 
 /** Options of localVariant(). */

@@ -1,10 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
+import type { Relay } from './relay.js';
 
 /** CPU time counted from the start of a round. */
 export interface CpuMark {
   machine: { busyUs: number; totalUs: number } | undefined;
   db: Map<number, number> | undefined;
+  relayUs: number | undefined;
 }
 
 /** What the machine's CPUs did during a round, µs. */
@@ -14,6 +16,8 @@ export interface CpuSpent {
   /** CPU time used by every process on the machine, and the time all cores together had. */
   machineBusyUs?: number;
   machineTotalUs?: number;
+  /** CPU time of the --rtt relay process. */
+  relayUs?: number;
 }
 
 // /proc/stat counts in USER_HZ ticks, 100 per second on Linux.
@@ -25,22 +29,25 @@ const US_PER_TICK = 10_000;
  * what other processes took from the same cores.
  */
 export class MachineCpu {
-  private constructor(private readonly client: pg.Client | undefined) {}
+  private constructor(
+    private readonly client: pg.Client | undefined,
+    private readonly relay?: Relay,
+  ) {}
 
-  /** `url` names the bench database; its backends are found by pid in pg_stat_activity. */
-  static async open(url: string): Promise<MachineCpu> {
+  /** `url` names the bench database; its backends are found by pid in pg_stat_activity. `relay`: the --rtt relay. */
+  static async open(url: string, relay?: Relay): Promise<MachineCpu> {
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
     // The pid is only ours to read when it is a postgres process on this machine.
     const comm = await readFile(`/proc/${rows[0]!.pid}/comm`, 'utf8').catch(() => '');
-    if (comm.trim() === 'postgres') return new MachineCpu(client);
+    if (comm.trim() === 'postgres') return new MachineCpu(client, relay);
     await client.end();
-    return new MachineCpu(undefined);
+    return new MachineCpu(undefined, relay);
   }
 
   async mark(): Promise<CpuMark> {
-    return { machine: await machineTicks(), db: this.client ? await this.dbProcesses() : undefined };
+    return { machine: await machineTicks(), db: this.client ? await this.dbProcesses() : undefined, relayUs: await this.relay?.cpuUs() };
   }
 
   async since(mark: CpuMark): Promise<CpuSpent> {
@@ -50,6 +57,7 @@ export class MachineCpu {
       spent.machineBusyUs = now.machine.busyUs - mark.machine.busyUs;
       spent.machineTotalUs = now.machine.totalUs - mark.machine.totalUs;
     }
+    if (mark.relayUs !== undefined && now.relayUs !== undefined) spent.relayUs = now.relayUs - mark.relayUs;
     if (mark.db && now.db) {
       // A backend that started during the round counts from zero; one that ended is lost (rare: pools stay open).
       spent.dbUs = [...now.db].reduce((sum, [pid, us]) => sum + us - (mark.db!.get(pid) ?? 0), 0);

@@ -6,6 +6,8 @@ import { dirname } from 'node:path';
 export interface FrameStat {
   frame: string;
   area: string;
+  /** The finer layer (issue 25's list: decorators, AsyncLocalStorage, scope queue, ... pg), see layerOf(). */
+  layer: string;
   selfMs: number;
 }
 
@@ -53,7 +55,7 @@ function selfTimes(profile: Profile): FrameStat[] {
       .map((node) => {
         const { functionName, url, lineNumber } = node.callFrame;
         const where = url ? ` ${shortUrl(url)}:${lineNumber + 1}` : '';
-        return { frame: `${functionName || '(anonymous)'}${where}`, area: areaOf(functionName, url), selfMs: node.hitCount! * msPerSample };
+        return { frame: `${functionName || '(anonymous)'}${where}`, area: areaOf(functionName, url), layer: layerOf(functionName, url), selfMs: node.hitCount! * msPerSample };
       }),
   );
 }
@@ -73,7 +75,7 @@ export function mergeFrames(frames: FrameStat[]): FrameStat[] {
 export function formatProfile(frames: FrameStat[], top = 15): string {
   const total = frames.reduce((sum, f) => sum + f.selfMs, 0) || 1;
   const pct = (ms: number) => `${((ms / total) * 100).toFixed(1).padStart(5)}%`;
-  const areas = mergeFrames(frames.map((f) => ({ frame: f.area, area: f.area, selfMs: f.selfMs })));
+  const areas = mergeFrames(frames.map((f) => ({ frame: f.area, area: f.area, layer: f.layer, selfMs: f.selfMs })));
   return [
     `      by area: ${areas.map((a) => `${a.frame} ${pct(a.selfMs).trim()}`).join(', ')}`,
     `      top ${top} functions by self time:`,
@@ -98,4 +100,95 @@ function shortUrl(url: string): string {
   const cwd = `file://${process.cwd()}/`;
   const path = url.startsWith(cwd) ? url.slice(cwd.length) : url;
   return path.replace(/^.*node_modules\//, '').replace(/^\.build\//, '');
+}
+
+/**
+ * The layers a transaction's CPU is split into (issue 25), in the order the table shows them: the library's own
+ * by file (the compiled file has the source's name), TypeORM's by directory, and the rest by where it runs.
+ * Self time only: a layer's figure is what its own functions cost, not what they call.
+ */
+export const LAYERS = [
+  'decorator wrappers',
+  'AsyncLocalStorage runs',
+  'scope queue',
+  'branch locks',
+  'held-lock bookkeeping',
+  'option reading',
+  'telemetry checks',
+  'transaction core (host, connection, scopes)',
+  'lock calls (service, keys, statements)',
+  'other nestjs-txlock',
+  'TypeORM QueryRunner',
+  'TypeORM EntityManager',
+  'TypeORM other',
+  'pg',
+  'Node: sockets, streams, timers',
+  'Node: promises, microtasks, other',
+  'GC',
+  'V8 (program)',
+  'Nest, other packages',
+  'bench harness',
+] as const;
+
+const OURS_BY_FILE: Record<string, (typeof LAYERS)[number]> = {
+  'transactional.decorator': 'decorator wrappers',
+  'advisory-lock.decorator': 'decorator wrappers',
+  'table-lock.decorator': 'decorator wrappers',
+  'wrap-method': 'decorator wrappers',
+  'scope-queue': 'scope queue',
+  'branch-locks': 'branch locks',
+  'await-chain': 'branch locks',
+  'held-locks': 'held-lock bookkeeping',
+  'session-locks': 'held-lock bookkeeping',
+  'transaction.options': 'option reading',
+  'lock.options': 'option reading',
+  'option-keys': 'option reading',
+  'isolation': 'option reading',
+};
+
+// The functions of transaction-scope.ts that only read or enter the AsyncLocalStorage.
+const STORAGE_FUNCTIONS = new Set(['currentScope', 'runInScope', 'runOutsideTransactions', 'holdsConnection', 'runInCurrentTests']);
+
+/** The layer of one profile frame (see LAYERS). */
+export function layerOf(functionName: string, url: string): string {
+  if (functionName === '(idle)') return 'idle';
+  if (functionName === '(garbage collector)') return 'GC';
+  if (functionName === '(program)') return 'V8 (program)';
+  if (/node_modules\/(pg|pg-protocol|pg-pool|pg-types|pgpass|buffer-writer|packet-reader|postgres-[a-z]+)\//.test(url)) return 'pg';
+  if (url.includes('node_modules/typeorm/')) {
+    if (/typeorm\/(driver|query-runner)\//.test(url)) return 'TypeORM QueryRunner';
+    if (/typeorm\/(entity-manager|repository)\//.test(url)) return 'TypeORM EntityManager';
+    return 'TypeORM other';
+  }
+  if (url.includes('/node_modules/')) return 'Nest, other packages';
+  if (url.includes('/lib/')) {
+    const file = url.slice(url.lastIndexOf('/') + 1).replace(/\.(js|ts|cjs|mjs)$/, '');
+    if (file === 'transaction-scope') return STORAGE_FUNCTIONS.has(functionName) ? 'AsyncLocalStorage runs' : 'transaction core (host, connection, scopes)';
+    const layer = OURS_BY_FILE[file];
+    if (layer) return layer;
+    if (url.includes('/lib/telemetry/') || file === 'telemetry') return 'telemetry checks';
+    if (url.includes('/lib/transaction/')) return 'transaction core (host, connection, scopes)';
+    if (url.includes('/lib/locks/')) return 'lock calls (service, keys, statements)';
+    return 'other nestjs-txlock';
+  }
+  if (url.includes('/bench/') || url.includes('/test/support/')) return 'bench harness';
+  if (/^node:(async_hooks|internal\/async_hooks|internal\/async_local_storage)/.test(url)) return 'AsyncLocalStorage runs';
+  if (/^node:(net|stream|dgram|dns|timers|internal\/(stream|net|timers|streams|stream_base_commons|dns))/.test(url) || functionName === 'writev' || functionName === 'writeBuffer' || functionName === 'writeUtf8String') {
+    return 'Node: sockets, streams, timers';
+  }
+  return 'Node: promises, microtasks, other';
+}
+
+/**
+ * CPU µs per operation by layer: the layer's share of the busy (non-idle) samples times the CPU the same rounds
+ * used per operation (process.cpuUsage, so time the sampler cannot see, such as GC helper threads, is spread
+ * in proportion).
+ */
+export function layerCosts(frames: FrameStat[], cpuUsPerOp: number): Record<string, number> {
+  const busy = frames.filter((f) => f.layer !== 'idle');
+  const total = busy.reduce((sum, f) => sum + f.selfMs, 0);
+  const costs: Record<string, number> = {};
+  if (!total) return costs;
+  for (const f of busy) costs[f.layer] = (costs[f.layer] ?? 0) + (f.selfMs / total) * cpuUsPerOp;
+  return costs;
 }

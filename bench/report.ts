@@ -1,5 +1,6 @@
 import type { MemoryReport } from './context.js';
 import type { BenchResult } from './harness.js';
+import { LAYERS } from './profile.js';
 import { formatRatio, rate } from './runner.js';
 import type { TargetOutcome } from './targets.js';
 
@@ -14,6 +15,9 @@ export interface ResultsFile {
   memory?: MemoryReport[];
   /** Average share of the machine's CPU other processes used during the timed rounds, %. */
   othersPercent?: number;
+  /** --rtt: the round trip the relay added (ms), and the hold it measured each way. */
+  rttMs?: number;
+  relayMeanHoldMs?: number;
 }
 
 /** Rows of cells as a fixed-width table. */
@@ -25,8 +29,11 @@ export function table(header: string[], rows: string[][]): string {
 
 /** The results table: throughput with the range of its rounds, latency, round trips, CPU, the ratio with its range. */
 export function formatResults(results: BenchResult[]): string {
+  // The relay's column only with --rtt.
+  const relay = results.some((r) => r.relayCpuUsPerOp !== undefined);
+  const header = ['scenario', 'variant', 'callers', 'ops/s', 'rounds min-max', 'p50 ms', 'p99 ms', 'RT/op', 'CPU µs/op', 'node CPU', 'db µs/op', ...(relay ? ['relay µs/op'] : []), 'ratio (per-round range)', 'note'];
   return table(
-    ['scenario', 'variant', 'callers', 'ops/s', 'rounds min-max', 'p50 ms', 'p99 ms', 'RT/op', 'CPU µs/op', 'node CPU', 'db µs/op', 'ratio (per-round range)', 'note'],
+    header,
     results.map((r) => [
       r.scenario,
       r.variant,
@@ -39,6 +46,7 @@ export function formatResults(results: BenchResult[]): string {
       r.cpuUsPerOp === undefined || !r.opsPerSec ? '' : r.cpuUsPerOp.toFixed(1),
       r.cpuPercent === undefined || !r.opsPerSec ? '' : `${r.cpuPercent.toFixed(0)}%`,
       r.dbCpuUsPerOp === undefined ? '' : r.dbCpuUsPerOp.toFixed(1),
+      ...(relay ? [r.relayCpuUsPerOp === undefined ? '' : r.relayCpuUsPerOp.toFixed(1)] : []),
       r.ratio === undefined ? '' : r.variant === r.baseline ? '1.00x (baseline)' : formatRatio(r),
       r.note ?? '',
     ]),
@@ -60,11 +68,11 @@ export function formatMemory(reports: MemoryReport[]): string {
   );
 }
 
-/** The targets of issue 16 and where this run stands. */
+/** The targets (issues 16, 25 and 27) and where this run stands, with the round trips per operation of both sides. */
 export function formatTargets(targets: TargetOutcome[]): string {
   return table(
-    ['target', 'measured (per-round range)', 'verdict'],
-    targets.map((t) => [t.target, t.measured, t.verdict]),
+    ['target', 'measured (per-round range)', 'RT/op ours vs theirs', 'verdict'],
+    targets.map((t) => [t.target, t.measured, t.roundTrips ?? '', t.verdict]),
   );
 }
 
@@ -105,4 +113,35 @@ function verdict(then: BenchResult, now: BenchResult): string {
 function ratioText(r: BenchResult): string {
   if (r.ratio === undefined) return '';
   return r.variant === r.baseline ? 'baseline' : `${r.ratio.toFixed(2)}x`;
+}
+
+// Short column names for the layer table.
+function shortVariant(variant: string): string {
+  if (variant.startsWith('raw pg')) return 'raw pg';
+  if (variant.includes('hand-written')) return 'hand-written';
+  if (variant.startsWith('peer: @nestjs-cls')) return 'nestjs-cls';
+  if (variant.startsWith('peer: typeorm-transactional')) return 'typeorm-transactional';
+  if (variant.startsWith('@') || variant.startsWith('CounterService') || variant.startsWith('Atomic')) return `ours: ${variant}`;
+  return variant;
+}
+
+/**
+ * Node CPU µs/op split by layer, one table per scenario group that was profiled (--layers, --profile): a row per
+ * layer any variant spent at least 0.05 µs/op in, a column per profiled variant, and the total (the CPU µs/op column).
+ */
+export function formatLayers(results: BenchResult[]): string {
+  const groups = new Map<string, BenchResult[]>();
+  for (const r of results) {
+    if (!r.layers) continue;
+    const key = `${r.scenario}, ${r.concurrency} callers`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  return [...groups]
+    .map(([group, rows]) => {
+      const layers = LAYERS.filter((layer) => rows.some((r) => (r.layers![layer] ?? 0) >= 0.05));
+      const body = layers.map((layer) => [layer, ...rows.map((r) => (r.layers![layer] ?? 0).toFixed(1))]);
+      body.push(['total (CPU µs/op)', ...rows.map((r) => r.cpuUsPerOp!.toFixed(1))]);
+      return `${group}:\n\n${table(['layer, Node CPU µs/op', ...rows.map((r) => shortVariant(r.variant))], body)}`;
+    })
+    .join('\n\n');
 }

@@ -9,7 +9,8 @@ import { createTestDatabase } from '../test/support/database.js';
 import type { BenchContext, Scenario } from './context.js';
 import { FULL, QUICK } from './harness.js';
 import { MachineCpu } from './machine-cpu.js';
-import { formatComparison, formatMemory, formatResults, formatTargets, type ResultsFile } from './report.js';
+import { formatComparison, formatLayers, formatMemory, formatResults, formatTargets, type ResultsFile } from './report.js';
+import { Relay } from './relay.js';
 import { BenchRunner } from './runner.js';
 import { advisoryLockScenario } from './scenarios/advisory-lock.js';
 import { counterScenario } from './scenarios/counters.js';
@@ -31,7 +32,11 @@ const USAGE = `npm run bench -- [options]
   --variant=a,b       only variants whose name contains a or b (case-insensitive); baselines still run
   --callers=1,64      only groups with these many callers
   --profile           V8 CPU profile of the timed rounds of the selected variants: top functions printed,
-                      .cpuprofile files in .build/profiles/ (use with --only and --variant)
+                      .cpuprofile files in .build/profiles/ (use with --only and --variant), and the
+                      Node CPU µs/op of each variant split by layer
+  --layers            the split by layer for every variant of scenario 1 (or of --only): --profile for all
+  --rtt=0.5           a relay process between Node and PostgreSQL adds this round trip (ms, half each way),
+                      as with a database on another host; its CPU is reported (the relay µs/op column)
   --out=file.json     also write the results there (always: bench/results/latest.json)
   --compare old.json  after the run, compare with an earlier results file
   --compare a.json b.json   compare two results files, without running anything
@@ -58,6 +63,8 @@ async function main(): Promise<number> {
       variant: { type: 'string' },
       callers: { type: 'string' },
       profile: { type: 'boolean', default: false },
+      layers: { type: 'boolean', default: false },
+      rtt: { type: 'string' },
       out: { type: 'string' },
       compare: { type: 'string' },
       help: { type: 'boolean', default: false },
@@ -73,8 +80,10 @@ async function main(): Promise<number> {
     return 0;
   }
   const list = (value: string | undefined) => value?.split(',').map((s) => s.trim()).filter(Boolean);
-  const only = list(args.only);
+  const only = list(args.only) ?? (args.layers ? ['1'] : undefined);
   const settings = args.quick ? QUICK : FULL;
+  const rttMs = args.rtt === undefined ? undefined : Number(args.rtt);
+  if (rttMs !== undefined && !(rttMs > 0 && rttMs <= 100)) throw new Error(`--rtt takes a round trip in ms, above 0 and at most 100: ${args.rtt}`);
 
   let server: EmbeddedServer | undefined;
   let adminUrl = process.env.DATABASE_URL;
@@ -84,31 +93,49 @@ async function main(): Promise<number> {
   }
   process.env.TXLOCK_TEST_ADMIN_URL = adminUrl;
   const database = await createTestDatabase();
-  const cpu = await MachineCpu.open(database.url);
+  const relay = rttMs === undefined ? undefined : await Relay.start(database.url, rttMs);
+  const cpu = await MachineCpu.open(database.url, relay);
   try {
     const machine = `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
-    const serverText = await describeServer(database.url, server ? 'embedded' : 'DATABASE_URL');
-    const runner = new BenchRunner({ settings, variants: list(args.variant), callers: list(args.callers)?.map(Number), profile: args.profile, cpu });
+    const serverText = `${await describeServer(database.url, server ? 'embedded' : 'DATABASE_URL')}${relay ? `, through a relay process adding ${relay.rttMs} ms per round trip` : ''}`;
+    const runner = new BenchRunner({ settings, variants: list(args.variant), callers: list(args.callers)?.map(Number), profile: args.profile || args.layers, cpu });
     runner.progress(`nestjs-txlock bench${args.quick ? ' --quick' : ''}: ${machine}; ${serverText}`);
     runner.progress(`each variant: ${settings.warmupMs} ms warm-up, then ${settings.rounds} rounds of ${settings.roundMs} ms taking turns with its group`);
-    const context: BenchContext = { url: database.url, settings, runner, memory: [] };
+    const context: BenchContext = { url: relay?.url ?? database.url, settings, runner, memory: [] };
     for (const [index, scenario] of SCENARIOS.entries()) {
       if (!only || only.includes(String(index + 1))) await scenario(context);
     }
 
     const { results } = runner;
-    const targets = evaluateTargets(results, context.memory);
+    const targets = evaluateTargets(results, context.memory, rttMs);
+    const relayStats = await relay?.stats();
     const others = results.map((r) => r.othersPercent).filter((p): p is number => p !== undefined);
     const othersPercent = others.length ? others.reduce((a, b) => a + b, 0) / others.length : undefined;
     console.log(`\nnestjs-txlock bench${args.quick ? ' (--quick: smoke run, figures not meaningful)' : ''} — ${machine}; ${serverText}\n`);
     console.log(formatResults(results));
     if (context.memory.length) console.log(`\nMemory (forced GC after each tenth of the run):\n\n${formatMemory(context.memory)}`);
-    if (targets.length) console.log(`\nTargets (issues 16 and 27):\n\n${formatTargets(targets)}`);
+    const layers = formatLayers(results);
+    if (layers) console.log(`\nNode CPU µs/op by layer (self time in the V8 profile of the timed rounds, scaled to the CPU they used; profiling slows every variant alike):\n\n${layers}`);
+    if (targets.length) console.log(`\nTargets (issues 16, 25 and 27${rttMs ? `; the network profile, ${rttMs} ms round trip` : ''}):\n\n${formatTargets(targets)}`);
+    if (relayStats) {
+      console.log(`\nThe relay held ${relayStats.relayed.toLocaleString('en-US')} chunks ${relayStats.meanHoldMs.toFixed(3)} ms each on average (asked: ${(rttMs! / 2).toFixed(3)} ms each way); its CPU is the relay µs/op column.`);
+    }
     if (othersPercent !== undefined) {
       console.log(`\nOther processes on this machine used ${othersPercent.toFixed(0)}% of its CPU on average during the timed rounds${othersPercent > 10 ? ' (a shared machine: expect noise)' : ''}.`);
     }
 
-    const file: ResultsFile = { date: new Date().toISOString(), quick: args.quick, machine, server: serverText, results, targets, memory: context.memory, othersPercent };
+    const file: ResultsFile = {
+      date: new Date().toISOString(),
+      quick: args.quick,
+      machine,
+      server: serverText,
+      results,
+      targets,
+      memory: context.memory,
+      othersPercent,
+      rttMs,
+      relayMeanHoldMs: relayStats?.meanHoldMs,
+    };
     const text = `${JSON.stringify(file, null, 2)}\n`;
     const latest = join(process.cwd(), 'bench', 'results', 'latest.json');
     for (const path of [latest, ...(args.out ? [resolve(args.out)] : [])]) {
@@ -124,6 +151,7 @@ async function main(): Promise<number> {
     return wrong.length || wrongMemory.length ? 1 : 0;
   } finally {
     await cpu.close();
+    await relay?.stop();
     await database.drop();
     await server?.stop();
   }

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { median, percentile, type BenchResult, type BenchSettings, type RoundStats, type Variant } from './harness.js';
 import type { MachineCpu } from './machine-cpu.js';
-import { formatProfile, mergeFrames, type FrameStat } from './profile.js';
+import { formatProfile, layerCosts, mergeFrames, type FrameStat } from './profile.js';
 
 /** What to run and how: the command line's filters and modes. */
 export interface RunnerOptions {
@@ -19,6 +19,7 @@ interface Measured {
   variant: Variant;
   rounds: RoundStats[];
   dbUs: number[];
+  relayUs: number[];
   othersPercent: number[];
   profile: FrameStat[];
 }
@@ -71,7 +72,7 @@ export class BenchRunner {
       `${first.scenario}, ${callers.join('/')} caller${callers.join() === '1' ? '' : 's'}: ${chosen.length} variants x ${settings.rounds} rounds, about ${Math.ceil((chosen.length * perVariantMs) / 1000)} s`,
     );
     this.progress(`   ${chosen.map((v, i) => `(${i + 1}) ${v.variant}`).join('  ')}`);
-    const measured: Measured[] = chosen.map((variant) => ({ variant, rounds: [], dbUs: [], othersPercent: [], profile: [] }));
+    const measured: Measured[] = chosen.map((variant) => ({ variant, rounds: [], dbUs: [], relayUs: [], othersPercent: [], profile: [] }));
 
     for (const { variant } of measured) {
       await variant.beforeRound?.();
@@ -88,6 +89,7 @@ export class BenchRunner {
 
     const results = withRatios(measured.map(summarise), baseline);
     for (const [i, result] of results.entries()) {
+      if (measured[i]!.profile.length) result.layers = layerCosts(measured[i]!.profile, result.cpuUsPerOp!);
       const ratio = result.ratio === undefined ? '' : result.variant === baseline ? '  baseline' : `  ${formatRatio(result)}`;
       this.progress(`   (${i + 1}) ${rate(result.opsPerSec)} ops/s (${rate(result.minOpsPerSec!)}-${rate(result.maxOpsPerSec!)}), ${result.cpuUsPerOp!.toFixed(1)} µs CPU/op${ratio}  ${result.variant}${result.note ? `: ${result.note}` : ''}`);
       const profile = measured[i]!.profile;
@@ -111,15 +113,16 @@ export class BenchRunner {
     await variant.afterRound?.(stats, true);
     measured.rounds.push(stats);
     if (spent.dbUs !== undefined) measured.dbUs.push(spent.dbUs);
+    if (spent.relayUs !== undefined) measured.relayUs.push(spent.relayUs);
     if (spent.machineBusyUs !== undefined && spent.machineTotalUs) {
-      const ours = ownUsed.user + ownUsed.system + (variant.remote ? stats.cpuUs : 0) + (spent.dbUs ?? 0);
+      const ours = ownUsed.user + ownUsed.system + (variant.remote ? stats.cpuUs : 0) + (spent.dbUs ?? 0) + (spent.relayUs ?? 0);
       measured.othersPercent.push(Math.max(0, ((spent.machineBusyUs - ours) / spent.machineTotalUs) * 100));
     }
     if (stats.profile) measured.profile = mergeFrames([...measured.profile, ...stats.profile]);
   }
 }
 
-function summarise({ variant, rounds, dbUs, othersPercent }: Measured): BenchResult {
+function summarise({ variant, rounds, dbUs, relayUs, othersPercent }: Measured): BenchResult {
   const ops = rounds.reduce((sum, r) => sum + r.ops, 0);
   const cpuUs = rounds.reduce((sum, r) => sum + r.cpuUs, 0);
   const wallUs = rounds.reduce((sum, r) => sum + r.wallMs, 0) * 1000;
@@ -139,6 +142,7 @@ function summarise({ variant, rounds, dbUs, othersPercent }: Measured): BenchRes
     cpuUsPerOp: ops ? cpuUs / ops : 0,
     cpuPercent: wallUs ? (cpuUs / wallUs) * 100 : 0,
     dbCpuUsPerOp: dbUs.length === rounds.length && ops ? dbUs.reduce((a, b) => a + b, 0) / ops : undefined,
+    relayCpuUsPerOp: relayUs.length === rounds.length && ops ? relayUs.reduce((a, b) => a + b, 0) / ops : undefined,
     othersPercent: othersPercent.length ? othersPercent.reduce((a, b) => a + b, 0) / othersPercent.length : undefined,
     note: variant.note?.(),
   };

@@ -1,6 +1,7 @@
 import { CounterOverflowError } from '../errors.js';
 import { telemetry } from '../telemetry/telemetry.js';
 import { randomShardRow } from './counter-shards.js';
+import { SAFE_LIMIT } from './counter-value.js';
 
 /**
  * Sends one add of `delta` to the row `key` and returns the row's new value; with `limit`, CounterOverflowError
@@ -58,8 +59,9 @@ export class CounterCoalescer {
 
   /** `tag`: callers share a statement only with callers of the same tag (TransactionHost.sharingTag()). */
   add(key: string, delta: bigint, windowMs: string | null, shards = 1, limit: bigint | null = null, tag = ''): Promise<bigint> {
-    // Keys never contain NUL (validated), so this cannot confuse two (tag, key, window, shards, limit) tuples.
-    const id = `${tag}\u0000${windowMs ?? ''}\u0000${shards}\u0000${limit ?? ''}\u0000${key}`;
+    // Keys never contain NUL (validated), so this cannot confuse two (tag, key, window, shards, limit) tuples; the
+    // common case (no tag, window or shards, number values) is the key itself, which has no NUL to be confused with.
+    const id = tag === '' && windowMs === null && shards === 1 && limit === SAFE_LIMIT ? key : `${tag}\u0000${windowMs ?? ''}\u0000${shards}\u0000${limit ?? ''}\u0000${key}`;
     const existing = this.batches.get(id);
     const batch = existing ?? { key, windowMs, shards, limit, waiting: [] };
     const result = new Promise<bigint>((resolve, reject) => batch.waiting.push({ delta, resolve, reject }));

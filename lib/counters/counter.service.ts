@@ -74,15 +74,23 @@ export class CounterService implements OnModuleInit {
    * With `shards`, the key is spread over that many rows and the value returned is the new value of the row
    * this call changed (see CounterIncrementOptions); `get(key)` returns the total.
    */
-  async increment<Options extends CounterIncrementOptions = object>(key: string, by: Integer = 1, options?: Options): Promise<CounterValue<Options>> {
-    checkOptionKeys(options, COUNTER_CALLS.increment);
-    return this.add(key, toInteger(by, 'by', { nonNegative: true }), options);
+  increment<Options extends CounterIncrementOptions = object>(key: string, by: Integer = 1, options?: Options): Promise<CounterValue<Options>> {
+    try {
+      checkOptionKeys(options, COUNTER_CALLS.increment);
+      return this.add(key, toInteger(by, 'by', { nonNegative: true }), options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Subtracts `by` (default 1, not negative) from `key` and returns the new value (it may go below zero; see tryDecrement). */
-  async decrement<Options extends CounterIncrementOptions = object>(key: string, by: Integer = 1, options?: Options): Promise<CounterValue<Options>> {
-    checkOptionKeys(options, COUNTER_CALLS.decrement);
-    return this.add(key, -toInteger(by, 'by', { nonNegative: true }), options);
+  decrement<Options extends CounterIncrementOptions = object>(key: string, by: Integer = 1, options?: Options): Promise<CounterValue<Options>> {
+    try {
+      checkOptionKeys(options, COUNTER_CALLS.decrement);
+      return this.add(key, -toInteger(by, 'by', { nonNegative: true }), options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /**
@@ -167,7 +175,9 @@ export class CounterService implements OnModuleInit {
     return rows.map((row) => counterValue(row.value, bounds, name));
   }
 
-  private async add<Options extends CounterIncrementOptions>(key: string, delta: bigint, options: Options | undefined): Promise<CounterValue<Options>> {
+  // Not async (increment() and decrement() turn a throw into a rejection): a coalesced increment, the hot path, then
+  // makes one promise of its own besides its place in the batch.
+  private add<Options extends CounterIncrementOptions>(key: string, delta: bigint, options: Options | undefined): Promise<CounterValue<Options>> {
     const validKey = toCounterKey(key);
     const windowMs = windowParam(options?.windowMs);
     const shards = shardCount(options?.shards);
@@ -175,11 +185,11 @@ export class CounterService implements OnModuleInit {
       throw new InvalidOptionError('shards', options?.shards, 'no shards with windowMs: each shard would start and end its own window');
     }
     const limit = options?.bigint ? null : SAFE_LIMIT;
-    const value =
+    const value: Promise<bigint | string> =
       this.options.coalesce && !this.txHost.isActive
-        ? await this.coalescer.add(validKey, delta, windowMs, shards, limit, this.txHost.sharingTag())
-        : (await this.addNow(randomShardRow(validKey, shards), delta, windowMs, limit)).value;
-    return counterValue(value, options, key);
+        ? this.coalescer.add(validKey, delta, windowMs, shards, limit, this.txHost.sharingTag())
+        : this.addNow(randomShardRow(validKey, shards), delta, windowMs, limit).then((row) => row.value);
+    return value.then((settled) => counterValue(settled, options, key));
   }
 
   // `row` is the key itself, or one of its shards (then errors still name the key). With `limit`, a value that

@@ -63,17 +63,26 @@ export function AdvisoryLock(options: AdvisoryLockOptions = {}): MethodDecorator
     const locks = injectInto(target, LockService, 'AdvisoryLock', dataSource);
     // Behind a transaction pooler (module option pooler: 'transaction') such a method is refused at bootstrap.
     if (callOptions.scope === 'session') markSessionScope(target, `${target.constructor.name}.${String(propertyKey)}`, dataSource);
-    wrapMethod('AdvisoryLock', target, propertyKey, descriptor, (original, methodName) =>
-      async function advisoryLock(this: object, ...args: unknown[]) {
-        const lockKeys = keys ? keys.apply(this, args) : [typeof key === 'function' ? key.apply(this, args) : (key ?? defaultMethodKey(methodName, args))];
-        const call = () => original.apply(this, args);
-        if (onLocked === 'throw') return locks(this).withAdvisoryLocks(lockKeys, call, callOptions);
-        const outcome = await locks(this).tryAdvisoryLocks(lockKeys, call, callOptions);
+    wrapMethod('AdvisoryLock', target, propertyKey, descriptor, (original, methodName) => {
+      const skipping = async (service: LockService, lockKeys: readonly LockKey[], call: () => unknown) => {
+        const outcome = await service.tryAdvisoryLocks(lockKeys, call, callOptions);
         if (outcome.ran) return outcome.value;
         logger.debug(`${methodName} skipped: its advisory lock is held elsewhere (${outcome.reason})`);
         return undefined;
-      },
-    );
+      };
+      // Not async: the lock call's promise is returned as it is (an async wrapper would add frames to every call).
+      return function advisoryLock(this: object, ...args: unknown[]) {
+        try {
+          const lockKeys = keys ? keys.apply(this, args) : [typeof key === 'function' ? key.apply(this, args) : (key ?? defaultMethodKey(methodName, args))];
+          const call = () => original.apply(this, args);
+          // callOptions is the decorator's own copy, checked above: it cannot change between calls.
+          if (onLocked === 'throw') return locks(this).withCheckedAdvisoryLocks(lockKeys, call, callOptions);
+          return skipping(locks(this), lockKeys, call);
+        } catch (error) {
+          return Promise.reject(error); // always a Promise, even for a key function that throws
+        }
+      };
+    });
     UseFilters(TxLockExceptionFilter)(target, propertyKey, descriptor);
   };
 }

@@ -37,8 +37,15 @@ const HASH_MASK = (1n << HASH_BITS) - 1n;
  */
 export function advisoryLockKey(key: LockKey, namespace: number = DEFAULT_LOCK_NAMESPACE): bigint {
   validateNamespace(namespace, true);
-  const hash = keyHash(lockKeyText(key));
-  return BigInt.asIntN(64, (BigInt(namespace) << HASH_BITS) | hash);
+  return advisoryLockKeyOfText(lockKeyText(key), namespace);
+}
+
+/**
+ * advisoryLockKey() of a key already turned into its canonical text (lockKeyText()), in a namespace already
+ * validated: for a lock call, which also names the lock by that text and so derives it once.
+ */
+export function advisoryLockKeyOfText(text: string, namespace: number): bigint {
+  return BigInt.asIntN(64, (BigInt(namespace) << HASH_BITS) | keyHash(text));
 }
 
 // Hot keys (one account, one job) are derived again on every call: the last hashes are kept, a bounded number.

@@ -4,7 +4,7 @@ import type { LockFeature } from '../telemetry/telemetry.types.js';
 import { requestAbortSignal } from '../transaction/client-disconnect.interceptor.js';
 import { isStatementTimeout } from '../transaction/library-statement-errors.js';
 import { sqlState } from '../transaction/sql-state.js';
-import { advisoryLockKey, lockKeyText, type LockKey } from './lock-key.js';
+import { advisoryLockKeyOfText, DEFAULT_LOCK_NAMESPACE, lockKeyText, validateNamespace, type LockKey } from './lock-key.js';
 import type { AdvisoryLockCallOptions } from './lock.options.js';
 
 /** One advisory lock call, resolved: keys derived, sorted and de-duplicated, wait options fixed. */
@@ -27,10 +27,15 @@ export interface LockRequest {
 
 /** Derives the request for `keys` (each a key, possibly of several parts); the time of the request starts its wait. */
 export function lockRequest(keys: readonly LockKey[], options: AdvisoryLockCallOptions, feature: LockFeature = 'advisory'): LockRequest {
-  const derived = [...new Set(keys.map((key) => advisoryLockKey(key, options.namespace)))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const namespace = options.namespace ?? DEFAULT_LOCK_NAMESPACE;
+  validateNamespace(namespace, true);
+  // Each key's text is made once: it names the lock and derives its value.
+  const texts = keys.map(lockKeyText);
+  const derived =
+    texts.length === 1 ? [advisoryLockKeyOfText(texts[0]!, namespace)] : [...new Set(texts.map((text) => advisoryLockKeyOfText(text, namespace)))].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   return {
     keys: derived,
-    label: `advisory lock ${keys.map(lockKeyText).join(' + ')}`,
+    label: `advisory lock ${texts.join(' + ')}`,
     shared: options.shared ?? false,
     timeoutMs: options.timeoutMs,
     nowait: options.nowait ?? false,

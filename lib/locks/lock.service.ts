@@ -75,9 +75,26 @@ export class LockService implements OnModuleInit {
    * taken in the order of their 64-bit values, duplicates once, so callers naming the same keys in any
    * order never deadlock.
    */
-  async withAdvisoryLocks<T>(keys: readonly LockKey[], fn: () => T | Promise<T>, options: AdvisoryLockCallOptions = {}): Promise<T> {
-    const snapshot = readAdvisoryOptions(options, 'withAdvisoryLock()');
-    return this.locked(this.request(keys, snapshot, 'withAdvisoryLock()'), fn, snapshot);
+  withAdvisoryLocks<T>(keys: readonly LockKey[], fn: () => T | Promise<T>, options: AdvisoryLockCallOptions = {}): Promise<T> {
+    try {
+      const snapshot = readAdvisoryOptions(options, 'withAdvisoryLock()');
+      return this.locked(this.request(keys, snapshot, 'withAdvisoryLock()'), fn, snapshot);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * withAdvisoryLocks() for `@AdvisoryLock()`, whose options are its own copy, checked when it was applied: they
+   * cannot have changed since, so they are not read again on every call. Not part of the public API.
+   * @internal
+   */
+  withCheckedAdvisoryLocks<T>(keys: readonly LockKey[], fn: () => T | Promise<T>, options: AdvisoryLockCallOptions): Promise<T> {
+    try {
+      return this.locked(this.request(keys, options, '@AdvisoryLock()'), fn, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /**
@@ -93,9 +110,17 @@ export class LockService implements OnModuleInit {
   }
 
   private async locked<T>(request: LockRequest, fn: () => T | Promise<T>, options: AdvisoryLockCallOptions & Pick<TransactionOptions, 'isolation'>): Promise<T> {
-    const outcome = await this.runLocked(request, fn, options);
-    if (!outcome.ran) throw outcome.failure;
-    return outcome.value;
+    if (options.scope === 'session' || request.observation) {
+      const outcome = await this.runLocked(request, fn, options);
+      if (!outcome.ran) throw outcome.failure;
+      return outcome.value;
+    }
+    // The common case (a transaction-scope lock, telemetry off) without the outcome object and its async frames.
+    try {
+      return await this.lockInTransaction(request, fn, options);
+    } catch (error) {
+      throw error instanceof NotAcquired ? error.failure : error;
+    }
   }
 
   /**
@@ -200,17 +225,21 @@ export class LockService implements OnModuleInit {
       return this.sessions.run(request, fn);
     }
     try {
-      const value = await this.inTransaction(
-        { propagation: options.propagation, isolation: options.isolation },
-        fn,
-        (scope, own, timeoutMs) => takeAdvisoryLocks(scope, { ...request, timeoutMs }, own, this.logger),
-        request,
-      );
-      return { ran: true, value };
+      return { ran: true, value: await this.lockInTransaction(request, fn, options) };
     } catch (error) {
       if (error instanceof NotAcquired) return { ran: false, failure: error.failure };
       throw error;
     }
+  }
+
+  // A transaction-scope advisory lock call; a lock that could not be had comes out as NotAcquired.
+  private lockInTransaction<T>(request: LockRequest, fn: () => T | Promise<T>, options: AdvisoryLockCallOptions & Pick<TransactionOptions, 'isolation'>): Promise<T> {
+    return this.inTransaction(
+      { propagation: options.propagation, isolation: options.isolation },
+      fn,
+      (scope, own, timeoutMs) => takeAdvisoryLocks(scope, request, timeoutMs, own, this.logger),
+      request,
+    );
   }
 
   /**
@@ -222,7 +251,7 @@ export class LockService implements OnModuleInit {
    * branches of the same transaction (BranchLocks) from before `take` until `fn` has settled; the time spent
    * waiting for them counts against the request's `timeoutMs`, and `take` gets what is left.
    */
-  private async inTransaction<T>(
+  private inTransaction<T>(
     transaction: Pick<TransactionOptions, 'propagation' | 'isolation'>,
     fn: () => T | Promise<T>,
     take: (scope: TransactionScope, own: boolean, timeoutMs: number | undefined) => Promise<unknown>,
@@ -234,7 +263,8 @@ export class LockService implements OnModuleInit {
         const failure = await take(scope, own, timeoutMs);
         request?.observation?.acquired(failure);
         if (failure !== undefined) throw new NotAcquired(failure);
-        return body();
+        // Awaited rather than returned: an async function returning a promise costs two more jobs and a promise.
+        return await body();
       };
       if (!request) return start(undefined);
       return BranchLocks.of(scope.root.locals).run(
@@ -246,9 +276,14 @@ export class LockService implements OnModuleInit {
         scope,
       );
     };
-    const outer = this.txHost.scope();
-    const joins = outer && (propagation === undefined || propagation === Propagation.REQUIRED || propagation === Propagation.MANDATORY);
-    if (joins) return guarded(outer, false, () => this.txHost.run({ propagation }, fn));
-    return this.txHost.run(transaction, () => guarded(this.txHost.scope()!, true, async () => fn()));
+    try {
+      const outer = this.txHost.scope();
+      const joins = outer && (propagation === undefined || propagation === Propagation.REQUIRED || propagation === Propagation.MANDATORY);
+      // The options were checked with the lock's (lock.options.ts): run without reading them again.
+      if (joins) return guarded(outer, false, () => this.txHost.runChecked({ propagation }, fn));
+      return this.txHost.runChecked(transaction, () => guarded(this.txHost.scope()!, true, async () => await fn()));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 }

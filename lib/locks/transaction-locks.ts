@@ -14,14 +14,16 @@ import { currentSessionKeys } from './session-locks.js';
 const MANY_KEYS = 64;
 
 /**
- * Takes the request's keys in `scope`, in one round trip (with BEGIN when it is still pending). Returns
+ * Takes the request's keys in `scope`, waiting at most `timeoutMs` (what is left of the request's), in one round
+ * trip (with BEGIN when it is still pending). Returns
  * the LockNotAcquiredError/LockTimeoutError when busy. Keys provably held already are skipped: that is decided
  * in the lock's own turn on the connection, where no sibling can end a savepoint meanwhile. `own`: the
  * transaction or savepoint was opened for this call, so a failure rolls it back and no savepoint is needed here.
  */
-export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRequest, own: boolean, logger: Logger): Promise<unknown> {
-  const session = await sessionKeysOfChain(currentSessionKeys(scope.connection.dataSource), request);
-  const { timeoutMs, nowait, shared } = request;
+export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRequest, timeoutMs: number | undefined, own: boolean, logger: Logger): Promise<unknown> {
+  const held = currentSessionKeys(scope.connection.dataSource);
+  const session = held && request.keys.some((key) => held.has(key)) ? await sessionKeysOfChain(held, request) : held;
+  const { nowait, shared } = request;
   let taken: bigint[] | undefined;
   try {
     // One exclusive task: nothing else of this transaction runs between the savepoint and its end.
@@ -45,7 +47,9 @@ export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRe
       try {
         results = await send(statements, nowait ? undefined : request.signal);
       } catch (error) {
-        if (savepoint) await rollBackTo(scope, send, savepoint);
+        // A SAVEPOINT refused because the transaction was aborted already (25P02) never existed: rolling back to it
+        // would fail (3B001) and break the connection, where the transaction's end reports the abort.
+        if (savepoint && sqlState(error) !== '25P02') await rollBackTo(scope, send, savepoint);
         throw request.signal?.aborted && sqlState(error) === '57014' ? new Aborted() : error;
       }
       if (nowait) {
@@ -59,7 +63,7 @@ export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRe
     });
   } catch (error) {
     if (error instanceof Aborted) return lockAborted(request);
-    const failure = lockFailure(error, request.label, request);
+    const failure = lockFailure(error, request.label, { timeoutMs, nowait });
     if (failure === error) throw error;
     return failure;
   }
@@ -103,9 +107,9 @@ export async function takeTableLocks(scope: TransactionScope, tables: readonly s
 }
 
 // The session keys this call may count as held: those its own awaiting call chain holds, not the ones a session-lock
-// call whose body started this one as detached work (a listener, a timer) holds meanwhile.
-async function sessionKeysOfChain(session: SessionKeys | undefined, request: LockRequest): Promise<SessionKeys | undefined> {
-  if (!session || !request.keys.some((key) => session.has(key))) return session;
+// call whose body started this one as detached work (a listener, a timer) holds meanwhile. Asked only when the
+// session holds one of the request's keys.
+async function sessionKeysOfChain(session: SessionKeys, request: LockRequest): Promise<SessionKeys> {
   const held = await keysHeldForChain(request.keys);
   return new Map([...session].filter(([key]) => held.has(key)));
 }

@@ -27,39 +27,45 @@ function poolOf(dataSource: DataSource): { options?: { max?: number } } {
  * Takes a connection from the DataSource's pool on a fresh query runner, waiting at most `timeoutMs` (pg-pool
  * hands out even idle connections on a later tick, so every wait gets the bound). `holding`: the caller already
  * holds a connection, which the error then mentions. `signal` (an HTTP request's: its client left) ends the wait
- * with its reason. A connection that arrives after we gave up goes back.
+ * with its reason. A connection that arrives after we gave up goes back. One promise per acquire (no race of
+ * promises): this runs once per transaction.
  */
-export async function acquireConnection(
+export function acquireConnection(
   dataSource: DataSource,
   timeoutMs: number,
   holding: boolean,
   signal?: AbortSignal,
 ): Promise<{ queryRunner: PostgresQueryRunnerInternals; client: PoolClient }> {
-  if (signal?.aborted) throw signal.reason;
-  const startedAt = telemetry ? performance.now() : 0;
-  const queryRunner = createOwnQueryRunner(dataSource) as PostgresQueryRunnerInternals;
-  const connecting = queryRunner.connect();
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort: (() => void) | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new PoolExhaustedError(timeoutMs, poolOf(dataSource).options?.max, holding)), timeoutMs);
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const startedAt = telemetry ? performance.now() : 0;
+    const queryRunner = createOwnQueryRunner(dataSource) as PostgresQueryRunnerInternals;
+    const connecting = queryRunner.connect();
+    let settled = false;
+    const settle = (): boolean => {
+      if (settled) return false;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      return true;
+    };
+    const fail = (error: unknown): void => {
+      if (!settle()) return;
+      if (startedAt) recordPoolWait(startedAt, error instanceof PoolExhaustedError ? 'timeout' : 'error');
+      connecting.then(
+        () => queryRunner.release(),
+        () => queryRunner.release(),
+      ).catch(() => undefined);
+      reject(explainConnectionLoss(error));
+    };
+    const onAbort = () => fail(signal!.reason);
+    const timer = setTimeout(() => fail(new PoolExhaustedError(timeoutMs, poolOf(dataSource).options?.max, holding)), timeoutMs);
     timer.unref();
-    onAbort = () => reject(signal!.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
+    connecting.then((client) => {
+      if (!settle()) return;
+      if (startedAt) recordPoolWait(startedAt, 'acquired');
+      resolve({ queryRunner, client });
+    }, fail);
   });
-  try {
-    const client = await Promise.race([connecting, timeout]);
-    if (startedAt) recordPoolWait(startedAt, 'acquired');
-    return { queryRunner, client };
-  } catch (error) {
-    if (startedAt) recordPoolWait(startedAt, error instanceof PoolExhaustedError ? 'timeout' : 'error');
-    connecting.then(
-      () => queryRunner.release(),
-      () => queryRunner.release(),
-    ).catch(() => undefined);
-    throw explainConnectionLoss(error);
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) signal?.removeEventListener('abort', onAbort);
-  }
 }

@@ -101,7 +101,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     const query = queryRunner.query.bind(queryRunner);
     const stream = queryRunner.stream.bind(queryRunner);
     this.sendTypeorm = { query, stream };
-    queryRunner.query = ((...args: Parameters<QueryRunner['query']>) => this.typeormStatement(args[0], () => query(...args))) as QueryRunner['query'];
+    queryRunner.query = ((...args: Parameters<QueryRunner['query']>) => this.typeormStatement(this.callerScope(), args[0], () => query(...args))) as QueryRunner['query'];
     queryRunner.stream = ((...args: Parameters<QueryRunner['stream']>) => this.typeormStream(this.callerScope(), args[0], () => stream(...args))) as QueryRunner['stream'];
     // Its own startTransaction() is TypeORM's raw savepoint (shared by every branch of the transaction); what it must
     // never do is end the transaction itself, or run weaker than it asks.
@@ -131,12 +131,13 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
    * Takes a connection from the DataSource's pool, waiting at most `acquireTimeoutMs` (PoolExhaustedError), or
    * until `signal` aborts (its reason). `holding`: the caller already holds another connection (for the error message).
    */
-  static async open(dataSource: DataSource, acquireTimeoutMs: number, kind: ScopeKind, holding: boolean, signal?: AbortSignal): Promise<TransactionConnection> {
-    const { queryRunner, client } = await acquireConnection(dataSource, acquireTimeoutMs, holding, signal);
-    const connection = new TransactionConnection(queryRunner, client, dataSource, kind);
-    // A test's own transaction is the testing kit's to end, not the app's shutdown.
-    if (kind !== 'test') shutdownGateOf(dataSource)?.track(connection);
-    return connection;
+  static open(dataSource: DataSource, acquireTimeoutMs: number, kind: ScopeKind, holding: boolean, signal?: AbortSignal): Promise<TransactionConnection> {
+    return acquireConnection(dataSource, acquireTimeoutMs, holding, signal).then(({ queryRunner, client }) => {
+      const connection = new TransactionConnection(queryRunner, client, dataSource, kind);
+      // A test's own transaction is the testing kit's to end, not the app's shutdown.
+      if (kind !== 'test') shutdownGateOf(dataSource)?.track(connection);
+      return connection;
+    });
   }
 
   /** Marks the transaction open and queues its opening statements (openingStatements()); nothing is sent yet. */
@@ -360,7 +361,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
    * nothing to commit. Statements issued from now on are refused.
    */
   async commit(): Promise<void> {
-    await this.broadcast('BeforeTransactionCommit');
+    if (this.hasSubscribers) await this.broadcast('BeforeTransactionCommit');
     this.root.close();
     await this.queue.submit(
       this.root,
@@ -384,14 +385,16 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     );
     this.root.finish('committed');
     this.markEnded();
-    await this.afterEnd('AfterTransactionCommit');
+    if (this.hasSubscribers) await this.afterEnd('AfterTransactionCommit');
   }
 
   /** Rolls back (if anything was sent). Throws if the connection is broken; the caller then destroys it. */
   async rollback(): Promise<void> {
-    await this.broadcast('BeforeTransactionRollback').catch((error: unknown) => {
-      logger.error(`A TypeORM subscriber's BeforeTransactionRollback failed: ${error instanceof Error ? error.stack : String(error)}`);
-    });
+    if (this.hasSubscribers) {
+      await this.broadcast('BeforeTransactionRollback').catch((error: unknown) => {
+        logger.error(`A TypeORM subscriber's BeforeTransactionRollback failed: ${error instanceof Error ? error.stack : String(error)}`);
+      });
+    }
     this.root.close();
     try {
       if (!this.root.ended) {
@@ -408,7 +411,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
       this.root.finish('rolled back');
       this.markEnded();
     }
-    await this.afterEnd('AfterTransactionRollback');
+    if (this.hasSubscribers) await this.afterEnd('AfterTransactionRollback');
   }
 
   /**
@@ -484,11 +487,8 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     return scope && scope.connection === this ? scope : this.root;
   }
 
-  /** Runs one TypeORM statement in `scope`'s turn (the caller's scope unless given). */
-  typeormStatement<T>(sql: string, task: () => Promise<T>): Promise<T>;
-  typeormStatement<T>(scope: TransactionScope, sql: string, task: () => Promise<T>): Promise<T>;
-  typeormStatement<T>(...args: [string, () => Promise<T>] | [TransactionScope, string, () => Promise<T>]): Promise<T> {
-    const [scope, sql, task] = args.length === 2 ? [this.callerScope(), ...args] : args;
+  /** Runs one TypeORM statement in `scope`'s turn. */
+  typeormStatement<T>(scope: TransactionScope, sql: string, task: () => Promise<T>): Promise<T> {
     return this.statement(scope, () => {
       if (FOREIGN_ROLLBACK.test(sql)) this.foreignRollbacks++;
       return task();
@@ -538,19 +538,34 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   // outside the app's transactions gets a savepoint of its own: as in autocommit, its failure undoes only itself
   // instead of aborting the test's transaction.
   private statement<T>(scope: TransactionScope, run: () => Promise<T>): Promise<T> {
-    return this.queue.submit(scope, async () => {
+    return this.queue.submit(scope, () => {
       markUsed(scope);
-      const own = scope.kind === 'test' ? this.savepointName() : undefined;
-      if (this.pending || own) await this.send(own ? [`SAVEPOINT ${own}`] : []);
+      if (this.pending || scope.kind === 'test') return this.statementAfterOpening(scope, run);
+      // The common case, nothing held back and no savepoint of its own: the statement's promise, no async frame around it.
       try {
-        const result = await this.watched(run());
-        if (own) await this.send([`RELEASE SAVEPOINT ${own}`]);
-        return result;
+        return this.watched(run()).catch(this.rethrowExplained);
       } catch (error) {
-        if (own) await this.send([`ROLLBACK TO SAVEPOINT ${own}`, `RELEASE SAVEPOINT ${own}`]).catch((rollbackError: unknown) => this.markBroken(rollbackError));
-        throw this.explain(error);
+        return Promise.reject(this.explain(error));
       }
     });
+  }
+
+  private readonly rethrowExplained = (error: unknown): never => {
+    throw this.explain(error);
+  };
+
+  // statement() when the held-back opening statements go first, or under a test transaction with a savepoint of its own.
+  private async statementAfterOpening<T>(scope: TransactionScope, run: () => Promise<T>): Promise<T> {
+    const own = scope.kind === 'test' ? this.savepointName() : undefined;
+    if (this.pending || own) await this.send(own ? [`SAVEPOINT ${own}`] : []);
+    try {
+      const result = await this.watched(run());
+      if (own) await this.send([`RELEASE SAVEPOINT ${own}`]);
+      return result;
+    } catch (error) {
+      if (own) await this.send([`ROLLBACK TO SAVEPOINT ${own}`, `RELEASE SAVEPOINT ${own}`]).catch((rollbackError: unknown) => this.markBroken(rollbackError));
+      throw this.explain(error);
+    }
   }
 
   // `signal`: when it aborts while the batch runs (a lock wait), the server is asked to cancel it.
@@ -634,7 +649,6 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   // The transaction has ended: a failing subscriber must not make a commit look like a rollback.
   // Its queries run after the end, in autocommit on this connection (still ours until close()), as with plain TypeORM.
   private async afterEnd(event: 'AfterTransactionCommit' | 'AfterTransactionRollback'): Promise<void> {
-    if (this.dataSource.subscribers.length === 0) return;
     const after = new TransactionScope(this, 'after transaction');
     this.queue.top = after;
     try {
@@ -652,7 +666,12 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
    * with none registered, skips TypeORM's broadcast and its promise per event.
    */
   broadcast(event: 'BeforeTransactionStart' | 'AfterTransactionStart' | 'BeforeTransactionCommit' | 'AfterTransactionCommit' | 'BeforeTransactionRollback' | 'AfterTransactionRollback'): Promise<void> {
-    return this.dataSource.subscribers.length === 0 ? Promise.resolve() : this.queryRunner.broadcaster.broadcast(event);
+    return this.hasSubscribers ? this.queryRunner.broadcaster.broadcast(event) : Promise.resolve();
+  }
+
+  /** True when TypeORM subscribers are registered: without any, the transaction's events cost not even an await. */
+  get hasSubscribers(): boolean {
+    return this.dataSource.subscribers.length > 0;
   }
 
   private markEnded(): void {

@@ -248,7 +248,19 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
   run<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T>;
   run<T>(optionsOrFn: TransactionOptions | (() => T | Promise<T>), maybeFn?: () => T | Promise<T>): Promise<T> {
     try {
-      const [options, fn] = typeof optionsOrFn === 'function' ? [{}, optionsOrFn] : [readTransactionOptions(optionsOrFn), maybeFn!];
+      return typeof optionsOrFn === 'function' ? this.runChecked({}, optionsOrFn) : this.runChecked(readTransactionOptions(optionsOrFn), maybeFn!);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * run() with options read and checked already (readTransactionOptions(), or a lock's own checks): for the
+   * decorators and the library's own calls, which would otherwise read them twice per call. Not part of the public API.
+   * @internal
+   */
+  runChecked<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T> {
+    try {
       const scope = this.scope();
       // The common case first, without an extra async layer: REQUIRED with no transaction begins one.
       if (!scope && (options.propagation ?? Propagation.REQUIRED) === Propagation.REQUIRED) return this.begin(options, fn);
@@ -259,22 +271,24 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
   }
 
   // A scope that has ended counts as none for the propagations that do not use it; the others refuse it, so
-  // work that outlived its transaction never runs outside one, nor in a transaction that is not its own.
-  private async propagate<T>(options: TransactionOptions, scope: TransactionScope | undefined, fn: () => T | Promise<T>): Promise<T> {
+  // work that outlived its transaction never runs outside one, nor in a transaction that is not its own. Not async
+  // (runChecked() turns a throw into a rejection): joining a transaction, the most common call inside one, then
+  // costs one async frame (join()), not two.
+  private propagate<T>(options: TransactionOptions, scope: TransactionScope | undefined, fn: () => T | Promise<T>): Promise<T> {
     const propagation = options.propagation ?? Propagation.REQUIRED;
     switch (propagation) {
       case Propagation.REQUIRES_NEW:
         return this.begin(options, fn);
       case Propagation.NOT_SUPPORTED:
-        return scope ? this.outsideTransaction(fn) : fn();
+        return Promise.resolve(scope ? this.outsideTransaction(fn) : fn());
       case Propagation.NEVER:
         if (scope && !scope.refusal()) throw new TransactionNotAllowedError(describe(fn));
-        return scope ? this.outsideTransaction(fn) : fn();
+        return Promise.resolve(scope ? this.outsideTransaction(fn) : fn());
     }
     if (scope) {
       throwIfEnded(scope);
       // Joined or nested, the call runs at the transaction's level: asking for a stronger one is refused, never weakened.
-      assertIsolation(options.isolation, scope, `${describe(fn)} (propagation ${propagation})`);
+      if (options.isolation !== undefined) assertIsolation(options.isolation, scope, `${describe(fn)} (propagation ${propagation})`);
       if (options.settings) assertSameSettings(options.settings, scope);
     }
     switch (propagation) {
@@ -283,7 +297,7 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
       case Propagation.NESTED:
         return scope ? this.nested(scope, fn) : this.begin(options, fn);
       case Propagation.SUPPORTS:
-        return scope ? this.join(scope, fn) : fn();
+        return scope ? this.join(scope, fn) : Promise.resolve(fn());
       case Propagation.MANDATORY:
         if (!scope) throw new TransactionRequiredError(describe(fn));
         return this.join(scope, fn);
@@ -536,8 +550,10 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
       const settings = mergeSettings(this.moduleSettings(), readSettings(options.settings, 'settings'));
       if (settings.length > 0) scopeSettings.set(scope, settings);
       connection.begin({ isolation: options.isolation ?? this.options.isolation, readOnly: options.readOnly, timeoutMs: options.timeoutMs ?? this.options.timeoutMs, settings });
-      await connection.broadcast('BeforeTransactionStart');
-      await connection.broadcast('AfterTransactionStart');
+      if (connection.hasSubscribers) {
+        await connection.broadcast('BeforeTransactionStart');
+        await connection.broadcast('AfterTransactionStart');
+      }
       result = await runInScope(dataSource, scope, async () => {
         const value = await fn();
         longLived = longLivedResult(value, disconnected);

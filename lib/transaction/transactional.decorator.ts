@@ -49,10 +49,11 @@ export function Transactional(options: TransactionalOptions = {}): MethodDecorat
         // Named after the method so propagation errors can say which method was called.
         const call = { [methodName]: () => original.apply(this, args) }[methodName]!;
         try {
-          // The options as read now (they may have changed), less `dataSource`, which TransactionHost.run() refuses.
+          // The options as read now (they may have changed), less `dataSource`, which TransactionHost.run() refuses;
+          // read once per call: runChecked() does not read them again.
           const { settings } = options;
           const ofCall = typeof settings === 'function' ? (settings.apply(this, args) as TransactionSettings | undefined) : settings;
-          return host(this).run(readTransactionOptions({ ...options, settings: ofCall }, '@Transactional()', TRANSACTIONAL_KEYS), call);
+          return host(this).runChecked(readTransactionOptions({ ...options, settings: ofCall }, '@Transactional()', TRANSACTIONAL_KEYS), call);
         } catch (error) {
           return Promise.reject(error); // always a Promise, even when the instance was not made by Nest
         }

@@ -186,4 +186,12 @@ describe('programs found by the model checker', () => {
     ] };
     await checker.expectExplained(program, { attempts: 10 });
   });
+  // Found on the merged code of 4 December (perf branch and main alike): a lock with a signal, joining a transaction a
+  // sibling's failed statement had aborted, rolled back to its refused SAVEPOINT (3B001) and broke the connection.
+  it("model checker, seed 1667862763: no schedule of the model explains the run (op1 gave QueryFailedError:3B001, req0", async () => {
+    const program: Program = { requests: [
+      [{"k":"tx","id":1,"ds":"main","via":"host","body":[{"k":"all","id":2,"settle":true,"branches":[[],[{"k":"bad","id":3,"ds":"main"}]]},{"k":"all","id":4,"settle":true,"branches":[[{"k":"lock","id":5,"ds":"main","key":13,"scope":"transaction","abort":true,"body":[]}],[]]}]}],
+    ] };
+    await checker.expectExplained(program, { attempts: 25 });
+  });
 });

@@ -17,6 +17,8 @@ export interface IdentifiedServer extends ServerIdentity {
   proxied: boolean;
   /** What default_transaction_isolation says for this connection's database and role ('read committed'...). */
   defaultIsolation: string;
+  /** What idle_in_transaction_session_timeout says for this connection's database and role, in ms (0: off). */
+  idleInTransactionMs: number;
 }
 
 interface IdentifyRow {
@@ -26,6 +28,7 @@ interface IdentifyRow {
   locked: unknown;
   visible: unknown;
   default_isolation: string;
+  idle_in_transaction_ms: string | number;
 }
 
 const defaultLogger = new Logger('TxLock');
@@ -53,7 +56,7 @@ export async function identifyServer(dataSource: DataSource, logger: Pick<Logger
   const identity = classifyServer(row.version, row.version_num);
   assertAdvisoryLocksWork(identity, row);
   if (identity.warning) logger.warn(identity.warning);
-  return { ...identity, proxied, defaultIsolation: row.default_isolation };
+  return { ...identity, proxied, defaultIsolation: row.default_isolation, idleInTransactionMs: Number(row.idle_in_transaction_ms) };
 }
 
 // The identification row; when that query fails, version() alone names what answered (a look-alike or an old

@@ -9,7 +9,7 @@ const PROBE_KEY = advisoryLockKey('nestjs-txlock:server-probe', RESERVED_LOCK_NA
 export const serverSql = {
   /**
    * One round trip: version(), server_version_num, the backend's pid, the isolation level transactions get by
-   * default (the database's and role's settings included), and a probe of the advisory lock manager: a
+   * default and the idle_in_transaction_session_timeout they get (the database's and role's settings included), and a probe of the advisory lock manager: a
    * shared transaction-level lock on PROBE_KEY (released when the statement ends) must be granted and must show in
    * pg_locks. The pg_locks read depends on the probe's row, so it runs after the lock was taken. MATERIALIZED needs
    * PostgreSQL 12, so older servers fail here and are named by `version` below.
@@ -17,6 +17,7 @@ export const serverSql = {
   identify: `WITH probe AS MATERIALIZED (SELECT pg_try_advisory_xact_lock_shared('${PROBE_KEY}'::bigint) AS locked)
     SELECT version() AS version, current_setting('server_version_num') AS version_num, pg_backend_pid() AS pid, probe.locked,
       current_setting('default_transaction_isolation') AS default_isolation,
+      extract(epoch FROM current_setting('idle_in_transaction_session_timeout')::interval) * 1000 AS idle_in_transaction_ms,
       EXISTS (SELECT 1 FROM pg_locks l WHERE probe.locked AND l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted
         AND l.objsubid = 1 AND l.classid = ${classId(PROBE_KEY)}::oid AND l.objid = ${objId(PROBE_KEY)}::oid) AS visible
     FROM probe`,

@@ -7,7 +7,11 @@ import { sqlState } from './sql-state.js';
 const SHUTDOWN = new Set(['57P01', '57P02', '57P03']);
 // What pg and Node say when the socket itself failed (no SQLSTATE: the server never answered).
 const SOCKET_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ECONNABORTED']);
-const SOCKET_MESSAGES = /Connection terminated|connection error|not queryable|Connection ended|socket hang up|read ECONNRESET|timeout exceeded when trying to connect/i;
+// pg's native client passes on libpq's messages, with no SQLSTATE even when the server said why it closed the connection.
+const SOCKET_MESSAGES =
+  /Connection terminated|connection error|not queryable|Connection ended|socket hang up|read ECONNRESET|timeout exceeded when trying to connect|server closed the connection unexpectedly|no connection to the server|could not (?:receive|send) data (?:from|to) server/i;
+// The server's own words for 25P03, which libpq puts in front of its message when a statement met the closed connection.
+const IDLE_TIMEOUT_MESSAGE = /terminating connection due to idle-in-transaction timeout/;
 
 /**
  * True when `error` says the connection to the server is gone, not that a statement failed: the cases where
@@ -28,10 +32,13 @@ export function isConnectionLoss(error: unknown): boolean {
 /**
  * IdleInTransactionTimeoutError when `lost`, what broke a transaction's connection, is PostgreSQL ending the session
  * for sitting idle in the transaction longer than idle_in_transaction_session_timeout (25P03: the transaction was
- * rolled back, so this is not an unknown outcome); else undefined.
+ * rolled back, so this is not an unknown outcome); else undefined. pg's native client gives no SQLSTATE, only libpq's
+ * message, which starts with the server's when a statement met the closed connection.
  */
 export function idleInTransactionTimeout(lost: unknown): IdleInTransactionTimeoutError | undefined {
-  return sqlState(lost) === '25P03' ? new IdleInTransactionTimeoutError(lost) : undefined;
+  const state = sqlState(lost);
+  const said = state === undefined && lost instanceof Error && IDLE_TIMEOUT_MESSAGE.test(lost.message);
+  return state === '25P03' || said ? new IdleInTransactionTimeoutError(lost) : undefined;
 }
 
 /** `error` itself, or a ConnectionLostError wrapping it when it is a lost connection (never wrapped twice). */

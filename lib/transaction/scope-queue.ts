@@ -26,6 +26,8 @@ export class ScopeQueue {
   private readonly waiting: Work[] = [];
   /** Why every piece of work is refused from now on (the connection was lost), if it is. */
   private refuseAll?: () => unknown;
+  // When the last piece of work settled (performance.now()), for idleForMs.
+  private settledAt = performance.now();
 
   constructor(
     /** The innermost open scope on the connection. */
@@ -81,6 +83,11 @@ export class ScopeQueue {
     return this.waiting.length + (this.running ? 1 : 0);
   }
 
+  /** How long (ms) nothing has been queued or running on the connection; undefined while something is. */
+  get idleForMs(): number | undefined {
+    return this.pending > 0 ? undefined : performance.now() - this.settledAt;
+  }
+
   /** Refuses all waiting and future work with `error()` (the connection can no longer be used). */
   fail(error: () => unknown): void {
     this.refuseAll ??= error;
@@ -89,6 +96,7 @@ export class ScopeQueue {
 
   private readonly done = (): void => {
     this.running = false;
+    this.settledAt = performance.now();
     this.next();
   };
 

@@ -6,6 +6,7 @@ import { CommitOutcomeUnknownError, ConnectionLostError, RollbackOnlyError, Stra
 import { shutdownGateOf, type DrainedConnection, type ShutdownGate } from '../lifecycle/shutdown-gate.js';
 import { cancelRunningQuery } from './cancel-query.js';
 import { asQueryFailed, idleInTransactionTimeout, isConnectionLoss } from './connection-errors.js';
+import { inferredIdleTimeout } from './native-idle-timeout.js';
 import { transactionCallback, transactionIsolation } from './data-source-routing.js';
 import { assertIsolation } from './isolation.js';
 import { acquireConnection, type PostgresQueryRunnerInternals } from './pool-connection.js';
@@ -644,7 +645,9 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     this.queue.fail(() => idleInTransactionTimeout(this.lost) ?? (this.lost instanceof ConnectionLostError ? this.lost : new ConnectionLostError(this.lost)));
   }
 
-  private readonly onClientError = (error: unknown): void => this.markLost(error);
+  // pg's native client does not pass on the server's 25P03: inferredIdleTimeout() restores it when the facts fit.
+  private readonly onClientError = (error: unknown): void =>
+    this.markLost(inferredIdleTimeout(error, this.client, this.dataSource, this.queue.idleForMs) ?? error);
 
   // The transaction has ended: a failing subscriber must not make a commit look like a rollback.
   // Its queries run after the end, in autocommit on this connection (still ours until close()), as with plain TypeORM.

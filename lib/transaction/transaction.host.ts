@@ -50,7 +50,8 @@ import { Propagation, readTransactionOptions, type TransactionOptions } from './
 import { processWide } from '../common/process-state.js';
 import { currentSettingsContext } from './request-context.js';
 import { mergeSettings, readSettings, type SettingEntry } from './transaction-settings.js';
-import { computeBound, DEFAULT_VANISHED_CLIENT_TIMEOUT_MS, keepPoolAlive, setVanishedClientBound, vanishedClientBound } from './vanished-client.js';
+import { setIdleInTransactionTimeout } from './native-idle-timeout.js';
+import { computeBound, DEFAULT_VANISHED_CLIENT_TIMEOUT_MS, keepPoolAlive, setVanishedClientBound, vanishedClientBound, type VanishedClientBound } from './vanished-client.js';
 
 /** How long a transaction waits for a pooled connection when `acquireTimeoutMs` is not set. */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
@@ -144,15 +145,17 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
     if (this.resolvedDataSource && registrations.get(this.resolvedDataSource) === this) {
       registrations.delete(this.resolvedDataSource);
       setVanishedClientBound(this.resolvedDataSource, undefined);
+      setIdleInTransactionTimeout(this.resolvedDataSource, undefined);
     }
   }
 
   // The module option vanishedClientTimeoutMs, as settings and checks for this DataSource (vanished-client.ts).
-  private boundVanishedClients(major: number, byBackend: boolean): void {
+  private boundVanishedClients(major: number, byBackend: boolean): VanishedClientBound | undefined {
     const ms = this.options.vanishedClientTimeoutMs ?? DEFAULT_VANISHED_CLIENT_TIMEOUT_MS;
     const bound = ms === false ? undefined : computeBound(ms, major, byBackend);
     setVanishedClientBound(this.dataSource, bound);
     if (bound) keepPoolAlive(this.pool, bound);
+    return bound;
   }
 
   /**
@@ -344,9 +347,11 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
    * pooled connection. Not part of the public API.
    * @internal
    */
-  serverIdentified(server: { proxied: boolean; defaultIsolation?: string; major?: number }): void {
+  serverIdentified(server: { proxied: boolean; defaultIsolation?: string; idleInTransactionMs?: number; major?: number }): void {
     this.serverIsolation = isolationFromSetting(server.defaultIsolation);
-    this.boundVanishedClients(server.major ?? 13, !server.proxied && (this.options.pooler ?? 'none') === 'none');
+    const bound = this.boundVanishedClients(server.major ?? 13, !server.proxied && (this.options.pooler ?? 'none') === 'none');
+    const idleLimits = [server.idleInTransactionMs, bound?.ms].filter((ms): ms is number => ms !== undefined && ms > 0);
+    setIdleInTransactionTimeout(this.dataSource, idleLimits.length > 0 ? Math.min(...idleLimits) : undefined);
     if (!server.proxied && (this.options.pooler ?? 'none') === 'none' && this.options.preparedStatements !== false) this.statements.enable();
   }
 

@@ -130,8 +130,9 @@ describe('server identification (the real server)', () => {
   it('identifies the PostgreSQL the suite runs on, with its advisory locks probed, in one statement', async () => {
     const client = new pg.Client({ connectionString: db.url });
     await client.connect();
-    const { rows } = await client.query<{ version: string; num: string; isolation: string }>(
-      `SELECT version() AS version, current_setting('server_version_num') AS num, current_setting('default_transaction_isolation') AS isolation`,
+    const { rows } = await client.query<{ version: string; num: string; isolation: string; idle: string }>(
+      `SELECT version() AS version, current_setting('server_version_num') AS num, current_setting('default_transaction_isolation') AS isolation,
+        extract(epoch FROM current_setting('idle_in_transaction_session_timeout')::interval) * 1000 AS idle`,
     );
     await client.end();
     const warnings: string[] = [];
@@ -146,6 +147,7 @@ describe('server identification (the real server)', () => {
       // Through .ci/pgbouncer.sh's PgBouncer, the connection's BackendKeyData is PgBouncer's own.
       proxied: poolerUrl() !== undefined,
       defaultIsolation: rows[0]!.isolation,
+      idleInTransactionMs: Number(rows[0]!.idle),
     });
     // CI runs this on PostgreSQL 15 and on the embedded PostgreSQL 18.
     expect(identity.major).toBeGreaterThanOrEqual(MIN_POSTGRES_MAJOR);

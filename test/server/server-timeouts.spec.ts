@@ -152,7 +152,7 @@ describeDirect('server, database and role timeouts', () => {
     });
   });
 
-  describe("idle_in_transaction_session_timeout = '200ms'", () => {
+  describe('idle_in_transaction_session_timeout', () => {
     it('a transaction whose body waits on I/O between statements fails with IdleInTransactionTimeoutError: rolled back, not retried', async () => {
       const app = await databaseWith({ idle_in_transaction_session_timeout: '200ms' });
       const tx = app.get(TransactionHost);
@@ -188,6 +188,26 @@ describeDirect('server, database and role timeouts', () => {
       expect(error).toBeInstanceOf(IdleInTransactionTimeoutError);
       expect(hooks).toEqual(['afterRollback']);
       expect(await counters.get('row')).toBe(0);
+    });
+
+    // On pg's native client the server's reason never reaches us and is inferred from how long the transaction idled
+    // (native-idle-timeout.ts): a session ended sooner, by pg_terminate_backend(), must stay a lost connection there too.
+    it('a session an administrator ends while its transaction idles, before that timeout, is a lost connection: retried, then committed', async () => {
+      const app = await databaseWith({ idle_in_transaction_session_timeout: '1s' });
+      const tx = app.get(TransactionHost);
+      const counters = app.get(CounterService);
+      let attempts = 0;
+      await tx.run({ retries: 1 }, async () => {
+        attempts++;
+        await counters.increment('row');
+        if (attempts > 1) return;
+        const [{ pid }] = await tx.manager.query('SELECT pg_backend_pid() AS pid');
+        await tx.dataSource.query('SELECT pg_terminate_backend($1)', [pid]);
+        await sleep(300);
+        await counters.increment('row');
+      });
+      expect(attempts).toBe(2);
+      expect(await counters.get('row')).toBe(1);
     });
   });
 });

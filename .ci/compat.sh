@@ -3,8 +3,8 @@
 # @nestjs/typeorm 11.0.0, TypeORM 0.3.20, pg 8.11.0, rxjs 7.8.0): lib/ type-checks against their declarations,
 # then a named subset of the test suite (test/transaction, test/locks, test/counters, test/atomic, test/e2e) runs
 # against them (compat/jest.config.js), on the Node.js first on PATH (.ci/run puts 20.19.0 there, the oldest the
-# package supports). On PostgreSQL 15 at 127.0.0.1:5432 when it answers, else on the embedded PostgreSQL 18 that the
-# test harness starts.
+# package supports). On the embedded PostgreSQL 18 that the test harness starts (it runs in .ci/run's embedded lane,
+# beside the PostgreSQL 15 lane).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,14 +14,8 @@ cd "$(dirname "$0")/.."
 echo "== compat: lib/ type-checked against Nest 11.0 + TypeORM 0.3.20 declarations (Node $(node --version)) =="
 npx tsc -p compat/tsconfig.json
 
-LOCAL_URL="postgres://postgres@127.0.0.1:5432/postgres"
-if node -e "const c=new (require('pg').Client)({connectionString:process.argv[1],connectionTimeoutMillis:3000});c.connect().then(()=>c.end()).then(()=>process.exit(0),()=>process.exit(1))" "$LOCAL_URL"; then
-  export DATABASE_URL="$LOCAL_URL"
-  echo "== compat: test subset on Nest 11.0 + TypeORM 0.3.20, PostgreSQL at 127.0.0.1:5432 =="
-else
-  unset DATABASE_URL
-  echo "== compat: no PostgreSQL answers at 127.0.0.1:5432; the test subset runs on the embedded PostgreSQL 18 =="
-fi
+unset DATABASE_URL
+echo "== compat: test subset on Nest 11.0 + TypeORM 0.3.20, on the embedded PostgreSQL 18 =="
 
 results=$(mktemp -d)
 # resolve-hook.js sends the worker processes that tests spawn to the cell's packages, as the jest config does for the tests.

@@ -94,7 +94,9 @@ export class SessionLocks {
       if (!bound) return await running;
       heartbeat = this.heartbeat(session, bound, request);
       // The call rejects as soon as the lock is lost, even while fn goes on (it can stop on sessionLockSignal()).
-      running.catch(() => undefined);
+      // Promise.race is `running`'s only consumer (it also handles a later rejection): V8's async stack follows a
+      // promise with one reaction only, and a second one (a .catch()) would make every lock call inside fn that
+      // re-enters a key of its chain look detached (BranchLocks), so it would wait for its own holder.
       return await Promise.race([running, rejectOnAbort(session.lost.signal)]);
     } catch (error) {
       // Ended by the app's shutdown after its grace period: that is what the caller must learn.

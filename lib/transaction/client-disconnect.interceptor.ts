@@ -5,7 +5,7 @@ import { Observable } from 'rxjs';
 import { ClientDisconnectedError } from '../errors.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
-import { runInCurrentTests, underTest } from './transaction-scope.js';
+import { bindsRequestsToTests, runInCurrentTests } from './transaction-scope.js';
 import { processWide } from '../common/process-state.js';
 import { requestContext } from './request-context.js';
 
@@ -45,8 +45,8 @@ export class ClientDisconnectInterceptor implements NestInterceptor {
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     const handled = this.withRequest(context, () => this.abortOnDisconnect(context, next));
-    if (!underTest()) return handled;
-    // Under nestjs-txlock/testing, a request belongs to the test that was running when it started.
+    if (!bindsRequestsToTests()) return handled;
+    // Under nestjs-txlock/testing, a request belongs to the tests running when it started, or to none.
     return new Observable((subscriber) => runInCurrentTests(() => handled.subscribe(subscriber)));
   }
 

@@ -271,10 +271,24 @@ export function unbindCallerFromTest(): void {
  * writing into the next test's.
  */
 export function runInCurrentTests<T>(fn: () => T): T {
-  if (testScopes.size === 0) return fn();
-  const scopes = new Map(transactionStorage.getStore() ?? NO_SCOPES);
-  for (const [dataSource, scope] of testScopes) if (!scopes.get(dataSource)) scopes.set(dataSource, scope);
+  const store = transactionStorage.getStore();
+  if (!bindsRequestsToTests()) return fn();
+  // A request's async context comes from the server's connection, which may carry the binding of a test that has
+  // ended (Vitest on Node 20): a request that starts now belongs to the tests running now, or to none.
+  const scopes = new Map(store instanceof TestBinding && !store.open ? (store.previous ?? NO_SCOPES) : (store ?? NO_SCOPES));
+  for (const [dataSource, scope] of testScopes) {
+    const inherited = scopes.get(dataSource);
+    if (!inherited || (inherited.kind === 'test' && inherited !== scope)) scopes.set(dataSource, scope);
+  }
   return transactionStorage.run(scopes, fn);
+}
+
+/**
+ * True when an HTTP request must be bound with runInCurrentTests(): tests run under nestjs-txlock/testing, or the
+ * request's context carries the binding of a test (one that ended, when no test runs now).
+ */
+export function bindsRequestsToTests(): boolean {
+  return testScopes.size > 0 || transactionStorage.getStore() instanceof TestBinding;
 }
 
 /** True when the caller runs in an open transaction of any DataSource (it holds a connection). */

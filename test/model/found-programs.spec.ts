@@ -194,4 +194,13 @@ describe('programs found by the model checker', () => {
     ] };
     await checker.expectExplained(program, { attempts: 25 });
   });
+
+  it("model checker, seed 1375241282: detached work under a transaction lock that re-enters its chain's session lock on the same key waited for the session and kept the transaction open (LockTimeoutError after 10 s)", async () => {
+    const program: Program = { requests: [
+      [{"k":"lock","id":1,"ds":"main","key":0,"scope":"transaction","body":[{"k":"lock","id":2,"ds":"analytics","key":0,"scope":"transaction","nowait":true,"body":[{"k":"lock","id":3,"ds":"main","key":0,"scope":"transaction","body":[{"k":"spawn","id":4,"body":[{"k":"lock","id":5,"ds":"main","key":0,"scope":"transaction","body":[{"k":"counter","id":6,"ds":"main","key":1,"by":1,"max":3}]}]},{"k":"pause","id":7,"how":"timer"}]}]},{"k":"lock","id":8,"ds":"analytics","key":10,"scope":"session","nowait":true,"body":[{"k":"all","id":9,"settle":true,"branches":[[{"k":"lock","id":10,"ds":"main","key":0,"scope":"transaction","body":[{"k":"bad","id":11,"ds":"main"}]}],[{"k":"manual","id":12,"ds":"main","end":"commit","body":[{"k":"pause","id":13,"how":"immediate"},{"k":"insert","id":14,"ds":"main"}]}],[{"k":"insert","id":15,"ds":"main"},{"k":"goc","id":16,"ds":"main","key":11,"update":false}]]},{"k":"tx","id":17,"ds":"main","via":"host","propagation":"NOT_SUPPORTED","readOnly":true,"body":[{"k":"bad","id":18,"ds":"main"}]},{"k":"lock","id":19,"ds":"main","key":0,"scope":"transaction","nowait":true,"shared":true,"body":[{"k":"stray","id":20,"ds":"analytics","end":"rollback"},{"k":"throw","id":21}]}]}]}],
+    ] };
+    await checker.expectExplained(program, { attempts: 25 });
+  });
+
+
 });

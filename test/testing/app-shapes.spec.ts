@@ -5,7 +5,7 @@ import { Cron, ScheduleModule } from '@nestjs/schedule';
 import request from 'supertest';
 import { Column, Entity, PrimaryGeneratedColumn, QueryFailedError, type Repository } from 'typeorm';
 import { InjectTxRepository, Transactional, TxLockExceptionFilter } from '../../lib/index.js';
-import { useRollbackPerTest } from '../../lib/testing/index.js';
+import { beginTestTransaction, useRollbackPerTest } from '../../lib/testing/index.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { createTestApp } from '../support/nest-app.js';
 
@@ -169,5 +169,40 @@ describe('nestjs-txlock/testing on the shapes of real apps', () => {
       expect(await notes()).toEqual([]);
       expect(mailer.failures).toEqual([]);
     });
+  });
+
+  // A request's async context is its server connection's, and a server that started listening inside a test carries
+  // that test's binding to every request after it (what Vitest on Node 20 did to the fixture app's e2e tests): a
+  // request belongs to the tests running when it starts, or to none.
+  it('a server that started listening in a test that ended serves later tests, and requests outside tests, as it should', async () => {
+    const server = app.getHttpServer() as import('node:http').Server;
+    const listen = () => new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const close = () => new Promise((resolve) => server.close(resolve));
+    await close(); // createTestApp() started it outside any test
+    const first = await beginTestTransaction(app);
+    await listen();
+    // The order's listeners and its mail run after the response: each test waits for them, as the first test above does.
+    const settled = async () => {
+      await mailer.idle();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    };
+    try {
+      await request(server).post('/orders').send({ label: 'in the first test' }).expect(201);
+      await settled();
+      await first.rollback();
+      const second = await beginTestTransaction(app);
+      await request(server).post('/orders').send({ label: 'in the second test' }).expect(201);
+      await settled();
+      expect((await shop.orders.find()).map((order) => order.label)).toEqual(['in the second test']);
+      await second.rollback();
+      await request(server).post('/orders').send({ label: 'outside tests' }).expect(201);
+      await settled();
+      expect((await shop.orders.find()).map((order) => order.label)).toEqual(['outside tests']);
+    } finally {
+      await close();
+      await listen();
+      await shop.orders.createQueryBuilder().delete().execute();
+      await shop.audit.createQueryBuilder().delete().execute();
+    }
   });
 });

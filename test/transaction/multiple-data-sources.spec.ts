@@ -200,6 +200,25 @@ describe('several DataSources in one app', () => {
       await expectAllReleased(mainDs);
       await expectAllReleased(analyticsDs);
     });
+
+    // Found by the model checker (test/model/found-programs.spec.ts, seed 1375241282): the session lock call gave its
+    // body's promise a second consumer, which hid the call chain above it, so the re-entry looked like detached work
+    // waiting for its own holder, and failed with LockTimeoutError after 10 s.
+    (poolerUrl() ? it.skip : it)('a lock re-entered inside a session lock of the other DataSource is let in at once', async () => {
+      const mainLocks = app.get(LockService);
+      const analyticsLocks = app.get<LockService>(getTxLockToken(LockService, 'analytics'));
+      const path: string[] = [];
+      await mainLocks.withAdvisoryLock('re-entered', () =>
+        analyticsLocks.withAdvisoryLock(
+          'between',
+          () => mainLocks.withAdvisoryLock('re-entered', () => void path.push('inner'), { timeoutMs: 5_000 }),
+          { scope: 'session' },
+        ),
+      );
+      expect(path).toEqual(['inner']);
+      await expectAllReleased(mainDs);
+      await expectAllReleased(analyticsDs);
+    });
   });
 
   describe('with the module on the main DataSource only', () => {

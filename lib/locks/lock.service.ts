@@ -267,6 +267,9 @@ export class LockService implements OnModuleInit {
         return await body();
       };
       if (!request) return start(undefined);
+      // A transaction that has ended says so before its branch locks answer (a nowait call would say the key is busy).
+      const ended = scope.refusal();
+      if (ended) return Promise.reject(ended);
       return BranchLocks.of(scope.root.locals).run(
         request,
         start,

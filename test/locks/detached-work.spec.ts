@@ -112,6 +112,23 @@ describe('detached work started inside a locked method', () => {
     expect(await total(id)).toBe(0);
     await expectAllReleased(testApp.dataSource);
   });
+
+  // Found by the kit's differential oracle (seed 1272777766): the nowait call answered from the branch locks first.
+  it('lock calls of detached work that run after their transaction ended are refused with TransactionEndedError, a nowait one too', async () => {
+    const tx = testApp.get(TransactionHost);
+    const locks = testApp.get(LockService);
+    let late: Promise<PromiseSettledResult<unknown>[]> | undefined;
+    await tx.run(async () => {
+      setTimeout(() => {
+        const settle = (call: Promise<unknown>) => call.then(() => 'ran', (error: unknown) => error);
+        late = Promise.allSettled([settle(locks.withAdvisoryLock('late', () => 'ran')), settle(locks.withAdvisoryLock('late', () => 'ran', { nowait: true }))]);
+      }, 20);
+    });
+    await sleep(60);
+    const results = (await late!).map((result) => (result.status === 'fulfilled' ? result.value : result.reason));
+    expect(results.map((result) => (result as object).constructor)).toEqual([TransactionEndedError, TransactionEndedError]);
+    await expectAllReleased(testApp.dataSource);
+  });
 });
 
 // The shapes of re-entry that must keep working: each is awaited by the call chain that holds the key.

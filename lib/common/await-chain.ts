@@ -41,7 +41,10 @@ export function awaitingChain(): string[] {
   const chain: string[] = [];
   for (const site of awaitingFrames()) {
     if (!site.isAsync()) continue;
-    const index = site.isPromiseAll() ? `#${site.getPromiseIndex()}` : '';
+    // Which branch of a Promise.all/allSettled/any (only Promise.all sets isPromiseAll(); every combinator gives the index):
+    // without it, the branches of one Promise.allSettled would look like the same chain.
+    const promiseIndex = site.getPromiseIndex();
+    const index = promiseIndex !== null ? `#${promiseIndex}` : '';
     chain.push(`${site.getFunctionName()}@${site.getFileName()}:${site.getEnclosingLineNumber()}:${site.getEnclosingColumnNumber()}${index}`);
   }
   return chain;

@@ -220,4 +220,22 @@ describe("TypeORM's manual transactions on a runner made inside a transaction", 
     );
     expect(await committed()).toEqual(['manual', 'sibling']);
   });
+
+  // Found by the model checker (seed 1064491996; seen intermittently since): the await chain left out which branch of a
+  // Promise.allSettled it ran in, so two branches running the same function looked like one chain, and the second
+  // branch's manual transaction was refused as if its own code held the first one open.
+  it('branches of one Promise.allSettled running the same function each get their manual transaction in turn', async () => {
+    const manual = async (k: string, startAfterMs: number, holdMs: number) => {
+      await new Promise((resolve) => setTimeout(resolve, startAfterMs));
+      const runner = testApp.dataSource.createQueryRunner();
+      await runner.startTransaction();
+      await runner.manager.insert(RoutedItem, { k });
+      await new Promise((resolve) => setTimeout(resolve, holdMs));
+      await runner.commitTransaction();
+      await runner.release();
+    };
+    const results = await tx.run(() => Promise.allSettled([manual('first', 0, 50), manual('second', 10, 0)]));
+    expect(results.map((result) => (result.status === 'fulfilled' ? 'ok' : String(result.reason)))).toEqual(['ok', 'ok']);
+    expect(await committed()).toEqual(['first', 'second']);
+  });
 });

@@ -51,7 +51,27 @@ export async function createTestDatabase(adminUrl: string | undefined = process.
   await admin(adminUrl, `CREATE DATABASE "${name}"`);
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
-  return { name, url: url.toString(), drop: () => admin(adminUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`) };
+  return { name, url: url.toString(), drop: () => dropDatabase(adminUrl, name) };
+}
+
+// pg's Pool.end() resolves once each client was told to end, not once its session has gone: FORCE would terminate such
+// a session, whose client then emits the error with no listener left, which crashes the test process. So the drop
+// first gives the database's sessions a moment to go (what a pool or a pooler keeps open longer is terminated).
+const SESSIONS_GONE_MS = 250;
+
+async function dropDatabase(url: string, name: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    for (const startedAt = Date.now(); Date.now() - startedAt < SESSIONS_GONE_MS; ) {
+      const { rows } = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name]);
+      if (rows[0]!.n === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  } finally {
+    await client.end();
+  }
 }
 
 async function admin(url: string, sql: string): Promise<void> {

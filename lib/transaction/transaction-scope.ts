@@ -272,7 +272,7 @@ export function unbindCallerFromTest(): void {
  */
 export function runInCurrentTests<T>(fn: () => T): T {
   const store = transactionStorage.getStore();
-  if (!bindsRequestsToTests()) return fn();
+  if (testScopes.size === 0 && !(store instanceof TestBinding)) return fn();
   // A request's async context comes from the server's connection, which may carry the binding of a test that has
   // ended (Vitest on Node 20): a request that starts now belongs to the tests running now, or to none.
   const scopes = new Map(store instanceof TestBinding && !store.open ? (store.previous ?? NO_SCOPES) : (store ?? NO_SCOPES));

@@ -272,7 +272,7 @@ export function unbindCallerFromTest(): void {
  */
 export function runInCurrentTests<T>(fn: () => T): T {
   const store = transactionStorage.getStore();
-  if (testScopes.size === 0 && !(store instanceof TestBinding)) return fn();
+  if (!bindsToTests(store)) return fn();
   // A request's async context comes from the server's connection, which may carry the binding of a test that has
   // ended (Vitest on Node 20): a request that starts now belongs to the tests running now, or to none.
   const scopes = new Map(store instanceof TestBinding && !store.open ? (store.previous ?? NO_SCOPES) : (store ?? NO_SCOPES));
@@ -288,7 +288,11 @@ export function runInCurrentTests<T>(fn: () => T): T {
  * request's context carries the binding of a test (one that ended, when no test runs now).
  */
 export function bindsRequestsToTests(): boolean {
-  return testScopes.size > 0 || transactionStorage.getStore() instanceof TestBinding;
+  return bindsToTests(transactionStorage.getStore());
+}
+
+function bindsToTests(store: ScopeMap | undefined): boolean {
+  return testScopes.size > 0 || store instanceof TestBinding;
 }
 
 /** True when the caller runs in an open transaction of any DataSource (it holds a connection). */

@@ -89,7 +89,7 @@ export class SessionLocks {
         refused = true;
         throw new SessionLockPoolerError(request.label, 'detected');
       }
-      if (bound && bound.session.length > 0) connection.holdBack([boundStatement(bound.session, false)]);
+      if (bound && bound.session.length > 0) connection.holdBack([boundStatement([], bound.session)]);
       const running = sessionStorage.run(new Map(sessions).set(dataSource, session), () => this.runOn(session, request, fn));
       if (!bound) return await running;
       heartbeat = this.heartbeat(session, bound, request);
@@ -112,6 +112,8 @@ export class SessionLocks {
       // reach another client's server connection.
       const reset = bound ? resetStatements(bound.session) : [];
       if (session.broken === undefined && !refused) await this.exec(session, [lockSql.unlockAll, ...reset]).catch((error: unknown) => (session.broken = error));
+      // RESET took the connection's own keepalives back too: its next transaction makes them again.
+      if (reset.length > 0) session.connection.forgetBound();
       await session.connection.close(session.broken);
     }
   }

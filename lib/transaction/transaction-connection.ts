@@ -20,7 +20,7 @@ import { currentScope, runInScope, TransactionScope, type ScopeKind } from './tr
 import type { IsolationLevel } from './transaction.options.js';
 import { openingStatements, standInStatements } from './transaction.sql.js';
 import type { SettingEntry } from './transaction-settings.js';
-import { vanishedClientBound, watchStatement, withDeadline, type VanishedClientBound } from './vanished-client.js';
+import { connectionBounded, forgetConnectionBound, openingBound, vanishedClientBound, watchStatement, withDeadline, type VanishedClientBound } from './vanished-client.js';
 
 /** What a transaction's BEGIN says (transaction.sql.ts). */
 export interface OpeningOptions {
@@ -83,11 +83,15 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   private heldSavepoints: { scope: TransactionScope; statements: number }[] = [];
   // Savepoints whose held-back SAVEPOINT was refused because the transaction was aborted already (25P02): they never
   // existed, so ending them sends nothing (a ROLLBACK TO would fail with 3B001 and break the connection).
-  private readonly neverEstablished = new WeakSet<TransactionScope>();
+  // Made on first use: most transactions never meet one.
+  private neverEstablished?: WeakSet<TransactionScope>;
   // TypeORM's own query() and stream() of the runner, before they were routed through the queue.
   private readonly sendTypeorm: Pick<QueryRunner, 'query' | 'stream'>;
   // How long a statement may go without an answer before the connection is judged lost (vanished-client.ts).
   private readonly bound?: VanishedClientBound;
+  // True once this transaction's opening statements made the bound's settings for the connection's session: its
+  // rollback undoes them (forgetConnectionBound()).
+  private boundConnection = false;
 
   private constructor(
     readonly queryRunner: PostgresQueryRunnerInternals,
@@ -173,8 +177,13 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
 
   // The vanished-client bounds the opening statements set LOCAL. Not in a test transaction (nestjs-txlock/testing),
   // which may sit idle at a breakpoint as long as the developer likes.
-  private openingBounds(): readonly SettingEntry[] {
-    return this.root.kind === 'test' ? [] : (this.bound?.transaction ?? []);
+  private openingBounds(): readonly string[] {
+    return this.root.kind === 'test' || !this.bound ? [] : [openingBound(this.bound, this.client)];
+  }
+
+  /** The session settings of the bound were reset (a session-scope lock's end): the next transaction makes them again. */
+  forgetBound(): void {
+    forgetConnectionBound(this.client);
   }
 
   /**
@@ -324,7 +333,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     return this.queue.submit(
       scope,
       async () => {
-        if (this.dropHeldSavepoints(scope) || this.neverEstablished.has(scope)) {
+        if (this.dropHeldSavepoints(scope) || this.neverEstablished?.has(scope)) {
           // Never sent, or refused: nothing to release or roll back.
         } else if (commit && !scope.readOnly) {
           // A stand-in's statement_timeout would outlive RELEASE: the one around it applies again.
@@ -404,6 +413,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
           async () => {
             this.dropHeld();
             if (this.begun) await this.send(['ROLLBACK']);
+            if (this.boundConnection) forgetConnectionBound(this.client);
           },
           true,
         );
@@ -491,7 +501,10 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   /** Runs one TypeORM statement in `scope`'s turn. */
   typeormStatement<T>(scope: TransactionScope, sql: string, task: () => Promise<T>): Promise<T> {
     return this.statement(scope, () => {
-      if (FOREIGN_ROLLBACK.test(sql)) this.foreignRollbacks++;
+      if (FOREIGN_ROLLBACK.test(sql)) {
+        this.foreignRollbacks++;
+        if (this.boundConnection) forgetConnectionBound(this.client);
+      }
       return task();
     });
   }
@@ -591,7 +604,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
       raw = (await this.watched(this.client.query(sql))) as QueryResult | QueryResult[];
     } catch (error) {
       // In an aborted transaction the batch's first statement fails and nothing after it runs.
-      if (sqlState(error) === IN_FAILED_TRANSACTION) for (const { scope } of held) this.neverEstablished.add(scope);
+      if (sqlState(error) === IN_FAILED_TRANSACTION) for (const { scope } of held) (this.neverEstablished ??= new WeakSet()).add(scope);
       throw this.explain(asQueryFailed(error, sql));
     } finally {
       signal?.removeEventListener('abort', cancel);
@@ -599,6 +612,10 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
       if (this.cancelling) await this.cancelling.finally(() => (this.cancelling = undefined));
     }
     const results = Array.isArray(raw) ? raw : [raw];
+    if (opening.length > 0 && this.bound?.byBackend && !this.boundConnection) {
+      const at = opening.indexOf(this.bound.firstOpening);
+      if (at >= 0) this.boundConnection = connectionBounded(this.bound, this.client, results[at]);
+    }
     return results.slice(opening.length);
   }
 
@@ -612,7 +629,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     let outermost = this.queue.top;
     while (outermost.parent !== scope) outermost = outermost.parent!;
     const name = outermost.savepoint!;
-    if (!this.dropHeldSavepoints(outermost) && !this.neverEstablished.has(outermost)) await this.send([`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`]);
+    if (!this.dropHeldSavepoints(outermost) && !this.neverEstablished?.has(outermost)) await this.send([`ROLLBACK TO SAVEPOINT ${name}`, `RELEASE SAVEPOINT ${name}`]);
     for (let swept: TransactionScope = this.queue.top; swept !== scope; swept = swept.parent!) swept.finish('abandoned');
     this.queue.top = scope;
   }

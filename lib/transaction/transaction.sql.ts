@@ -12,7 +12,7 @@ const ISOLATION_SQL: Readonly<Record<IsolationLevel, string>> = {
 
 /**
  * The statements that open a transaction: `BEGIN [ISOLATION LEVEL ...] [READ ONLY]`, `SET LOCAL
- * statement_timeout`, the vanished-client `bounds` (boundStatement()) and the caller's `settings` (setConfigStatement()). They travel in a simple-protocol batch, where nothing is bound, so each value
+ * statement_timeout`, the vanished-client `bounds` (statements of boundStatement() or setLocalBound()) and the caller's `settings` (setConfigStatement()). They travel in a simple-protocol batch, where nothing is bound, so each value
  * is checked here, as the SQL is built: the isolation level against a fixed map, the timeout with Number.isSafeInteger.
  */
 export function openingStatements(
@@ -20,7 +20,7 @@ export function openingStatements(
   readOnly: boolean | undefined,
   timeoutMs: number | undefined,
   settings: readonly SettingEntry[] = [],
-  bounds: readonly SettingEntry[] = [],
+  bounds: readonly string[] = [],
 ): string[] {
   let begin = 'BEGIN';
   if (isolation !== undefined) {
@@ -30,7 +30,7 @@ export function openingStatements(
   if (readOnly === true) begin += ' READ ONLY';
   const statements = [begin];
   if (timeoutMs !== undefined) statements.push(statementTimeout(timeoutMs));
-  if (bounds.length > 0) statements.push(boundStatement(bounds, true));
+  if (bounds.length > 0) statements.push(...bounds);
   if (settings.length > 0) statements.push(setConfigStatement(settings, true));
   return statements;
 }
@@ -78,21 +78,35 @@ const BOUND_UNITS: Readonly<Record<string, 'ms' | 's' | ''>> = {
 
 /**
  * One statement that lowers each setting to the entry's value (library-computed digits) unless the session already has
- * a lower one: `set_config(name, least(nullif(<current>, 0), value)::bigint::text, local)`, where 0 means off (or the
- * OS default, for keepalives). The current value is read in the same statement, so a limit the server, database or
- * role sets lower (now, or after the app started) is never loosened. Time settings are read through `::interval`,
- * which understands how PostgreSQL shows them ('200ms', '5s', '1min').
+ * a lower one: `set_config(name, least(nullif(<current>, 0), value)::bigint::text, local) AS name`, where 0 means off
+ * (or the OS default, for keepalives): `local` entries for the transaction, `session` ones for the session. The
+ * current value is read in the same statement, so a limit the server, database or role sets lower is never loosened;
+ * each column is named after its setting and holds the value now in force. Time settings are read through
+ * `::interval`, which understands how PostgreSQL shows them ('200ms', '5s', '1min').
  */
-export function boundStatement(bounds: readonly SettingEntry[], local: boolean): string {
-  const calls = bounds.map(([name, value]) => {
+export function boundStatement(local: readonly SettingEntry[], session: readonly SettingEntry[] = []): string {
+  const call = ([name, value]: SettingEntry, isLocal: boolean) => {
     const unit = BOUND_UNITS[name];
     if (unit === undefined || !/^\d{1,12}$/.test(value)) throw new InvalidOptionError('bound setting', name, Object.keys(BOUND_UNITS));
     const seconds = `extract(epoch FROM current_setting('${name}')::interval)`;
     const current = unit === 'ms' ? `${seconds} * 1000` : unit === 's' ? seconds : `current_setting('${name}')::numeric`;
-    return `set_config('${name}', least(nullif(${current}, 0), ${value})::bigint::text, ${local})`;
-  });
-  return `SELECT ${calls.join(', ')}`;
+    return `set_config('${name}', least(nullif(${current}, 0), ${value})::bigint::text, ${isLocal}) AS ${name}`;
+  };
+  return `SELECT ${[...local.map((entry) => call(entry, true)), ...session.map((entry) => call(entry, false))].join(', ')}`;
 }
+
+/**
+ * `SET LOCAL name = 'value'` for a bound setting whose value was read already, as PostgreSQL shows it (digits and a
+ * unit: '1min', '500ms'): a utility statement, which PostgreSQL neither plans nor answers with a row, unlike
+ * boundStatement().
+ */
+export function setLocalBound([name, value]: SettingEntry): string {
+  if (BOUND_UNITS[name] === undefined || !SHOWN_VALUE.test(value)) throw new InvalidOptionError('bound setting', `${name} = ${value}`, Object.keys(BOUND_UNITS));
+  return `SET LOCAL ${name} = '${value}'`;
+}
+
+// How PostgreSQL shows an integer setting: digits, and for a time the largest unit that divides it.
+const SHOWN_VALUE = /^\d{1,12}(?:ms|s|min|h|d)?$/;
 
 /** Takes every entry back to the session's default (`RESET`), for session-level settings of a pinned connection. */
 export function resetStatements(settings: readonly SettingEntry[]): string[] {

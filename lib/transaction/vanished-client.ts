@@ -1,8 +1,9 @@
-import type { Pool, PoolClient } from 'pg';
+import type { Pool, PoolClient, QueryResult } from 'pg';
 import type { DataSource } from 'typeorm';
 import { processWide } from '../common/process-state.js';
 import { ConnectionLostError } from '../errors.js';
 import { isConnectionLoss } from './connection-errors.js';
+import { boundStatement, setLocalBound } from './transaction.sql.js';
 import type { SettingEntry } from './transaction-settings.js';
 
 /** The default of the module option `vanishedClientTimeoutMs`: 60 s. */
@@ -17,15 +18,30 @@ export const MIN_VANISHED_CLIENT_TIMEOUT_MS = 1_000;
 export interface VanishedClientBound {
   /** The bound, in ms (module option `vanishedClientTimeoutMs`). */
   ms: number;
-  /** Set LOCAL in every transaction's opening statements (no round trip of their own). */
+  /**
+   * Set LOCAL in every transaction's opening statements (no round trip of their own): behind a pooler all of them; on
+   * a direct connection `idle_in_transaction_session_timeout` only, the rest being set once for the connection's session.
+   */
   transaction: SettingEntry[];
+  /**
+   * Set once for the session of each pooled connection, by the opening statements of its first transaction (direct
+   * connections only; behind a pooler a session setting would stay on a server connection other clients get next).
+   */
+  connection: SettingEntry[];
   /** Set for the session of a connection pinned by a session-scope lock, and reset before it goes back to the pool. */
   session: SettingEntry[];
   /** True on a direct connection: a statement without an answer is judged by its backend's row in pg_stat_activity. */
   byBackend: boolean;
+  /** The opening statement of a transaction on a connection whose session has no bound yet (boundStatement()). */
+  firstOpening: string;
 }
 
+const IDLE_IN_TRANSACTION = 'idle_in_transaction_session_timeout';
 const bounds = processWide('vanished-client-bounds', () => new WeakMap<DataSource, VanishedClientBound>());
+// Direct connections whose session carries the bound's connection settings, with the SET LOCAL of
+// idle_in_transaction_session_timeout their transactions send: the lower of the bound and the session's own value,
+// as read when the settings were made.
+const boundConnections = processWide('vanished-client-connections', () => new WeakMap<PoolClient, string>());
 
 /** The bound of `dataSource`'s registration, if it has one (undefined with `vanishedClientTimeoutMs: false`). */
 export function vanishedClientBound(dataSource: DataSource): VanishedClientBound | undefined {
@@ -50,6 +66,11 @@ export function setVanishedClientBound(dataSource: DataSource, bound: VanishedCl
  * - for a session pinned by a session-scope lock, `idle_session_timeout = ms` (PostgreSQL 14+): a session lock is
  *   held outside any transaction, where idle_in_transaction_session_timeout does not apply; the holder's
  *   heartbeat (every ms/4) keeps a live session from going idle that long.
+ *
+ * `byBackend` (a direct connection): the keepalives and the connection check are made once per pooled connection, for
+ * its session, and each transaction sets only its idle timeout LOCAL, as a plain `SET LOCAL`. Setting the keepalives
+ * LOCAL in every transaction cost the server about 125 µs per transaction (a socket option set at BEGIN and again
+ * at the end), more than a transaction's own statements.
  */
 export function computeBound(ms: number, major: number, byBackend: boolean): VanishedClientBound {
   const seconds = (fraction: number) => String(Math.max(1, Math.floor(ms / 1000 / fraction)));
@@ -60,7 +81,40 @@ export function computeBound(ms: number, major: number, byBackend: boolean): Van
   ];
   if (major >= 14) wanted.push(['client_connection_check_interval', String(Math.max(1000, Math.floor(ms / 3)))]);
   const idleSession: SettingEntry[] = major >= 14 ? [['idle_session_timeout', String(ms)]] : [];
-  return { ms, transaction: [['idle_in_transaction_session_timeout', String(ms)], ...wanted], session: [...idleSession, ...wanted], byBackend };
+  const idle: SettingEntry = [IDLE_IN_TRANSACTION, String(ms)];
+  const transaction = byBackend ? [idle] : [idle, ...wanted];
+  const connection = byBackend ? wanted : [];
+  return { ms, transaction, connection, session: [...idleSession, ...wanted], byBackend, firstOpening: boundStatement(transaction, connection) };
+}
+
+/**
+ * The bound's statement in the opening batch of a transaction on `client`: on a direct connection whose session has
+ * the bound already, a plain `SET LOCAL` of its idle timeout; else the full boundStatement(), which on a direct
+ * connection also makes the connection settings for the session (connectionBounded() records it once sent).
+ */
+export function openingBound(bound: VanishedClientBound, client: PoolClient): string {
+  const idle = bound.byBackend ? boundConnections.get(client) : undefined;
+  return idle === undefined ? bound.firstOpening : idle;
+}
+
+/**
+ * Records that `client`'s session now has `bound`'s connection settings, from `result`, the answer to the bound's
+ * opening statement (openingBound()): its idle timeout column, the value now in force as PostgreSQL shows it ('1min'),
+ * is what its transactions set from now on. False when there was nothing to record.
+ */
+export function connectionBounded(bound: VanishedClientBound, client: PoolClient, result: QueryResult | undefined): boolean {
+  const idle = (result?.rows[0] as Record<string, unknown> | undefined)?.[IDLE_IN_TRANSACTION];
+  if (!bound.byBackend || typeof idle !== 'string') return false;
+  boundConnections.set(client, setLocalBound([IDLE_IN_TRANSACTION, idle]));
+  return true;
+}
+
+/**
+ * Forgets that `client`'s session has the connection settings: the transaction that made them rolled back (which
+ * undoes a session setting made in it), or a session-scope lock reset them. Its next transaction makes them again.
+ */
+export function forgetConnectionBound(client: PoolClient): void {
+  boundConnections.delete(client);
 }
 
 /**

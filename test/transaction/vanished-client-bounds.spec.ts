@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Injectable, type INestApplication } from '@nestjs/common';
 import pg from 'pg';
+import { DataSource } from 'typeorm';
 import { InvalidOptionError, Transactional, TransactionHost } from '../../lib/index.js';
 import { validateModuleOptions } from '../../lib/txlock-options.validation.js';
 import { computeBound } from '../../lib/transaction/vanished-client.js';
-import { adminUrl, createTestDatabase, poolerUrl, setDatabaseDefaults, type TestDatabase } from '../support/database.js';
+import { adminUrl, createTestDatabase, poolerUrl, poolOf, setDatabaseDefaults, type TestDatabase } from '../support/database.js';
 import { createTestApp } from '../support/nest-app.js';
 
 const LIMITS = `SELECT current_setting('idle_in_transaction_session_timeout') AS idle, current_setting('tcp_keepalives_idle') AS keepalive,
@@ -17,6 +18,12 @@ class Probe {
   @Transactional()
   async limits(): Promise<{ idle: string; keepalive: string; version: number }> {
     return (await this.tx.manager.query(LIMITS))[0];
+  }
+
+  @Transactional()
+  async failing(): Promise<void> {
+    await this.tx.manager.query('SELECT 1');
+    throw new Error('rolled back');
   }
 
   /** A statement that runs longer than the bound, for real. */
@@ -45,7 +52,7 @@ describe('the vanished-client bound: what each transaction sets, and what it lea
     await db?.drop();
   });
 
-  it('by default (60 s): idle_in_transaction_session_timeout and TCP keepalives LOCAL in every transaction', async () => {
+  it('by default (60 s): idle_in_transaction_session_timeout and TCP keepalives in every transaction', async () => {
     const { idle, keepalive } = await (await probe({})).limits();
     expect(idle).toBe('1min');
     // Over TCP the keepalive setting applies (a third of the bound); over a Unix socket PostgreSQL reports 0.
@@ -83,14 +90,53 @@ describe('the vanished-client bound: what each transaction sets, and what it lea
     process.stdout.write(`[vanished client] a 2.5 s statement under a 1 s bound finished after ${Date.now() - started} ms\n`);
   });
 
+  // The keepalives set LOCAL cost the server a socket option at BEGIN and again at the end of every transaction.
+  it("a direct connection gets the keepalives once, for its session; each transaction then sets its idle timeout LOCAL; a rollback of the transaction that set them makes the next one set them again", async () => {
+    const app = await createTestApp({ url: db.url, providers: [Probe], txlock: {}, poolSize: 1 });
+    apps.push(app);
+    const dataSource = app.get(DataSource);
+    const sent: string[] = [];
+    poolOf(dataSource).on('acquire', (client) => {
+      const patched = client as typeof client & { recorded?: boolean };
+      if (patched.recorded) return;
+      patched.recorded = true;
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      (client as { query: unknown }).query = (...args: unknown[]) => {
+        const first = args[0] as string | { text?: string };
+        sent.push(typeof first === 'string' ? first : (first?.text ?? ''));
+        return query(...args);
+      };
+    });
+    const probe = app.get(Probe);
+    const openings = () => sent.filter((text) => text.startsWith('BEGIN'));
+    const sessionKeepalive = async () => (await dataSource.query(`SELECT current_setting('tcp_keepalives_idle') AS keepalive`))[0].keepalive as string;
+    const before = await sessionKeepalive();
+    const direct = poolerUrl() === undefined;
+    // Over TCP the keepalive setting applies (a third of the bound); over a Unix socket PostgreSQL reports 0.
+    const bounded = before === '0' ? '0' : '20';
+
+    await expect(probe.failing()).rejects.toThrow('rolled back');
+    expect(await sessionKeepalive()).toBe(before);
+    for (let i = 0; i < 3; i++) expect((await probe.limits()).idle).toBe('1min');
+    if (direct) expect(await sessionKeepalive()).toBe(bounded);
+    await expect(probe.failing()).rejects.toThrow('rolled back');
+    expect((await probe.limits()).idle).toBe('1min');
+
+    const kinds = openings().map((text) => (text.includes('tcp_keepalives_idle') ? 'full' : text.includes("SET LOCAL idle_in_transaction_session_timeout = '1min'") ? 'idle only' : 'none'));
+    process.stdout.write(`[vanished client] opening bounds of 6 transactions on one ${direct ? 'direct' : 'pooled'} connection: ${kinds.join(', ')}\n`);
+    // Behind a pooler a session setting would stay on a server connection others get next: all LOCAL, every time.
+    expect(kinds).toEqual(direct ? ['full', 'full', 'idle only', 'idle only', 'idle only', 'idle only'] : Array(6).fill('full'));
+  });
+
   it('per server version: client_connection_check_interval and idle_session_timeout from PostgreSQL 14 on only', () => {
     const names = (entries: readonly (readonly [string, string])[]) => entries.map(([name]) => name);
-    const on13 = computeBound(60_000, 13, true);
+    const on13 = computeBound(60_000, 13, false);
     expect(names(on13.transaction)).toEqual(['idle_in_transaction_session_timeout', 'tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count']);
+    expect(on13.connection).toEqual([]);
     expect(names(on13.session)).toEqual(['tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count']);
     const on15 = computeBound(60_000, 15, true);
-    expect(on15.transaction).toEqual([
-      ['idle_in_transaction_session_timeout', '60000'],
+    expect(on15.transaction).toEqual([['idle_in_transaction_session_timeout', '60000']]);
+    expect(on15.connection).toEqual([
       ['tcp_keepalives_idle', '20'],
       ['tcp_keepalives_interval', '6'],
       ['tcp_keepalives_count', '3'],

@@ -1,5 +1,6 @@
 import { TransactionNotStartedError, type EntityManager, type QueryRunner } from 'typeorm';
 import { awaitingChain } from '../common/await-chain.js';
+import { shadowMethod } from '../common/shadow-method.js';
 import { StrayTransactionEndError } from '../errors.js';
 import { transactionCallback, transactionIsolation } from './data-source-routing.js';
 import type { PostgresQueryRunnerInternals } from './pool-connection.js';
@@ -116,15 +117,11 @@ export function routedRunnerPrototype(
 // The EntityManager of a routed runner: its calls go through the runner, and its transaction() is a NESTED call.
 function routedManager(connection: RoutingConnection, runner: RoutedRunner, scopeOf: (routed: RoutedRunner) => TransactionScope): EntityManager {
   const manager = runner.connection.createEntityManager(runner);
-  Object.defineProperty(manager, 'transaction', {
-    value: async (...args: unknown[]) => {
-      const scope = scopeOf(runner);
-      connection.assertIsolation(transactionIsolation(args), scope, 'manager.transaction()');
-      const fn = transactionCallback(args);
-      return connection.nested(scope, () => fn(manager));
-    },
-    configurable: true,
-    writable: true,
+  shadowMethod(manager, 'transaction', async (...args: unknown[]) => {
+    const scope = scopeOf(runner);
+    connection.assertIsolation(transactionIsolation(args), scope, 'manager.transaction()');
+    const fn = transactionCallback(args);
+    return connection.nested(scope, () => fn(manager));
   });
   return manager;
 }

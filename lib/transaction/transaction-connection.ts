@@ -4,6 +4,7 @@ import { finished } from 'node:stream/promises';
 import type { Pool, PoolClient, QueryResult } from 'pg';
 import { CommitOutcomeUnknownError, ConnectionLostError, RollbackOnlyError, StrayTransactionEndError, type ShutdownRollbackError } from '../errors.js';
 import { shutdownGateOf, type DrainedConnection, type ShutdownGate } from '../lifecycle/shutdown-gate.js';
+import { shadowMethod } from '../common/shadow-method.js';
 import { cancelRunningQuery } from './cancel-query.js';
 import { asQueryFailed, idleInTransactionTimeout, isConnectionLoss } from './connection-errors.js';
 import { inferredIdleTimeout } from './native-idle-timeout.js';
@@ -125,11 +126,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
       queryRunner.transactionDepth > 1 ? rollbackTransaction.call(queryRunner) : Promise.reject(new StrayTransactionEndError('rollbackTransaction'));
     // manager.query() goes through DataSource.query(), which answers a released runner with TypeORM's own
     // error before our queue could say why: send it to the runner, which refuses with TransactionEndedError.
-    Object.defineProperty(queryRunner.manager, 'query', {
-      value: (sql: string, parameters?: unknown[]) => queryRunner.query(sql, parameters),
-      configurable: true,
-      writable: true,
-    });
+    shadowMethod(queryRunner.manager, 'query', (sql: string, parameters?: unknown[]) => queryRunner.query(sql, parameters));
   }
 
   /**
@@ -233,7 +230,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
       const fn = transactionCallback(args);
       return nested(scope, () => fn(manager));
     };
-    Object.defineProperty(manager, 'transaction', { value: transaction, configurable: true, writable: true });
+    shadowMethod(manager, 'transaction', transaction);
   }
 
   /**
@@ -583,46 +580,74 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   }
 
   // `signal`: when it aborts while the batch runs (a lock wait), the server is asked to cancel it.
-  private async send(statements: string[], signal?: AbortSignal): Promise<QueryResult[]> {
-    const opening = this.pending ?? [];
+  private send(statements: string[], signal?: AbortSignal): Promise<QueryResult[]> {
+    const opening = this.pending;
     const held = this.heldSavepoints;
     this.pending = undefined;
-    this.heldSavepoints = [];
+    if (held.length > 0) this.heldSavepoints = [];
     if (this.openingCount > 0) {
       this.begun = true;
       this.openingCount = 0;
     }
-    const batch = [...opening, ...statements];
-    if (batch.length === 0) return [];
+    const batch = opening ? opening.concat(statements) : statements;
+    if (batch.length === 0) return Promise.resolve([]);
     const sql = batch.join(';\n');
     this.dataSource.logger.logQuery(sql, undefined, this.queryRunner);
+    if (signal || this.cancelling) return this.sendCancellable(sql, opening, held, signal);
+    // The common case, no cancel to arm or to deliver first: the batch's promise and one reaction, no async frame.
+    try {
+      return this.watched(this.client.query(sql)).then(
+        (raw) => this.batchResults(raw, opening),
+        (error: unknown) => {
+          throw this.batchFailure(error, sql, held);
+        },
+      );
+    } catch (error) {
+      return Promise.reject(this.batchFailure(error, sql, held));
+    }
+  }
+
+  // send() for a batch that may be cancelled (a lock wait with a signal), or after a cancel still on its way.
+  private async sendCancellable(sql: string, opening: string[] | undefined, held: readonly { scope: TransactionScope }[], signal?: AbortSignal): Promise<QueryResult[]> {
     if (this.cancelling) await this.cancelling;
     const cancel = () => (this.cancelling = cancelRunningQuery(poolOf(this.dataSource), this.client));
     signal?.addEventListener('abort', cancel, { once: true });
     let raw: QueryResult | QueryResult[];
     try {
-      raw = (await this.watched(this.client.query(sql))) as QueryResult | QueryResult[];
+      raw = await this.watched(this.client.query(sql));
     } catch (error) {
-      // In an aborted transaction the batch's first statement fails and nothing after it runs.
-      if (sqlState(error) === IN_FAILED_TRANSACTION) for (const { scope } of held) (this.neverEstablished ??= new WeakSet()).add(scope);
-      throw this.explain(asQueryFailed(error, sql));
+      throw this.batchFailure(error, sql, held);
     } finally {
       signal?.removeEventListener('abort', cancel);
       // A cancel that was sent must reach the backend while it is idle, not during our next statement.
       if (this.cancelling) await this.cancelling.finally(() => (this.cancelling = undefined));
     }
+    return this.batchResults(raw, opening);
+  }
+
+  // The results of a batch's own statements (without the held-back opening ones sent before them).
+  private batchResults(raw: QueryResult | QueryResult[], opening: string[] | undefined): QueryResult[] {
     const results = Array.isArray(raw) ? raw : [raw];
-    if (opening.length > 0 && this.bound?.byBackend && !this.boundConnection) {
+    if (!opening) return results;
+    if (this.bound?.byBackend && !this.boundConnection) {
       const at = opening.indexOf(this.bound.firstOpening);
       if (at >= 0) this.boundConnection = connectionBounded(this.bound, this.client, results[at]);
     }
     return results.slice(opening.length);
   }
 
+  private batchFailure(error: unknown, sql: string, held: readonly { scope: TransactionScope }[]): unknown {
+    // In an aborted transaction the batch's first statement fails and nothing after it runs.
+    if (sqlState(error) === IN_FAILED_TRANSACTION) for (const { scope } of held) (this.neverEstablished ??= new WeakSet()).add(scope);
+    return this.explain(asQueryFailed(error, sql));
+  }
+
   // A statement in flight, watched for a server that stopped answering (vanished-client.ts).
   private watched<T>(work: Promise<T>): Promise<T> {
-    return this.bound ? watchStatement(work, this.client, poolOf(this.dataSource), this.bound, (error) => this.markLost(error)) : work;
+    return this.bound ? watchStatement(work, this.client, poolOf(this.dataSource), this.bound, this.lostBy) : work;
   }
+
+  private readonly lostBy = (error: unknown): void => this.markLost(error);
 
   // Rolls back the savepoints still open inside `scope` (un-awaited NESTED calls), so that `scope` can end.
   private async rollBackSavepointsAbove(scope: TransactionScope): Promise<void> {

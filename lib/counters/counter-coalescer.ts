@@ -1,7 +1,7 @@
 import { CounterOverflowError } from '../errors.js';
 import { telemetry } from '../telemetry/telemetry.js';
 import { randomShardRow } from './counter-shards.js';
-import { SAFE_LIMIT } from './counter-value.js';
+import { counterValue, SAFE_LIMIT } from './counter-value.js';
 
 /**
  * Sends one add of `delta` to the row `key` and returns the row's new value; with `limit`, CounterOverflowError
@@ -11,9 +11,12 @@ export type AddStatement = (key: string, delta: bigint, windowMs: string | null,
 
 interface Waiter {
   delta: bigint;
-  resolve(value: bigint): void;
+  resolve(value: bigint | number): void;
   reject(error: unknown): void;
 }
+
+// counterValue()'s options for callers that asked for bigint values (they come with no limit).
+const AS_BIGINT = { bigint: true };
 
 interface Batch {
   key: string;
@@ -57,14 +60,18 @@ export class CounterCoalescer {
     private readonly detached: (drain: () => void) => void,
   ) {}
 
-  /** `tag`: callers share a statement only with callers of the same tag (TransactionHost.sharingTag()). */
-  add(key: string, delta: bigint, windowMs: string | null, shards = 1, limit: bigint | null = null, tag = ''): Promise<bigint> {
+  /**
+   * Resolves with the caller's value as the caller takes it (counterValue()): a bigint without `limit`, else a number,
+   * so the caller needs no promise of its own to convert it. `tag`: callers share a statement only with callers of
+   * the same tag (TransactionHost.sharingTag()).
+   */
+  add(key: string, delta: bigint, windowMs: string | null, shards = 1, limit: bigint | null = null, tag = ''): Promise<bigint | number> {
     // Keys never contain NUL (validated), so this cannot confuse two (tag, key, window, shards, limit) tuples; the
     // common case (no tag, window or shards, number values) is the key itself, which has no NUL to be confused with.
     const id = tag === '' && windowMs === null && shards === 1 && limit === SAFE_LIMIT ? key : `${tag}\u0000${windowMs ?? ''}\u0000${shards}\u0000${limit ?? ''}\u0000${key}`;
     const existing = this.batches.get(id);
     const batch = existing ?? { key, windowMs, shards, limit, waiting: [] };
-    const result = new Promise<bigint>((resolve, reject) => batch.waiting.push({ delta, resolve, reject }));
+    const result = new Promise<bigint | number>((resolve, reject) => batch.waiting.push({ delta, resolve, reject }));
     if (!existing) {
       this.batches.set(id, batch);
       this.detached(() => void this.drain(id, batch));
@@ -83,7 +90,15 @@ export class CounterCoalescer {
     telemetry?.counterBatch.record(group.length);
     try {
       let value = (await this.send(randomShardRow(batch.key, batch.shards), total, batch.windowMs, batch.limit)) - total;
-      for (const waiter of group) waiter.resolve((value += waiter.delta));
+      const options = batch.limit === null ? AS_BIGINT : undefined;
+      for (const waiter of group) {
+        value += waiter.delta;
+        try {
+          waiter.resolve(counterValue(value, options, batch.key));
+        } catch (error) {
+          waiter.reject(error);
+        }
+      }
     } catch (error) {
       if (error instanceof CounterOverflowError && group.length > 1) {
         for (const waiter of group) await this.apply(batch, [waiter]);

@@ -9,6 +9,7 @@ import { explainMissingTable, type LibraryTable } from '../tables/library-table.
 import { explainConnectionLoss } from '../transaction/connection-errors.js';
 import { sqlState } from '../transaction/sql-state.js';
 import { TransactionHost } from '../transaction/transaction.host.js';
+import { currentScope, type TransactionScope } from '../transaction/transaction-scope.js';
 import { TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
 import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { columnIncrementStatement } from './column-increment.js';
@@ -175,8 +176,8 @@ export class CounterService implements OnModuleInit {
     return rows.map((row) => counterValue(row.value, bounds, name));
   }
 
-  // Not async (increment() and decrement() turn a throw into a rejection): a coalesced increment, the hot path, then
-  // makes one promise of its own besides its place in the batch.
+  // Not async (increment() and decrement() turn a throw into a rejection): a coalesced increment, the hot path, makes
+  // one promise, its place in the batch.
   private add<Options extends CounterIncrementOptions>(key: string, delta: bigint, options: Options | undefined): Promise<CounterValue<Options>> {
     const validKey = toCounterKey(key);
     const windowMs = windowParam(options?.windowMs);
@@ -185,11 +186,13 @@ export class CounterService implements OnModuleInit {
       throw new InvalidOptionError('shards', options?.shards, 'no shards with windowMs: each shard would start and end its own window');
     }
     const limit = options?.bigint ? null : SAFE_LIMIT;
-    const value: Promise<bigint | string> =
-      this.options.coalesce && !this.txHost.isActive
-        ? this.coalescer.add(validKey, delta, windowMs, shards, limit, this.txHost.sharingTag())
-        : this.addNow(randomShardRow(validKey, shards), delta, windowMs, limit).then((row) => row.value);
-    return value.then((settled) => counterValue(settled, options, key));
+    if (this.options.coalesce && !this.txHost.isActive) {
+      // Handed out as the caller takes it (a bigint exactly when there is no limit): no promise of its own to convert.
+      const value = this.coalescer.add(validKey, delta, windowMs, shards, limit, this.txHost.sharingTag()) as Promise<CounterValue<Options>>;
+      if (this.txHost.inTestTransaction()) countAsTestWork(value, currentScope(this.txHost.dataSource)!.root);
+      return value;
+    }
+    return this.addNow(randomShardRow(validKey, shards), delta, windowMs, limit).then((row) => counterValue(row.value, options, key));
   }
 
   // `row` is the key itself, or one of its shards (then errors still name the key). With `limit`, a value that
@@ -249,3 +252,12 @@ export class CounterService implements OnModuleInit {
   }
 }
 
+// Under a test transaction, an increment waiting in its batch is the test's work until it settles, also while the batch
+// has no statement queued on the test's connection yet: the test's end reports it (UnfinishedTestWorkError).
+function countAsTestWork(value: Promise<unknown>, test: TransactionScope): void {
+  test.unsent++;
+  const settled = () => {
+    test.unsent--;
+  };
+  value.then(settled, settled);
+}

@@ -1,12 +1,11 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
-import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
+import { AsyncResource } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { ensureTable } from '../common/ensure-table.js';
 import { qualifiedTableName } from '../common/sql.js';
 import { InvalidOptionError, LeaseLostError, LeaseReleasedError, ShuttingDownError } from '../errors.js';
 import { asAdmittedWork } from '../lifecycle/shutdown-gate.js';
-import { processWide } from '../common/process-state.js';
 import { explainMissingTable, type LibraryTable } from '../tables/library-table.js';
 import { traceLeaseAcquire, traceLeaseRenew } from '../telemetry/lease-telemetry.js';
 import { telemetry } from '../telemetry/telemetry.js';
@@ -25,6 +24,7 @@ import {
   type LeaseRunOptions,
 } from './lease.options.js';
 import { leaseSql } from './lease.sql.js';
+import { CallContextSlot } from '../common/call-context.js';
 
 /** A lease this process holds. */
 export interface Lease {
@@ -52,7 +52,7 @@ export type LeaseHolder = Pick<Lease, 'name' | 'holder' | 'token' | 'lockedAt' |
 export type LeaseRunResult<T> = { ran: true; value: T } | { ran: false };
 
 // The lease the calling code runs under (inside run()'s fn or a @ScheduledLock method), for current().
-const runningLease = processWide('running-lease', () => new AsyncLocalStorage<Lease>());
+const runningLease = new CallContextSlot<Lease>('running-lease');
 
 interface LeaseRow {
   name: string;

@@ -1,9 +1,9 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { LoggerService } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import { processWide } from '../common/process-state.js';
 import { ShutdownRollbackError, ShuttingDownError } from '../errors.js';
 import { onRequestEnd, requestStartedAt, requestsStartedBefore } from '../transaction/client-disconnect.interceptor.js';
+import { CallContextSlot } from '../common/call-context.js';
 
 /** A connection the gate waits for while the app closes, and ends by force after the grace period. */
 export interface DrainedConnection {
@@ -15,7 +15,7 @@ export interface DrainedConnection {
 
 // Code that runs as part of work admitted before the close began (a lease's job, a single flight): what it begins
 // during the grace period belongs to that work, so it is not refused as new work.
-const admittedWork = processWide('shutdown-admitted-work', () => new AsyncLocalStorage<true>());
+const admittedWork = new CallContextSlot<true>('shutdown-admitted-work');
 // The gate of each DataSource's TxLockModule registration (TransactionConnection.open() registers its connections there).
 const gates = processWide('shutdown-gates', () => new WeakMap<DataSource, ShutdownGate>());
 

@@ -1,9 +1,9 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { awaitChainsVisible, countAwaitingFrames, nextMacrotask } from '../common/await-chain.js';
 import { LockNotAcquiredError, LockTimeoutError } from '../errors.js';
 import { processWide } from '../common/process-state.js';
 import type { TransactionScope } from '../transaction/transaction-scope.js';
 import { lockAborted, type LockRequest } from './lock-request.js';
+import { CallContextSlot } from '../common/call-context.js';
 
 /** One call's hold on some keys; the calls it makes (its call chain) find it as their ancestor. */
 interface Hold {
@@ -31,7 +31,7 @@ interface Waiter {
 }
 
 // The innermost hold of the current call chain, across every owner (ancestors of other owners never conflict).
-const chainStorage = processWide('lock-chain-storage', () => new AsyncLocalStorage<Hold>());
+const chainStorage = new CallContextSlot<Hold>('lock-chain-storage');
 const BRANCH_LOCKS = processWide('branch-locks-key', () => Symbol('nestjs-txlock:branch-locks'));
 const NONE: ReadonlySet<Hold> = new Set();
 // How often a deferred call looks again whether its call chain awaits it by now (a promise awaited late).

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from '@nestjs/common';
 import type { QueryResult } from 'pg';
 import type { DataSource } from 'typeorm';
@@ -14,9 +13,9 @@ import { sqlState } from '../transaction/sql-state.js';
 import { lockAborted, lockFailure, type LockRequest } from './lock-request.js';
 import type { LockOutcome } from './lock-result.js';
 import { lockSql } from './lock.sql.js';
-import { processWide } from '../common/process-state.js';
 import { boundStatement, resetStatements } from '../transaction/transaction.sql.js';
 import { vanishedClientBound, type VanishedClientBound } from '../transaction/vanished-client.js';
+import { CallContextSlot } from '../common/call-context.js';
 
 /** One pinned connection and the session locks the current call chain holds on it. */
 interface Session {
@@ -34,7 +33,7 @@ interface Session {
 
 // The current call chain's sessions, one per DataSource: a session lock on one DataSource says nothing of another
 // (it may be another database), and its pinned connection must never carry another DataSource's locks.
-const sessionStorage = processWide('session-lock-storage', () => new AsyncLocalStorage<ReadonlyMap<DataSource, Session>>());
+const sessionStorage = new CallContextSlot<ReadonlyMap<DataSource, Session>>('session-lock-storage');
 
 /**
  * The signal of the session-scope lock call the caller runs in on `dataSource`: aborted (with LockLostError) when its

@@ -1,5 +1,4 @@
 import { Inject, Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { ServerResponse } from 'node:http';
 import { Observable } from 'rxjs';
 import { ClientDisconnectedError } from '../errors.js';
@@ -8,9 +7,10 @@ import type { TxLockModuleOptions } from '../txlock-options.interface.js';
 import { bindsRequestsToTests, runInCurrentTests } from './transaction-scope.js';
 import { processWide } from '../common/process-state.js';
 import { requestContext } from './request-context.js';
+import { CallContextSlot } from '../common/call-context.js';
 
 /** The abort signal of the HTTP request being handled, if any: aborted when its client goes away. */
-export const requestAbortSignal = processWide('request-abort-signal', () => new AsyncLocalStorage<AbortSignal>());
+export const requestAbortSignal = new CallContextSlot<AbortSignal>('request-abort-signal');
 // The HTTP requests being handled, by their abort signal, with when each began (performance.now()), and who wants to
 // know when one ends: the app's shutdown lets the requests that arrived before it began finish (ShutdownGate).
 const inFlight = processWide('requests-in-flight', () => ({ started: new Map<AbortSignal, number>(), ended: new Set<() => void>() }));

@@ -1,5 +1,4 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { processWide } from '../common/process-state.js';
+import { CallContextSlot } from '../common/call-context.js';
 
 /** What the module option `settings` is called with: the context of the call that begins a transaction. */
 export interface SettingsContext {
@@ -13,7 +12,7 @@ export interface SettingsContext {
 }
 
 /** The request the current call chain serves, set by TxLockModule's global interceptor. */
-export const requestContext = processWide('request-context', () => new AsyncLocalStorage<SettingsContext>());
+export const requestContext = new CallContextSlot<SettingsContext>('request-context');
 
 /** The context of the current call: its HTTP request, if any. */
 export function currentSettingsContext(): SettingsContext {

@@ -90,9 +90,10 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   private readonly sendTypeorm: Pick<QueryRunner, 'query' | 'stream'>;
   // How long a statement may go without an answer before the connection is judged lost (vanished-client.ts).
   private readonly bound?: VanishedClientBound;
-  // True once this transaction's opening statements made the bound's settings for the connection's session: its
-  // rollback undoes them (forgetConnectionBound()).
+  // True once this transaction's opening statements made the bound's settings for the connection's session: unless
+  // it commits, PostgreSQL undoes them with it (forgetConnectionBound() at close()).
   private boundConnection = false;
+  private committed = false;
 
   private constructor(
     readonly queryRunner: PostgresQueryRunnerInternals,
@@ -391,6 +392,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
       true,
     );
     this.root.finish('committed');
+    this.committed = true;
     this.markEnded();
     if (this.hasSubscribers) await this.afterEnd('AfterTransactionCommit');
   }
@@ -410,7 +412,6 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
           async () => {
             this.dropHeld();
             if (this.begun) await this.send(['ROLLBACK']);
-            if (this.boundConnection) forgetConnectionBound(this.client);
           },
           true,
         );
@@ -433,6 +434,8 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     this.markEnded();
     this.queue.fail(() => this.root.endedRefusal());
     this.client.removeListener('error', this.onClientError);
+    // Rolled back (by us, or by PostgreSQL answering COMMIT with ROLLBACK), or its outcome unknown.
+    if (this.boundConnection && !this.committed) forgetConnectionBound(this.client);
     const reason = broken ?? this.broken ?? this.lost;
     try {
       if (reason !== undefined) {
@@ -465,11 +468,14 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     this.openingCount = 0;
   }
 
-  /** Work not finished on this connection: savepoints still open inside the root, plus statements queued or running. */
+  /**
+   * Work not finished on this connection: savepoints still open inside the root, statements queued or running, and
+   * work of the root on its way here (TransactionScope.unsent; an increment whose batch is in flight counts twice).
+   */
   get pendingWork(): number {
     let open = 0;
     for (let scope = this.queue.top; scope !== this.root; scope = scope.parent!) open++;
-    return open + this.queue.pending - this.cleaningUp;
+    return open + this.queue.pending - this.cleaningUp + this.root.unsent;
   }
 
   /** True once the connection itself broke, or the app's shutdown abandoned it: nothing more can be sent on it. */
@@ -554,7 +560,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
       if (this.pending || scope.kind === 'test') return this.statementAfterOpening(scope, run);
       // The common case, nothing held back and no savepoint of its own: the statement's promise, no async frame around it.
       try {
-        return this.watched(run()).catch(this.rethrowExplained);
+        return this.watched(run(), this.rethrowExplained);
       } catch (error) {
         return Promise.reject(this.explain(error));
       }
@@ -643,8 +649,10 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   }
 
   // A statement in flight, watched for a server that stopped answering (vanished-client.ts).
-  private watched<T>(work: Promise<T>): Promise<T> {
-    return this.bound ? watchStatement(work, this.client, poolOf(this.dataSource), this.bound, this.lostBy) : work;
+  // `failed`: what a failure becomes (it throws), in the watch's own reaction rather than a promise more.
+  private watched<T>(work: Promise<T>, failed?: (error: unknown) => never): Promise<T> {
+    if (this.bound) return watchStatement(work, this.client, poolOf(this.dataSource), this.bound, this.lostBy, failed);
+    return failed ? work.catch(failed) : work;
   }
 
   private readonly lostBy = (error: unknown): void => this.markLost(error);

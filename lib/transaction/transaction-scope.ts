@@ -51,6 +51,11 @@ export class TransactionScope {
    * wait for ever (ScopeQueue refuses it).
    */
   owner?: readonly string[];
+  /**
+   * Pieces of work of this scope on their way to its connection, not queued there yet (coalesced increments waiting in
+   * a batch, under a test transaction): nestjs-txlock/testing counts them as work still running when the test ends.
+   */
+  unsent = 0;
   /** `open`, then `ending` once its end is decided (nothing new is accepted), then `ended`. */
   private state: 'open' | 'ending' | 'ended' = 'open';
   private outcome?: ScopeOutcome;

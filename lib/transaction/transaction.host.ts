@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, Optional, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { AsyncLocalStorage, type AsyncResource } from 'node:async_hooks';
+import type { AsyncResource } from 'node:async_hooks';
 import type { Pool } from 'pg';
 import type { DataSource, EntityManager, EntityTarget, ObjectLiteral, QueryRunner, Repository } from 'typeorm';
 import {
@@ -52,6 +52,7 @@ import { currentSettingsContext } from './request-context.js';
 import { mergeSettings, readSettings, type SettingEntry } from './transaction-settings.js';
 import { setIdleInTransactionTimeout } from './native-idle-timeout.js';
 import { computeBound, DEFAULT_VANISHED_CLIENT_TIMEOUT_MS, keepPoolAlive, setVanishedClientBound, vanishedClientBound, type VanishedClientBound } from './vanished-client.js';
+import { CallContextSlot } from '../common/call-context.js';
 
 /** How long a transaction waits for a pooled connection when `acquireTimeoutMs` is not set. */
 export const DEFAULT_ACQUIRE_TIMEOUT_MS = 10_000;
@@ -69,7 +70,7 @@ let warnedOfRequiresNew = false;
 const scopeSettings = processWide('scope-settings', () => new WeakMap<TransactionScope, readonly SettingEntry[]>());
 // Settings fixed for shared work run detached (coalesced increments, single flights, lease renewals): the ones of
 // the callers that share it, computed when it was started, since the request it came from is not its context.
-const pinnedSettings = processWide('pinned-settings', () => new AsyncLocalStorage<ReadonlyMap<DataSource, readonly SettingEntry[]>>());
+const pinnedSettings = new CallContextSlot<ReadonlyMap<DataSource, readonly SettingEntry[]>>('pinned-settings');
 
 /**
  * The current transaction, and the one way to start one without a decorator. `@Transactional()` calls

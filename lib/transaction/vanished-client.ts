@@ -136,10 +136,18 @@ export function keepPoolAlive(pool: Pool, bound: VanishedClientBound): void {
  * behind a pooler: the server answers at all). A live, busy statement is checked again every half bound, so long
  * statements and lock waits go on. When the check fails or gets no answer within the other half, `lost` is told, and
  * the socket is destroyed: pg fails the statement at once, the pool discards the client, and nothing this connection
- * was to send can reach the server any more. pg-native clients (no socket of ours) are not watched.
+ * was to send can reach the server any more. pg-native clients (no socket of ours) are not watched. `failed` turns a
+ * failure into what the caller throws, in the same reaction.
  */
-export function watchStatement<T>(work: Promise<T>, client: PoolClient, pool: Pool, bound: VanishedClientBound, lost: (error: ConnectionLostError) => void): Promise<T> {
-  if ((client as { native?: unknown }).native) return work;
+export function watchStatement<T>(
+  work: Promise<T>,
+  client: PoolClient,
+  pool: Pool,
+  bound: VanishedClientBound,
+  lost: (error: ConnectionLostError) => void,
+  failed?: (error: unknown) => never,
+): Promise<T> {
+  if ((client as { native?: unknown }).native) return failed ? work.catch(failed) : work;
   const half = Math.max(1, Math.floor(bound.ms / 2));
   const startedAt = Date.now();
   let settled = false;
@@ -171,6 +179,7 @@ export function watchStatement<T>(work: Promise<T>, client: PoolClient, pool: Po
     },
     (error: unknown) => {
       settle();
+      if (failed) failed(error);
       throw error;
     },
   );

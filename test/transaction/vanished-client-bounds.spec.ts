@@ -26,6 +26,12 @@ class Probe {
     throw new Error('rolled back');
   }
 
+  /** A statement fails and the method goes on: PostgreSQL answers its COMMIT with ROLLBACK. */
+  @Transactional()
+  async aborted(): Promise<void> {
+    await this.tx.manager.query('SELECT 1 / 0').catch(() => undefined);
+  }
+
   /** A statement that runs longer than the bound, for real. */
   @Transactional()
   async sleep(seconds: number): Promise<number> {
@@ -91,7 +97,7 @@ describe('the vanished-client bound: what each transaction sets, and what it lea
   });
 
   // The keepalives set LOCAL cost the server a socket option at BEGIN and again at the end of every transaction.
-  it("a direct connection gets the keepalives once, for its session; each transaction then sets its idle timeout LOCAL; a rollback of the transaction that set them makes the next one set them again", async () => {
+  it("a direct connection gets the keepalives once, for its session; each transaction then sets its idle timeout LOCAL; a transaction that set them and did not commit (rolled back, or its COMMIT answered with ROLLBACK) makes the next one set them again", async () => {
     const app = await createTestApp({ url: db.url, providers: [Probe], txlock: {}, poolSize: 1 });
     apps.push(app);
     const dataSource = app.get(DataSource);
@@ -117,15 +123,17 @@ describe('the vanished-client bound: what each transaction sets, and what it lea
 
     await expect(probe.failing()).rejects.toThrow('rolled back');
     expect(await sessionKeepalive()).toBe(before);
+    await expect(probe.aborted()).rejects.toThrow();
+    expect(await sessionKeepalive()).toBe(before);
     for (let i = 0; i < 3; i++) expect((await probe.limits()).idle).toBe('1min');
     if (direct) expect(await sessionKeepalive()).toBe(bounded);
     await expect(probe.failing()).rejects.toThrow('rolled back');
     expect((await probe.limits()).idle).toBe('1min');
 
     const kinds = openings().map((text) => (text.includes('tcp_keepalives_idle') ? 'full' : text.includes("SET LOCAL idle_in_transaction_session_timeout = '1min'") ? 'idle only' : 'none'));
-    process.stdout.write(`[vanished client] opening bounds of 6 transactions on one ${direct ? 'direct' : 'pooled'} connection: ${kinds.join(', ')}\n`);
+    process.stdout.write(`[vanished client] opening bounds of 7 transactions on one ${direct ? 'direct' : 'pooled'} connection: ${kinds.join(', ')}\n`);
     // Behind a pooler a session setting would stay on a server connection others get next: all LOCAL, every time.
-    expect(kinds).toEqual(direct ? ['full', 'full', 'idle only', 'idle only', 'idle only', 'idle only'] : Array(6).fill('full'));
+    expect(kinds).toEqual(direct ? ['full', 'full', 'full', 'idle only', 'idle only', 'idle only', 'idle only'] : Array(7).fill('full'));
   });
 
   it('per server version: client_connection_check_interval and idle_session_timeout from PostgreSQL 14 on only', () => {

@@ -190,14 +190,17 @@ export const RULES: readonly Rule[] = [requiresNewIsASavepoint, notSupportedRuns
  * The keys (rows, counters, get-or-create keys) the rows-seen comparison leaves out: the writes of a transaction of
  * its own (REQUIRES_NEW), of a NOT_SUPPORTED body, or (joinDataSource: false) of TypeORM's own API inside an app
  * transaction, when an operation around it failed in production. Production committed them on their own (docs/testing.md, the REQUIRES_NEW and NOT_SUPPORTED rows);
- * under the kit they are part of the caller's savepoint and roll back with it.
+ * under the kit they are part of the caller's savepoint and roll back with it. For TypeORM's API also when it failed
+ * itself: the library's calls in its body (a get-or-create) join the app transaction in production and commit with
+ * it, while under the kit they ran in its savepoint, which its failure rolled back (found by the oracle, seed 1049485686).
  */
 export function ownCommitsOutliveTheCaller(ctx: RuleContext, production: Observation): Set<string> {
   const keys = new Set<string>();
   for (const place of ctx.places.values()) {
-    const own =
-      ownTransactionInside(place.op, place, ctx.variant) || (place.op.k === 'tx' && place.op.propagation === 'NOT_SUPPORTED' && place.inTx) || ownConnectionUnderJoinOff(place.op, place, ctx.variant);
-    if (!own || !place.ancestors.some((op) => isError(production.results[opKey(op.id)]))) continue;
+    const typeormApi = ownConnectionUnderJoinOff(place.op, place, ctx.variant);
+    const own = ownTransactionInside(place.op, place, ctx.variant) || (place.op.k === 'tx' && place.op.propagation === 'NOT_SUPPORTED' && place.inTx) || typeormApi;
+    const failed = (typeormApi ? [place.op, ...place.ancestors] : place.ancestors).some((op) => isError(production.results[opKey(op.id)]));
+    if (!own || !failed) continue;
     for (const op of walkOp(place.op)) for (const key of writtenKeys(op)) keys.add(key);
   }
   return keys;

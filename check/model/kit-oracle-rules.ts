@@ -124,6 +124,9 @@ export const isolationIsTheTestTransactions: Rule = {
  * Which of two racing calls creates a get-or-create row, gets a `nowait` lock or a `tryIncrement` under its max is
  * the race's, and production's run is only one draw of it: a racing operation's result may differ.
  */
+// The result of a statement sent in a transaction a failed statement had aborted.
+const IN_FAILED_TRANSACTION = 'QueryFailedError:25P02';
+
 export const oneConnectionPerTest: Rule = {
   name: 'one connection per test',
   doc: 'requests that run at once in one test',
@@ -139,8 +142,7 @@ export const oneConnectionPerTest: Rule = {
 // aborts the transaction and the other then meets 25P02, and which comes first is the timing's, which differs between
 // production's round trips and the kit's (found by the oracle, seed 1357185994: two writes in a readOnly transaction).
 function branchesRaceTheAbort(ctx: RuleContext, id: number, production: string, kit: string): boolean {
-  const aborted = 'QueryFailedError:25P02';
-  if (!isError(production) || !isError(kit) || (production !== aborted && kit !== aborted)) return false;
+  if (!isError(production) || !isError(kit) || (production !== IN_FAILED_TRANSACTION && kit !== IN_FAILED_TRANSACTION)) return false;
   return atOrInside(ctx, id, (op) => op.k === 'all');
 }
 
@@ -156,7 +158,7 @@ function abortRacesTheWait(ctx: RuleContext, id: number, production: string, kit
 // in: whether it got in before the end or found it ended (TransactionEndedError) is the timing's, in production too;
 // so is whether it got in before a statement of its caller aborted that transaction (25P02; found by the oracle in CI,
 // seed 961056791). (Work that comes after its test ended is checked apart, with no rule: lateWorkProblems.)
-const RACES_ITS_END = ['TransactionEndedError', 'QueryFailedError:25P02'];
+const RACES_ITS_END = ['TransactionEndedError', IN_FAILED_TRANSACTION];
 function unawaitedRacesItsEnd(ctx: RuleContext, id: number, production: string, kit: string): boolean {
   if (!RACES_ITS_END.includes(production) && !RACES_ITS_END.includes(kit)) return false;
   return atOrInside(ctx, id, (op) => op.k === 'spawn' || (op.k === 'all' && !op.settle));

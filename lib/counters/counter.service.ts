@@ -189,7 +189,8 @@ export class CounterService implements OnModuleInit {
     if (this.options.coalesce && !this.txHost.isActive) {
       // Handed out as the caller takes it (a bigint exactly when there is no limit): no promise of its own to convert.
       const value = this.coalescer.add(validKey, delta, windowMs, shards, limit, this.txHost.sharingTag()) as Promise<CounterValue<Options>>;
-      if (this.txHost.inTestTransaction()) countAsTestWork(value, currentScope(this.txHost.dataSource)!.root);
+      const test = currentScope(this.txHost.dataSource)?.root;
+      if (test?.kind === 'test') countAsTestWork(value, test);
       return value;
     }
     return this.addNow(randomShardRow(validKey, shards), delta, windowMs, limit).then((row) => counterValue(row.value, options, key));

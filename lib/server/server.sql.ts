@@ -11,8 +11,8 @@ export const serverSql = {
    * One round trip: version(), server_version_num, the backend's pid, the isolation level transactions get by
    * default and the idle_in_transaction_session_timeout they get (the database's and role's settings included), and
    * a probe of the advisory lock manager: a shared transaction-level lock on PROBE_KEY (released when the statement
-   * ends) must be granted and must show in pg_locks. The pg_locks read depends on the probe's row, so it runs after the lock was taken. MATERIALIZED needs
-   * PostgreSQL 12, so older servers fail here and are named by `version` below.
+   * ends) must be granted and must show in pg_locks. The pg_locks read depends on the probe's row, so it runs after
+   * the lock was taken. MATERIALIZED needs PostgreSQL 12, so older servers fail here and are named by `version` below.
    */
   identify: `WITH probe AS MATERIALIZED (SELECT pg_try_advisory_xact_lock_shared('${PROBE_KEY}'::bigint) AS locked)
     SELECT version() AS version, current_setting('server_version_num') AS version_num, pg_backend_pid() AS pid, probe.locked,

@@ -93,7 +93,6 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   // True once this transaction's opening statements made the bound's settings for the connection's session: unless
   // it commits, PostgreSQL undoes them with it (forgetConnectionBound() at close()).
   private boundConnection = false;
-  private committed = false;
 
   private constructor(
     readonly queryRunner: PostgresQueryRunnerInternals,
@@ -392,7 +391,6 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
       true,
     );
     this.root.finish('committed');
-    this.committed = true;
     this.markEnded();
     if (this.hasSubscribers) await this.afterEnd('AfterTransactionCommit');
   }
@@ -435,7 +433,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     this.queue.fail(() => this.root.endedRefusal());
     this.client.removeListener('error', this.onClientError);
     // Rolled back (by us, or by PostgreSQL answering COMMIT with ROLLBACK), or its outcome unknown.
-    if (this.boundConnection && !this.committed) forgetConnectionBound(this.client);
+    if (this.boundConnection && !this.root.committed) forgetConnectionBound(this.client);
     const reason = broken ?? this.broken ?? this.lost;
     try {
       if (reason !== undefined) {

@@ -77,6 +77,11 @@ export class TransactionScope {
     return scope;
   }
 
+  /** True once this scope ended by committing (a transaction's COMMIT succeeded). */
+  get committed(): boolean {
+    return this.outcome === 'committed';
+  }
+
   /** True once this scope has physically ended on its connection (not merely decided to end). */
   get ended(): boolean {
     return this.state === 'ended';

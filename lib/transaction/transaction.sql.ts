@@ -12,8 +12,10 @@ const ISOLATION_SQL: Readonly<Record<IsolationLevel, string>> = {
 
 /**
  * The statements that open a transaction: `BEGIN [ISOLATION LEVEL ...] [READ ONLY]`, `SET LOCAL
- * statement_timeout`, the vanished-client `bounds` (statements of boundStatement() or setLocalBound()) and the caller's `settings` (setConfigStatement()). They travel in a simple-protocol batch, where nothing is bound, so each value
- * is checked here, as the SQL is built: the isolation level against a fixed map, the timeout with Number.isSafeInteger.
+ * statement_timeout`, the vanished-client `bounds` (statements of boundStatement() or setLocalBound()) and the
+ * caller's `settings` (setConfigStatement()). They travel in a simple-protocol batch, where nothing is bound, so each
+ * value is checked here, as the SQL is built: the isolation level against a fixed map, the timeout with
+ * Number.isSafeInteger.
  */
 export function openingStatements(
   isolation: IsolationLevel | undefined,

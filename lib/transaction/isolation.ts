@@ -1,5 +1,5 @@
 import { InvalidOptionError, WeakerIsolationError } from '../errors.js';
-import type { TransactionScope } from './transaction-scope.js';
+import { standingFor, type TransactionScope } from './transaction-scope.js';
 import type { IsolationLevel } from './transaction.options.js';
 
 // PostgreSQL runs READ UNCOMMITTED as READ COMMITTED.
@@ -11,14 +11,6 @@ export function isolationFromSetting(setting: string | undefined): string | unde
   return level !== undefined && Object.hasOwn(STRENGTH, level) ? level : undefined;
 }
 
-// The scope that stands for `scope`'s transaction: the nearest one that records an isolation level (the test
-// transaction of nestjs-txlock/testing when there is none).
-function standingScope(scope: TransactionScope): TransactionScope {
-  let current = scope;
-  while (current.isolation === undefined && current.parent) current = current.parent;
-  return current;
-}
-
 /**
  * Makes sure a call that asks for `requested` runs at a level at least as strong, inside `scope`'s transaction: a
  * savepoint or a joined call runs at its transaction's level, which cannot change once something ran in it. So a
@@ -28,7 +20,7 @@ function standingScope(scope: TransactionScope): TransactionScope {
 export function assertIsolation(requested: string | undefined, scope: TransactionScope, where: string): void {
   if (requested === undefined) return;
   if (typeof requested !== 'string' || !Object.hasOwn(STRENGTH, requested)) throw new InvalidOptionError(`${where} isolation`, requested, Object.keys(STRENGTH));
-  const standing = standingScope(scope);
+  const standing = standingFor(scope);
   // Outside the app's transactions under nestjs-txlock/testing: production would begin a transaction at that level; the
   // kit runs it at the test transaction's, as it does @Transactional({ isolation }) (docs/testing.md, isolation).
   if (standing.kind === 'test') return;

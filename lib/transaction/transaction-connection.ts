@@ -17,7 +17,7 @@ import { sqlState } from './sql-state.js';
 
 // SQLSTATE of a statement sent in a transaction that a failed statement aborted.
 const IN_FAILED_TRANSACTION = '25P02';
-import { currentScope, runInScope, TransactionScope, type ScopeKind } from './transaction-scope.js';
+import { currentScope, exemptFromUse, runInScope, standingFor, TransactionScope, type ScopeKind } from './transaction-scope.js';
 import type { IsolationLevel } from './transaction.options.js';
 import { openingStatements, standInStatements } from './transaction.sql.js';
 import type { SettingEntry } from './transaction-settings.js';
@@ -259,8 +259,9 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
    * callers must only pass SQL whose every value the library computed (integers, fixed keywords), never caller text.
    */
   exec(scope: TransactionScope, statements: string[]): Promise<QueryResult[]> {
+    const exempt = exemptFromUse();
     return this.queue.submit(scope, () => {
-      markUsed(scope);
+      markUsed(scope, exempt);
       return this.send(statements);
     });
   }
@@ -271,8 +272,9 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
    * TO SAVEPOINT would silently undo it. `send` has exec()'s rule: library-computed SQL only.
    */
   exclusive<T>(scope: TransactionScope, steps: (send: (statements: string[], signal?: AbortSignal) => Promise<QueryResult[]>) => Promise<T>): Promise<T> {
+    const exempt = exemptFromUse();
     return this.queue.submit(scope, () => {
-      markUsed(scope);
+      markUsed(scope, exempt);
       return steps((statements, signal) => this.send(statements, signal));
     });
   }
@@ -517,10 +519,11 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
    */
   typeormStream<T>(scope: TransactionScope, sql: string, task: () => Promise<T>): Promise<T> {
     if (scope.kind !== 'test') return this.typeormStatement(scope, sql, task);
+    const exempt = exemptFromUse();
     return new Promise<T>((handOut, fail) => {
       this.queue
         .submit(scope, async () => {
-          markUsed(scope);
+          markUsed(scope, exempt);
           const own = this.savepointName();
           await this.send([`SAVEPOINT ${own}`]);
           let stream: T;
@@ -553,8 +556,9 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   // outside the app's transactions gets a savepoint of its own: as in autocommit, its failure undoes only itself
   // instead of aborting the test's transaction.
   private statement<T>(scope: TransactionScope, run: () => Promise<T>): Promise<T> {
+    const exempt = exemptFromUse();
     return this.queue.submit(scope, () => {
-      markUsed(scope);
+      markUsed(scope, exempt);
       if (this.pending || scope.kind === 'test') return this.statementAfterOpening(scope, run);
       // The common case, nothing held back and no savepoint of its own: the statement's promise, no async frame around it.
       try {
@@ -737,11 +741,12 @@ function poolOf(dataSource: DataSource): Pool {
 }
 
 // Records that something ran in the transaction `scope` belongs to (the nearest scope that stands for one): its
-// isolation can no longer be raised (raiseIsolation()).
-function markUsed(scope: TransactionScope): void {
-  let standing: TransactionScope | undefined = scope;
-  while (standing && standing.isolation === undefined && standing.kind !== 'test') standing = standing.parent;
-  if (standing) standing.used = true;
+// isolation can no longer be raised (raiseIsolation()). Not when that is `exempt`: under a test transaction, the
+// transaction a NOT_SUPPORTED body runs in, which in production it runs outside of (exemptFromUse()).
+function markUsed(scope: TransactionScope, exempt: TransactionScope | undefined): void {
+  const standing = standingFor(scope);
+  // A session lock's connection outside a transaction stands for none.
+  if (standing !== exempt && (standing.isolation !== undefined || standing.kind === 'test')) standing.used = true;
 }
 
 // The statement_timeout that applies around a stand-in savepoint once it is released: its nearest enclosing stand-in's, else the session's.

@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DataSource } from 'typeorm';
 import { TransactionEndedError } from '../errors.js';
 import type { TransactionConnection } from './transaction-connection.js';
+import { CallContextSlot } from '../common/call-context.js';
 import { processWide } from '../common/process-state.js';
 
 /** A callback run after the outermost transaction commits or rolls back. */
@@ -316,6 +317,37 @@ export function runInScope<T>(dataSource: DataSource, scope: TransactionScope | 
   const scopes = new Map(transactionStorage.getStore() ?? NO_SCOPES);
   scopes.set(dataSource, scope);
   return transactionStorage.run(scopes, fn);
+}
+
+// Under a test transaction: the scope a NOT_SUPPORTED body (or a lease's statement) was called in. The body runs in
+// that scope under the kit (docs/testing.md), though in production it runs outside the transaction.
+const outsideUnderTest = new CallContextSlot<TransactionScope>('outside-under-test');
+
+/**
+ * Runs `fn` in `scope` as work that production runs outside that scope's transaction (nestjs-txlock/testing): what
+ * it sends does not count as the transaction's own work (exemptFromUse()), so a later call may still set its
+ * isolation level, as in production.
+ */
+export function runOutsideUnderTest<T>(scope: TransactionScope, fn: () => T): T {
+  return outsideUnderTest.run(standingFor(scope), fn);
+}
+
+/**
+ * The scope that stands for the transaction `scope` belongs to (a NESTED savepoint runs at its transaction's
+ * level), which records whether anything ran in it; under a test transaction, outside the app's, the test's own.
+ */
+export function standingFor(scope: TransactionScope): TransactionScope {
+  let standing = scope;
+  while (standing.isolation === undefined && standing.kind !== 'test' && standing.parent) standing = standing.parent;
+  return standing;
+}
+
+/**
+ * The scope whose transaction work submitted now does not use (runOutsideUnderTest()), if any. Read only under a
+ * test transaction: production pays no context lookup per statement for it.
+ */
+export function exemptFromUse(): TransactionScope | undefined {
+  return testScopes.size > 0 ? outsideUnderTest.getStore() : undefined;
 }
 
 /** Runs `fn` outside every transaction of every DataSource (after-commit hooks). */

@@ -37,6 +37,7 @@ import {
   holdsConnection,
   runInScope,
   runOutsideTransactions,
+  runOutsideUnderTest,
   setTestScope,
   testScopeOf,
   unbindCallerFromTest,
@@ -363,9 +364,10 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
    * @internal
    */
   outsideTransaction<T>(fn: () => T): T {
-    if (!this.underTest()) return runInScope(this.dataSource, null, fn);
+    const scope = currentScope(this.dataSource);
+    if (scope?.root.kind !== 'test') return runInScope(this.dataSource, null, fn);
     this.assertKitCanRunOwnWork('a statement that commits on its own connection (a lease)');
-    return fn();
+    return runOutsideUnderTest(scope, fn);
   }
 
   /**

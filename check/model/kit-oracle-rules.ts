@@ -245,27 +245,6 @@ function writtenKeys(op: Op): string[] {
   return [];
 }
 
-/**
- * A kit defect found by this oracle on main, not a documented difference, written down so CI can run while it is open
- * (docs/testing.md, "Known defect"; delete this rule with its fix). Under the kit the app's transactions are
- * savepoints, and PostgreSQL keeps a transaction-scope advisory lock until the top-level transaction ends: the lock a
- * transaction-scope `withAdvisoryLock` took is held by the test's connection until the test ends. A session-scope lock
- * runs on a pooled connection of its own, also under the kit, so a session lock on the same key in the same test waits
- * for the test to end: the test hangs, where production (whose transaction committed and let go) goes on. A program
- * with both kinds of lock on one key is not run under the kit; the figures count it.
- */
-export function sessionLockAfterTransactionLock(program: Program): string | undefined {
-  const scopes = new Map<number, Set<string>>();
-  for (const place of placesOf(program).values()) {
-    if (place.op.k !== 'lock') continue;
-    const seen = scopes.get(place.op.key) ?? new Set<string>();
-    seen.add(place.op.scope);
-    scopes.set(place.op.key, seen);
-  }
-  const key = [...scopes].find(([, seen]) => seen.size > 1)?.[0];
-  return key === undefined ? undefined : `session- and transaction-scope locks on key ${key}`;
-}
-
 /** Each operation's place (see Place), following the propagation table as the generator does. */
 export function placesOf(program: Program): Map<number, Place> {
   const places = new Map<number, Place>();

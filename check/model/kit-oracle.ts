@@ -17,7 +17,7 @@ import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import type { Lib } from './app.js';
 import { createAppUnderTest, type AppUnderTest, type DataSourceUnderTest } from './app.js';
-import { compareRuns, lateWorkProblems, sessionLockAfterTransactionLock, type Comparison } from './kit-oracle-rules.js';
+import { compareRuns, lateWorkProblems, type Comparison } from './kit-oracle-rules.js';
 import { errorName, type Observation } from './observation.js';
 import { onDataSource, walk, type Program } from './program.js';
 import { ProgramRunner } from './runner.js';
@@ -81,8 +81,6 @@ export interface OracleCheck {
   comparison: Comparison;
   /** Not run under the kit: production itself hung or left something behind (the model checker reports that). */
   productionFailed?: string;
-  /** Not run under the kit: the known defect sessionLockAfterTransactionLock (kit-oracle-rules.ts) applies. */
-  knownDefect?: string;
   /** The late-work run's observation, when the program has un-awaited work. */
   late?: Observation;
   ms: number;
@@ -231,11 +229,6 @@ export class KitOracle {
       return { ok: true, variant, differences, production, kit: production, comparison: compareRuns(program, variant, production, production), productionFailed: problem, ms: Date.now() - started };
     }
 
-    const knownDefect = sessionLockAfterTransactionLock(program);
-    if (knownDefect) {
-      runner.mode = 'production';
-      return { ok: differences.length === 0, variant, differences, production, kit: production, comparison: compareRuns(program, variant, production, production), knownDefect, ms: Date.now() - started };
-    }
     const before = await this.prepare(runner);
     const kit = await inOwnContext(() => this.underTest(runner, 'kit', program, differences));
     const comparison = compareRuns(program, variant, production, kit.observed);

@@ -3,7 +3,7 @@ import { DiscoveryService } from '@nestjs/core';
 import { InvalidOptionError, LockNotAcquiredError, LockRequiresTransactionError, LockTimeoutError, SessionLockPoolerError } from '../errors.js';
 import { sessionScopeMethods, type PoolerMode } from '../server/pooler.js';
 import { DEFAULT_DATA_SOURCE_NAME } from '../transaction/resolve-data-source.js';
-import type { TransactionScope } from '../transaction/transaction-scope.js';
+import { currentScope, type TransactionScope } from '../transaction/transaction-scope.js';
 import { DEFAULT_ACQUIRE_TIMEOUT_MS, TransactionHost } from '../transaction/transaction.host.js';
 import { IsolationLevel, Propagation, type TransactionOptions } from '../transaction/transaction.options.js';
 import { TXLOCK_DATA_SOURCE_NAME, TXLOCK_MODULE_OPTIONS } from '../txlock.module-definition.js';
@@ -14,7 +14,7 @@ import { NotAcquired, type LockOutcome, type LockRunResult } from './lock-result
 import { readAdvisoryOptions, readTableLockOptions, type AdvisoryLockCallOptions, type TableLockMode, type TableLockOptions } from './lock.options.js';
 import { BranchLocks } from './branch-locks.js';
 import { readHolders, type AdvisoryLockHolder } from './lock-holders.js';
-import { currentSessionKeys, sessionLockSignal, SessionLocks } from './session-locks.js';
+import { currentSessionKeys, runAsTestSession, sessionLockSignal, SessionLocks } from './session-locks.js';
 import { takeAdvisoryLocks, takeTableLocks } from './transaction-locks.js';
 import { resolveTables, validateTableLock, type TableTarget } from './table-targets.js';
 
@@ -222,6 +222,8 @@ export class LockService implements OnModuleInit {
       }
       // A nested call reuses the session its caller holds: part of work already running.
       if (!this.txHost.shutdown.isOpen) this.txHost.shutdown.admit('session lock', currentSessionKeys(this.txHost.dataSource) !== undefined);
+      const test = currentScope(this.txHost.dataSource)?.root;
+      if (test?.kind === 'test') return this.sessionLockUnderTest(test, request, fn);
       return this.sessions.run(request, fn);
     }
     try {
@@ -230,6 +232,35 @@ export class LockService implements OnModuleInit {
       if (error instanceof NotAcquired) return { ran: false, failure: error.failure };
       throw error;
     }
+  }
+
+  // Under nestjs-txlock/testing, a session-scope lock is taken in the test's transaction, as the app's transaction-scope
+  // locks are there (docs/testing.md): held until the test ends, and taking turns in the process with the test's other
+  // lock calls on its keys (the test transaction's BranchLocks). On a pooled connection of its own it would wait for
+  // ever for a key a transaction-scope lock of the same test took before. The body runs outside the app's transactions,
+  // as in production. The lock statement goes first: on the test's connection it waits for the app transaction (a
+  // savepoint) running then, which may itself wait for these keys; the backend never waits for a lock it holds.
+  // Work of a test that ended is refused (TransactionEndedError) like its statements.
+  private async sessionLockUnderTest<T>(test: TransactionScope, request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
+    const ended = test.refusal();
+    if (ended) throw ended;
+    const failure = await takeAdvisoryLocks(test, request, request.timeoutMs, false, this.logger);
+    if (failure !== undefined) {
+      request.observation?.acquired(failure);
+      return { ran: false, failure };
+    }
+    return BranchLocks.of(test.locals).run(
+      request,
+      async (): Promise<LockOutcome<T>> => {
+        request.observation?.acquired(undefined);
+        return { ran: true, value: await runAsTestSession(this.txHost.dataSource, test.connection, fn) };
+      },
+      (refused) => {
+        request.observation?.acquired(refused);
+        return { ran: false, failure: refused };
+      },
+      test,
+    );
   }
 
   // A transaction-scope advisory lock call; a lock that could not be had comes out as NotAcquired.

@@ -6,7 +6,6 @@ import { isDirectConnection } from '../server/connection-path.js';
 import type { PoolerMode } from '../server/pooler.js';
 import { serverSql } from '../server/server.sql.js';
 import { TransactionConnection } from '../transaction/transaction-connection.js';
-import { currentScope } from '../transaction/transaction-scope.js';
 import { BranchLocks } from './branch-locks.js';
 import { alreadyHeld, type SessionKeys } from './held-locks.js';
 import { sqlState } from '../transaction/sql-state.js';
@@ -49,6 +48,18 @@ export function currentSessionKeys(dataSource: DataSource): SessionKeys | undefi
 }
 
 /**
+ * Runs `fn`, the body of a session-scope lock call under nestjs-txlock/testing (taken in the test's transaction, whose
+ * connection is `connection`: LockService), as a session: sessionLockSignal() answers inside it, with a signal that never
+ * aborts (the test's connection is not watched). A call nested in one runs in that one.
+ */
+export function runAsTestSession<T>(dataSource: DataSource, connection: TransactionConnection, fn: () => T): T {
+  const sessions = sessionStorage.getStore();
+  if (sessions?.has(dataSource)) return fn();
+  const session: Session = { connection, branches: new BranchLocks(), held: new Map(), users: new Map(), lost: new AbortController() };
+  return sessionStorage.run(new Map(sessions).set(dataSource, session), fn);
+}
+
+/**
  * Session-scope advisory locks. The outermost call pins one pooled connection; the locks are taken and
  * released on it (a release on another connection would unlock nothing, and the lock would leak), and
  * nested calls in the same call chain reuse it, so re-entering a key held there is a no-op instead of a
@@ -71,10 +82,6 @@ export class SessionLocks {
 
   async run<T>(request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
     const dataSource = this.dataSource();
-    // Under nestjs-txlock/testing: work of a test that ended is refused (TransactionEndedError) like its statements,
-    // instead of taking a lock on a pooled connection of its own after the test.
-    const ended = currentScope(dataSource)?.root;
-    if (ended?.kind === 'test' && ended.refusal()) throw ended.refusal()!;
     const sessions = sessionStorage.getStore();
     const current = sessions?.get(dataSource);
     if (current) return this.runOn(current, request, fn);

@@ -164,6 +164,28 @@ for (const joinDataSource of [true, false]) {
         expect(await Promise.all(items.late)).toEqual(['TransactionEndedError']);
       });
 
+      it('a session-scope lock on a key a transaction-scope lock of the test took runs, as in production (found by the kit oracle)', async () => {
+        // It waited for ever: the session lock took a pooled connection of its own, and the test's transaction holds a
+        // transaction-scope lock until the test ends. Now it is taken in the test's transaction too.
+        const order: string[] = [];
+        await items.locks.withAdvisoryLock('shared-key', async () => void order.push('transaction lock'));
+        await items.locks.withAdvisoryLock('shared-key', async () => {
+          order.push('session lock');
+          expect(items.locks.sessionLockSignal()?.aborted).toBe(false);
+          await items.viaTx.insert({ k: 'under the session lock' });
+        }, { scope: 'session' });
+        // Concurrent calls of the test on the key still take turns, whichever their scope.
+        let inside = 0;
+        let most = 0;
+        const critical = async () => {
+          most = Math.max(most, ++inside);
+          await sleep(5);
+          inside--;
+        };
+        await Promise.all([0, 1, 2, 3].map((i) => items.locks.withAdvisoryLock('shared-key', critical, { scope: i % 2 === 0 ? 'session' : 'transaction' })));
+        expect({ order, most, rows: await items.viaTx.count() }).toEqual({ order: ['transaction lock', 'session lock'], most: 1, rows: 1 });
+      });
+
       it('writes through @InjectTxRepository, TransactionHost.getRepository()/manager and the DataSource are rolled back (r31)', async () => {
         await items.viaTx.insert({ k: 'via @InjectTxRepository' });
         await items.tx.getRepository(FidelityItem).insert({ k: 'via TransactionHost.getRepository()' });

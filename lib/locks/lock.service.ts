@@ -237,29 +237,24 @@ export class LockService implements OnModuleInit {
   // Under nestjs-txlock/testing, a session-scope lock is taken in the test's transaction, as the app's transaction-scope
   // locks are there (docs/testing.md): held until the test ends, and taking turns in the process with the test's other
   // lock calls on its keys (the test transaction's BranchLocks). On a pooled connection of its own it would wait for
-  // ever for a key a transaction-scope lock of the same test took before. The body runs outside the app's transactions,
-  // as in production. The lock statement goes first: on the test's connection it waits for the app transaction (a
-  // savepoint) running then, which may itself wait for these keys; the backend never waits for a lock it holds.
-  // Work of a test that ended is refused (TransactionEndedError) like its statements.
-  private async sessionLockUnderTest<T>(test: TransactionScope, request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
+  // ever for a key a transaction-scope lock of the same test took before. The call holds the test's connection while
+  // it runs (asideUnderTest()): its body's statements must not wait for an app transaction of another request that
+  // waits for its keys. The body runs outside the app's transactions, as in production.
+  private sessionLockUnderTest<T>(test: TransactionScope, request: LockRequest, fn: () => T | Promise<T>): Promise<LockOutcome<T>> {
     const ended = test.refusal();
-    if (ended) throw ended;
-    const failure = await takeAdvisoryLocks(test, request, request.timeoutMs, false, this.logger);
-    if (failure !== undefined) {
-      request.observation?.acquired(failure);
-      return { ran: false, failure };
-    }
-    return BranchLocks.of(test.locals).run(
-      request,
-      async (): Promise<LockOutcome<T>> => {
-        request.observation?.acquired(undefined);
-        return { ran: true, value: await runAsTestSession(this.txHost.dataSource, test.connection, fn) };
-      },
-      (refused) => {
-        request.observation?.acquired(refused);
-        return { ran: false, failure: refused };
-      },
-      test,
+    if (ended) return Promise.reject(ended);
+    return this.txHost.asideUnderTest((aside) =>
+      BranchLocks.of(test.locals).run(
+        request,
+        async (timeoutMs): Promise<LockOutcome<T>> => {
+          const failure = await takeAdvisoryLocks(aside, request, timeoutMs, false, this.logger);
+          request.observation?.acquired(failure);
+          if (failure !== undefined) return { ran: false, failure };
+          return { ran: true, value: await runAsTestSession(this.txHost.dataSource, aside.connection, fn) };
+        },
+        (failure) => ({ ran: false, failure }),
+        aside,
+      ),
     );
   }
 

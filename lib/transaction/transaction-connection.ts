@@ -303,10 +303,11 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   /**
    * Opens a savepoint inside `parent` (when `parent` has its turn) and returns its scope. Like BEGIN, its SAVEPOINT
    * is held back and travels with the first statement sent inside it; a savepoint that ends before anything was
-   * sent in it costs no round trip at all.
+   * sent in it costs no round trip at all. `kind` `test`: under a test transaction, a savepoint that stands for work
+   * outside the app's transactions (TransactionHost.asideUnderTest()).
    */
-  async savepoint(parent: TransactionScope, standIn?: StandIn): Promise<TransactionScope> {
-    const scope = new TransactionScope(this, 'savepoint', parent, this.savepointName());
+  async savepoint(parent: TransactionScope, standIn?: StandIn, kind: 'savepoint' | 'test' = 'savepoint'): Promise<TransactionScope> {
+    const scope = new TransactionScope(this, kind, parent, this.savepointName());
     // Standing for a transaction of the app under a test transaction: its readOnly and timeoutMs are set inside it.
     const settings = standIn ? standInStatements(standIn.readOnly, standIn.timeoutMs, standIn.settings) : [];
     if (standIn) Object.assign(scope, { isolation: standIn.isolation, readOnly: standIn.readOnly, timeoutMs: standIn.timeoutMs });

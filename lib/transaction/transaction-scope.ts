@@ -200,10 +200,19 @@ const testScopes = processWide('test-scopes', () => new Map<DataSource, Transact
  */
 export function currentScope(dataSource: DataSource): TransactionScope | undefined {
   const scope = transactionStorage.getStore()?.get(dataSource);
-  if (scope || !tests.identify) return scope ?? testScopes.get(dataSource);
+  if (scope) return scope.kind === 'test' && scope.parent ? openAround(scope) : scope;
+  if (!tests.identify) return testScopes.get(dataSource);
   // Under nestjs-txlock/testing: the test the caller's code belongs to, by the test runner's own context.
   const identity = tests.identify();
   return (identity && tests.bindings.get(identity)?.get(dataSource)) || testScopes.get(dataSource);
+}
+
+// Under a test transaction, work outside the app's transactions that a call ran aside (a session-scope lock's body)
+// and that outlives it runs where production runs it, outside any transaction: in what is still open around it.
+function openAround(scope: TransactionScope): TransactionScope {
+  let open = scope;
+  while (open.kind === 'test' && open.parent && open.refusal()) open = open.parent;
+  return open;
 }
 
 /** True while some DataSource is under a test transaction. */

@@ -98,4 +98,16 @@ describe('the testing kit differential oracle', () => {
     await expectSame(key('transaction', 'session'));
     await expectSame(key('session', 'transaction'));
   });
+
+  it('a session lock whose body writes, beside an app transaction that waits for its key, in branches or requests of one test, runs under the kit as in production', async () => {
+    // With the body's statements taking turns with the other request's transaction (a savepoint waiting for the key the
+    // session lock held), the test hung; the session lock call now holds the test's connection while it runs.
+    const sessionBody: Program['requests'][number] = [{ k: 'lock', id: 2, ds: 'main', key: 1, scope: 'session', body: [{ k: 'pause', id: 3, how: 'timer' }, { k: 'insert', id: 4, ds: 'main' }] }];
+    await expectSame({ requests: [[{ k: 'all', id: 1, settle: true, branches: [sessionBody, [{ k: 'lock', id: 5, ds: 'main', key: 1, scope: 'transaction', body: [{ k: 'insert', id: 6, ds: 'main' }] }]] }]] });
+    await expectSame({ requests: [sessionBody, [{ k: 'tx', id: 7, ds: 'main', via: 'decorator', body: [{ k: 'lock', id: 5, ds: 'main', key: 1, scope: 'transaction', body: [{ k: 'insert', id: 6, ds: 'main' }] }] }]] });
+    // Work the session lock's body left running goes on after it, outside any transaction, as in production.
+    await expectSame({
+      requests: [[{ k: 'lock', id: 1, ds: 'main', key: 1, scope: 'session', body: [{ k: 'spawn', id: 2, body: [{ k: 'pause', id: 3, how: 'timer' }, { k: 'insert', id: 4, ds: 'main' }, { k: 'lock', id: 5, ds: 'main', key: 1, scope: 'transaction', body: [] }] }] }, { k: 'pause', id: 6, how: 'timer' }, { k: 'insert', id: 8, ds: 'main' }]],
+    });
+  });
 });

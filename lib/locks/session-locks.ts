@@ -28,6 +28,8 @@ interface Session {
   broken?: unknown;
   /** Aborted with LockLostError when the pinned connection is found lost while the call runs (sessionLockSignal()). */
   lost: AbortController;
+  /** With the vanished-client bound: how long a statement that never waits (an unlock) may go unanswered. */
+  deadlineMs?: number;
 }
 
 // The current call chain's sessions, one per DataSource: a session lock on one DataSource says nothing of another
@@ -86,8 +88,8 @@ export class SessionLocks {
     const current = sessions?.get(dataSource);
     if (current) return this.runOn(current, request, fn);
     const connection = await TransactionConnection.open(dataSource, this.acquireTimeoutMs, 'session lock', false);
-    const session: Session = { connection, branches: new BranchLocks(), held: new Map(), users: new Map(), lost: new AbortController() };
     const bound = vanishedClientBound(dataSource);
+    const session: Session = { connection, branches: new BranchLocks(), held: new Map(), users: new Map(), lost: new AbortController(), deadlineMs: bound && Math.floor(bound.ms / 2) };
     let refused = false;
     let heartbeat: NodeJS.Timeout | undefined;
     try {
@@ -117,7 +119,7 @@ export class SessionLocks {
       // settings of the bound. Not after a refusal: nothing was taken or set, and behind a pooler the statement would
       // reach another client's server connection.
       const reset = bound ? resetStatements(bound.session) : [];
-      if (session.broken === undefined && !refused) await this.exec(session, [lockSql.unlockAll, ...reset]).catch((error: unknown) => (session.broken = error));
+      if (session.broken === undefined && !refused) await session.connection.execWithin([lockSql.unlockAll, ...reset], session.deadlineMs).catch((error: unknown) => (session.broken = error));
       // RESET took the connection's own keepalives back too: its next transaction makes them again.
       if (reset.length > 0) session.connection.forgetBound();
       await session.connection.close(session.broken);
@@ -227,7 +229,7 @@ export class SessionLocks {
     if (keys.length === 0) return;
     let released: boolean[];
     try {
-      released = (await this.exec(session, lockSql.unlock(keys, request.shared))).map((result) => result.rows[0].released === true);
+      released = (await session.connection.execWithin(lockSql.unlock(keys, request.shared), session.deadlineMs)).map((result) => result.rows[0].released === true);
     } catch (error) {
       session.broken ??= error;
       throw new LockLostError(request.label, error);

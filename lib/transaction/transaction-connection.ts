@@ -208,6 +208,17 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     }
   }
 
+  /**
+   * Sends library-built statements that never wait (an unlock, a RESET) on the root, like exec(); with `deadlineMs`,
+   * no answer within it means the connection is gone: it is marked lost and the call fails with ConnectionLostError.
+   * The vanished-client watch finds that for pg's JavaScript client; pg-native has no socket of ours to watch, and a
+   * statement it sends on a connection the server has closed can wait for ever.
+   */
+  execWithin(statements: string[], deadlineMs: number | undefined): Promise<QueryResult[]> {
+    if (deadlineMs === undefined) return this.exec(this.root, statements);
+    return this.queue.submit(this.root, () => withDeadline(() => this.send(statements), this.client, deadlineMs, (error) => this.markLost(error)));
+  }
+
   /** The reason the connection was judged lost, if it was. */
   get lostReason(): unknown {
     return this.lost;

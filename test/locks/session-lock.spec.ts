@@ -120,8 +120,11 @@ describe('advisory locks (session scope)', () => {
     // the connection (docs/install.md), a driver race this test is not about.
     await eventually(async () => (await admin.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [holder!.pid])).rowCount === 0);
     await expect(locks.withAdvisoryLock('terminated', () => 'next', { ...session, timeoutMs: 10_000 })).resolves.toBe('next');
+    const releasedAt = Date.now();
     release.open();
     await expect(done).rejects.toBeInstanceOf(LockLostError);
+    // On pg-native the unlock on the closed connection may wait for an answer for ever: half the bound ends it (docs/install.md).
+    console.log(`[session lock] holder's backend terminated: the call ended with LockLostError ${Date.now() - releasedAt} ms after its body returned`);
     await expectAllReleased(dataSource);
     await expect(dataSource.query('SELECT 1 AS ok')).resolves.toEqual([{ ok: 1 }]);
   });

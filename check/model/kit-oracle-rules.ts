@@ -118,15 +118,15 @@ export const isolationIsTheTestTransactions: Rule = {
   },
 };
 
+// The result of a statement sent in a transaction a failed statement had aborted.
+const IN_FAILED_TRANSACTION = 'QueryFailedError:25P02';
+
 /**
  * docs/testing.md, "requests that run at once in one test": production runs concurrent work (Promise.all branches,
  * un-awaited calls) each on its own connection, racing; the kit runs it on the test's one connection, taking turns.
  * Which of two racing calls creates a get-or-create row, gets a `nowait` lock or a `tryIncrement` under its max is
  * the race's, and production's run is only one draw of it: a racing operation's result may differ.
  */
-// The result of a statement sent in a transaction a failed statement had aborted.
-const IN_FAILED_TRANSACTION = 'QueryFailedError:25P02';
-
 export const oneConnectionPerTest: Rule = {
   name: 'one connection per test',
   doc: 'requests that run at once in one test',

@@ -39,11 +39,20 @@ describe('sample: nightly stats job and the expensive summary on two replicas', 
   });
 
   it('skips a replica whose timer fires after the run finished, while the lease lasts', async () => {
-    await leaseOver();
-    await tick('runs', 'late');
-    const [late] = await Promise.all(replicas.slice(1).map((replica) => request(replica.url).post('/stats/runs').send({ tick: 'late' }).expect(200)));
-    expect(late!.body.ran).toBe(false);
-    expect(await runs('late')).toBe(1);
+    // The lease lasts atLeastForMs (1 s) from the run's start. On a loaded machine the late call can be answered after
+    // that (CI met it), when running again is right and the attempt shows nothing: it is made again, up to 5 times.
+    // An attempt counts when the lease still lasts once the late call was answered, so it lasted while that call ran.
+    for (let attempt = 1; ; attempt++) {
+      const name = `late-${attempt}`;
+      await leaseOver();
+      await tick('runs', name);
+      const [late] = await Promise.all(replicas.slice(1).map((replica) => request(replica.url).post('/stats/runs').send({ tick: name }).expect(200)));
+      const [{ lasts }] = await dataSource().query(`SELECT bool_or(lock_until > clock_timestamp()) AS lasts FROM txlock_leases WHERE name = 'stats:nightly'`);
+      if (!lasts && attempt < 5) continue;
+      expect(late!.body.ran).toBe(false);
+      expect(await runs(name)).toBe(1);
+      return;
+    }
   });
 
   it('lists the runs of a tick with the replica that ran it', async () => {

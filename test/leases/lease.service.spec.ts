@@ -5,7 +5,7 @@ import { concurrently, valuesOf } from '../support/concurrency.js';
 import { runWorkers, spawnWorker } from '../support/processes.js';
 import { startWorkers } from '../support/start-line.js';
 import type { ReplicaInput } from './lease-replica.worker.js';
-import { eventually } from '../support/gate.js';
+import { eventually, whenAborted } from '../support/gate.js';
 import { useTestApp } from '../support/test-app.js';
 
 const WORKER = 'test/leases/lease-replica.worker.ts';
@@ -102,8 +102,7 @@ describe('LeaseService', () => {
       async (held) => {
         // Someone steals the lease (as an operator or a clock jump could); the next renewal notices.
         await dataSource.query(`UPDATE txlock_leases SET token = token + 100 WHERE name = 'renewed'`);
-        await new Promise((resolve) => held.signal.addEventListener('abort', resolve, { once: true }));
-        return held.signal.reason;
+        return whenAborted(held.signal);
       },
       { atMostForMs: 5_000, renewEveryMs: 20 },
     );

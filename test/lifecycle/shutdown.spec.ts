@@ -23,7 +23,7 @@ import {
   type TxLockModuleOptions,
 } from '../../lib/index.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { eventually, gate, type Gate } from '../support/gate.js';
+import { eventually, gate, whenAborted, type Gate } from '../support/gate.js';
 import { createTestApp } from '../support/nest-app.js';
 
 // What one HTTP request of the app below waits for before its transaction commits.
@@ -217,12 +217,14 @@ describe('shutdown: app.close()', () => {
     const locks = app!.get(LockService);
     const tx = app!.get(TransactionHost);
     const seen: unknown[] = [];
+    // Both bodies are running before the close begins (the rows PostgreSQL shows come a moment before the bodies start).
+    const [jobRunning, sessionRunning] = [gate(), gate()];
     const job = leases.run(
       'nightly',
       async (lease) => {
         expect(leases.current()).toBe(lease);
-        await new Promise((resolve) => lease.signal.addEventListener('abort', resolve, { once: true }));
-        seen.push(lease.signal.reason);
+        jobRunning.open();
+        seen.push(await whenAborted(lease.signal));
         // Winding down: a transaction of the job's own is let in during the grace period.
         await tx.run(() => app!.get(DataSource).query("INSERT INTO done (what) VALUES ('job wound down')"));
       },
@@ -230,11 +232,15 @@ describe('shutdown: app.close()', () => {
     );
     const sessionHolder = locks.withAdvisoryLock(
       'session-key',
-      () => new Promise((resolve) => tx.shutdownSignal.addEventListener('abort', resolve, { once: true })),
+      () => {
+        sessionRunning.open();
+        return whenAborted(tx.shutdownSignal);
+      },
       { scope: 'session' },
     );
-    await eventually(async () => (await observer.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).rowCount === 1);
-    await eventually(async () => (await observer.query('SELECT 1 FROM txlock_leases')).rowCount === 1);
+    await Promise.all([jobRunning.opened, sessionRunning.opened]);
+    expect((await observer.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).rowCount).toBe(1);
+    expect((await observer.query('SELECT 1 FROM txlock_leases')).rowCount).toBe(1);
     const startedAt = performance.now();
     await beginClose();
     await Promise.all([job, sessionHolder]);

@@ -10,6 +10,15 @@ export function gate(): Gate {
   return { opened, open };
 }
 
+/**
+ * Resolves once `signal` aborts, with its reason; at once when it already has (a listener added after the abort is never
+ * called: a body that starts only after the close began would otherwise wait for ever).
+ */
+export function whenAborted(signal: AbortSignal): Promise<unknown> {
+  if (signal.aborted) return Promise.resolve(signal.reason);
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(signal.reason), { once: true }));
+}
+
 /** Resolves once `condition` holds, polling every 10 ms; fails after `timeoutMs` instead of hanging. */
 export async function eventually(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; ) {

@@ -52,6 +52,11 @@ const FOREIGN_ROLLBACK = /^\s*ROLLBACK\b/i;
  * caller's transaction). The opening statements (BEGIN with its isolation/read-only/timeout, and any lock
  * taken before the first query) are held back and sent in the same round trip as the next statement.
  */
+// A scope's connection is this class (see ScopeConnection): declared here, where the class is.
+declare module './transaction-scope.js' {
+  interface ScopeConnection extends TransactionConnection {}
+}
+
 export class TransactionConnection implements RoutingConnection, DrainedConnection {
   /** The transaction (or session) itself: the outermost scope on this connection. */
   readonly root: TransactionScope;

@@ -1,9 +1,14 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DataSource } from 'typeorm';
 import { TransactionEndedError } from '../errors.js';
-import type { TransactionConnection } from './transaction-connection.js';
 import { CallContextSlot } from '../common/call-context.js';
 import { processWide } from '../common/process-state.js';
+
+/**
+ * The connection a scope's work runs on. TransactionConnection (transaction-connection.ts) merges its own type into this
+ * one, so the core's imports run one way (host → connection → scope) while `scope.connection` keeps its full type.
+ */
+export interface ScopeConnection {}
 
 /** A callback run after the outermost transaction commits or rolls back. */
 export type TransactionHook = () => unknown;
@@ -65,7 +70,7 @@ export class TransactionScope {
   private kept?: { done: Promise<void>; resolve: () => void };
 
   constructor(
-    readonly connection: TransactionConnection,
+    readonly connection: ScopeConnection,
     readonly kind: ScopeKind,
     readonly parent?: TransactionScope,
     readonly savepoint?: string,

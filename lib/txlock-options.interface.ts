@@ -46,8 +46,8 @@ export interface TxLockModuleOptions {
    */
   acquireTimeoutMs?: number;
   /**
-   * Roll back the transaction of an HTTP handler whose client disconnected before the response was sent.
-   * Default true (TxLockModule registers a global interceptor for it).
+   * Roll back the transaction of an HTTP handler whose client disconnected before the response was sent, also when
+   * it left before the handler began (during a guard). Default true (TxLockModule registers a global interceptor for it).
    */
   rollbackOnDisconnect?: boolean;
   /**

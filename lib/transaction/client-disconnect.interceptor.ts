@@ -69,6 +69,8 @@ export class ClientDisconnectInterceptor implements NestInterceptor {
         if (!response.writableFinished) controller.abort(new ClientDisconnectedError());
       };
       response.once('close', onClose);
+      // A client that left before the interceptor ran (while a guard or a middleware waited): 'close' has fired already.
+      if (response.destroyed) onClose();
       const subscription = requestAbortSignal.run(controller.signal, () => next.handle().subscribe(subscriber));
       return () => {
         response.off('close', onClose);

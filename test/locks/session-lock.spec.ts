@@ -4,7 +4,7 @@ import pg from 'pg';
 import { DataSource } from 'typeorm';
 import { advisoryLockKey, InvalidOptionError, LockLostError, LockNotAcquiredError, LockService, LockTimeoutError, TransactionHost } from '../../lib/index.js';
 import { createTestDatabase, expectAllReleased, type TestDatabase } from '../support/database.js';
-import { eventually, gate, holding } from '../support/gate.js';
+import { eventually, gate, holding, type Gate } from '../support/gate.js';
 import { createTestApp } from '../support/nest-app.js';
 
 const session = { scope: 'session' } as const;
@@ -70,15 +70,17 @@ describe('advisory locks (session scope)', () => {
 
   it('keeps a key re-entered by concurrent branches until the last of them finishes', async () => {
     const stillHeld = await locks.withAdvisoryLock('outer', async () => {
-      const branch = (ms: number) =>
+      const branch = (ms: number, held?: Gate) =>
         locks.withAdvisoryLock('shared-branch', async () => {
+          held?.open();
           await new Promise((resolve) => setTimeout(resolve, ms));
           return (await locks.holders('shared-branch')).length;
         }, session);
-      // The short branch takes the key; the long one re-enters it once it is held, and must still find it
-      // held after the short one has finished.
-      const short = branch(40);
-      await eventually(async () => (await locks.holders('shared-branch')).length === 1);
+      // The short branch takes the key; the long one re-enters it once it is held (its body runs: polling
+      // PostgreSQL could miss its 40 ms), and must still find it held after the short one has finished.
+      const shortHeld = gate();
+      const short = branch(40, shortHeld);
+      await shortHeld.opened;
       return Promise.all([short, branch(120)]);
     }, session);
     expect(stillHeld).toEqual([1, 1]);

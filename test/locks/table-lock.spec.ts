@@ -139,12 +139,15 @@ describe('@TableLock and lockTables()', () => {
     const writerClient = new pg.Client({ connectionString: db.url });
     await writerClient.connect();
     const writer = writerClient.query(`INSERT INTO posts (title) VALUES ('from a writer')`).finally(() => writerClient.end());
-    const second = (posts.holdOpen = Promise.resolve(), posts.getOrCreate('turns'));
+    // holdOpen stays release.opened: the first caller's body may not have read it yet (PostgreSQL shows its lock a
+    // moment before the body runs); the second caller gets the lock once the first committed, after the release.
+    const second = posts.getOrCreate('turns');
     // Tables are locked in sorted order: the second caller queues on "archive"."Archived Posts" first.
     const waiting = async () => [...(await tableLocks('posts')), ...(await tableLocks('archive."Archived Posts"'))].filter((l) => !l.granted);
     await eventually(async () => (await waiting()).length === 2);
     expect(await waiting()).toEqual(expect.arrayContaining([{ mode: 'RowExclusiveLock', granted: false }, { mode: 'ShareRowExclusiveLock', granted: false }]));
     release.open();
+    posts.holdOpen = Promise.resolve();
     await writer;
     const ids = [await running, await second];
     expect(ids[0]).toBe(ids[1]); // the second caller found the row the first created: no duplicate

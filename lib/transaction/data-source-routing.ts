@@ -1,6 +1,6 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { assertIsolation } from './isolation.js';
-import { currentScope, type TransactionScope } from './transaction-scope.js';
+import { currentScope, runOutsideUnderTest, standingFor, type TransactionScope } from './transaction-scope.js';
 import { processWide } from '../common/process-state.js';
 
 type CreateQueryRunner = DataSource['createQueryRunner'];
@@ -27,12 +27,15 @@ export function createOwnQueryRunner(dataSource: DataSource): QueryRunner {
  * runner as before outside one. `dataSource.manager.transaction()` inside a transaction becomes `nested` (a NESTED
  * savepoint); an isolation stronger than the transaction's is refused (WeakerIsolationError). No prototype is
  * touched, so other DataSources and other libraries see plain TypeORM. `joins`: which scopes calls join (all by
- * default; with joinDataSource: false, only a test's, see TransactionHost). Returns the function that puts everything back.
+ * default; with joinDataSource: false, only a test's, see TransactionHost). `apart`: the routing exists only for a
+ * test (joinDataSource: false), so a call it joins to an app transaction stands for what production runs on a
+ * connection of its own (see standsApart). Returns the function that puts everything back.
  */
 export function routeIntoTransactions(
   dataSource: DataSource,
   nested: (scope: TransactionScope, fn: () => Promise<unknown>) => Promise<unknown>,
   joins: (scope: TransactionScope) => boolean = () => true,
+  apart = false,
 ): () => void {
   const createQueryRunner: CreateQueryRunner = dataSource.createQueryRunner.bind(dataSource);
   const manager = dataSource.manager;
@@ -44,24 +47,38 @@ export function routeIntoTransactions(
   };
   define(dataSource, 'createQueryRunner', ((mode?: 'master' | 'slave') => {
     const scope = joined();
-    return scope ? scope.connection.routedRunner() : createQueryRunner(mode);
+    return scope ? scope.connection.routedRunner(apart && standsApart(scope)) : createQueryRunner(mode);
   }) satisfies CreateQueryRunner);
   define(manager, 'transaction', (...args: unknown[]) => {
     const scope = joined();
     if (!scope) return transaction(...args);
+    const own = apart && standsApart(scope);
+    const call = (): Promise<unknown> => {
+      assertIsolation(transactionIsolation(args), scope, 'dataSource.transaction()', own);
+      const fn = transactionCallback(args);
+      return nested(scope, () => fn(scope.connection.queryRunner.manager));
+    };
     try {
-      assertIsolation(transactionIsolation(args), scope, 'dataSource.transaction()');
+      return own ? runOutsideUnderTest(scope, call) : call();
     } catch (error) {
       return Promise.reject(error);
     }
-    const fn = transactionCallback(args);
-    return nested(scope, () => fn(scope.connection.queryRunner.manager));
   });
   return () => {
     delete (dataSource as unknown as Record<string, unknown>).createQueryRunner;
     delete (manager as unknown as Record<string, unknown>).transaction;
     originals.delete(dataSource);
   };
+}
+
+/**
+ * Under nestjs-txlock/testing with joinDataSource: false, TypeORM's own API called inside an app transaction joins it
+ * only because the test has one connection; production runs it on a connection of its own. So it stands apart: what
+ * it sends does not count as the app transaction's work (runOutsideUnderTest), and the level it asks for is its own,
+ * not the app transaction's (assertIsolation). Outside the app's transactions (the test's own scope) nothing differs.
+ */
+export function standsApart(scope: TransactionScope): boolean {
+  return standingFor(scope).kind !== 'test';
 }
 
 /** The isolation level of `manager.transaction(isolation, fn)`, if one was given. */

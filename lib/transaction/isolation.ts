@@ -17,13 +17,14 @@ export function isolationFromSetting(setting: string | undefined): string | unde
  * stronger level raises the transaction's own when nothing has been sent in it yet (its BEGIN is still held back),
  * and is refused with WeakerIsolationError otherwise, never silently weakened.
  */
-export function assertIsolation(requested: string | undefined, scope: TransactionScope, where: string): void {
+export function assertIsolation(requested: string | undefined, scope: TransactionScope, where: string, apart = false): void {
   if (requested === undefined) return;
   if (typeof requested !== 'string' || !Object.hasOwn(STRENGTH, requested)) throw new InvalidOptionError(`${where} isolation`, requested, Object.keys(STRENGTH));
   const standing = standingFor(scope);
-  // Outside the app's transactions under nestjs-txlock/testing: production would begin a transaction at that level; the
-  // kit runs it at the test transaction's, as it does @Transactional({ isolation }) (docs/testing.md, isolation).
-  if (standing.kind === 'test') return;
+  // Outside the app's transactions under nestjs-txlock/testing, or `apart` (TypeORM's own API joined to an app
+  // transaction only because a test runs, with joinDataSource: false): production would begin a transaction of its own
+  // at that level; the kit runs it at the test transaction's, as it does @Transactional({ isolation }) (docs/testing.md).
+  if (apart || standing.kind === 'test') return;
   const current = standing.isolation ?? 'READ COMMITTED';
   if (STRENGTH[requested]! <= STRENGTH[current]!) return;
   if (!scope.connection.raiseIsolation(standing, requested as IsolationLevel)) throw new WeakerIsolationError(requested, current, where);

@@ -4,7 +4,7 @@ import { shadowMethod } from '../common/shadow-method.js';
 import { StrayTransactionEndError } from '../errors.js';
 import { transactionCallback, transactionIsolation } from './data-source-routing.js';
 import type { PostgresQueryRunnerInternals } from './pool-connection.js';
-import type { TransactionScope } from './transaction-scope.js';
+import { runOutsideUnderTest, type TransactionScope } from './transaction-scope.js';
 
 /** What a routed runner needs of the transaction's connection (TransactionConnection). */
 export interface RoutingConnection {
@@ -20,8 +20,8 @@ export interface RoutingConnection {
   endSavepoint(scope: TransactionScope, commit: boolean): Promise<void>;
   /** Runs `fn` in a NESTED savepoint of `scope` (the transaction host's rules), as manager.transaction() does. */
   nested(scope: TransactionScope, fn: () => Promise<unknown>): Promise<unknown>;
-  /** Throws WeakerIsolationError when `isolation` is stronger than what `scope` runs at. */
-  assertIsolation(isolation: string | undefined, scope: TransactionScope, where: string): void;
+  /** Throws WeakerIsolationError when `isolation` is stronger than what `scope` runs at (not when `apart`). */
+  assertIsolation(isolation: string | undefined, scope: TransactionScope, where: string, apart?: boolean): void;
   /** Tells TypeORM subscribers what a manual transaction does, as TypeORM's own runner would. */
   broadcast(event: 'BeforeTransactionStart' | 'AfterTransactionStart' | 'BeforeTransactionCommit' | 'AfterTransactionCommit' | 'BeforeTransactionRollback' | 'AfterTransactionRollback'): Promise<void>;
 }
@@ -31,6 +31,8 @@ interface RoutedState {
   /** Its manual transactions (startTransaction() calls), innermost last: savepoints of ours. */
   manual?: TransactionScope[];
   ownManager?: EntityManager;
+  /** It stands for a connection of its own (data-source-routing.ts, standsApart): set by routedRunner(true). */
+  apart?: boolean;
 }
 
 type RoutedRunner = PostgresQueryRunnerInternals & RoutedState;
@@ -60,10 +62,12 @@ export function routedRunnerPrototype(
   };
   const methods = {
     query(this: RoutedRunner, ...args: Parameters<QueryRunner['query']>) {
-      return connection.typeormStatement(scopeOf(this), args[0], () => query(...args));
+      const scope = scopeOf(this);
+      return apartIf(this, scope, () => connection.typeormStatement(scope, args[0], () => query(...args)));
     },
     stream(this: RoutedRunner, ...args: Parameters<QueryRunner['stream']>) {
-      return connection.typeormStream(scopeOf(this), args[0], () => stream(...args));
+      const scope = scopeOf(this);
+      return apartIf(this, scope, () => connection.typeormStream(scope, args[0], () => stream(...args)));
     },
     get manager(): EntityManager {
       const routed = this as unknown as RoutedRunner;
@@ -75,9 +79,9 @@ export function routedRunnerPrototype(
     },
     async startTransaction(this: RoutedRunner, isolation?: string): Promise<void> {
       const parent = scopeOf(this);
-      connection.assertIsolation(isolation, parent, 'queryRunner.startTransaction()');
+      connection.assertIsolation(isolation, parent, 'queryRunner.startTransaction()', this.apart);
       await connection.broadcast('BeforeTransactionStart');
-      const scope = await connection.savepoint(parent);
+      const scope = await apartIf(this, parent, () => connection.savepoint(parent));
       // Who awaits this call is the code that holds the manual transaction open (see ScopeQueue).
       scope.owner = awaitingChain();
       (this.manual ??= []).push(scope);
@@ -93,7 +97,7 @@ export function routedRunnerPrototype(
       // The connection stays with the transaction; a manual transaction left open is undone, as a returned connection's would be.
       const outermost = this.manual?.[0];
       this.manual = undefined;
-      if (outermost && !outermost.ended) await connection.endSavepoint(outermost, false).catch(() => undefined);
+      if (outermost && !outermost.ended) await apartIf(this, outermost, () => connection.endSavepoint(outermost, false)).catch(() => undefined);
     },
   };
   // commitTransaction() / rollbackTransaction(): the runner's innermost manual transaction, or StrayTransactionEndError.
@@ -107,11 +111,16 @@ export function routedRunnerPrototype(
     }
     await connection.broadcast(commit ? 'BeforeTransactionCommit' : 'BeforeTransactionRollback');
     routed.manual!.pop();
-    await connection.endSavepoint(scope, commit);
+    await apartIf(routed, scope, () => connection.endSavepoint(scope, commit));
     if (commit) scope.mergeInto(scope.parent!);
     await connection.broadcast(commit ? 'AfterTransactionCommit' : 'AfterTransactionRollback');
   }
   return Object.create(runner, Object.getOwnPropertyDescriptors(methods)) as object;
+}
+
+// What a runner that stands apart sends in `scope` does not count as the app transaction's own work.
+function apartIf<T>(routed: RoutedRunner, scope: TransactionScope, send: () => T): T {
+  return routed.apart ? runOutsideUnderTest(scope, send) : send();
 }
 
 // The EntityManager of a routed runner: its calls go through the runner, and its transaction() is a NESTED call.
@@ -119,9 +128,9 @@ function routedManager(connection: RoutingConnection, runner: RoutedRunner, scop
   const manager = runner.connection.createEntityManager(runner);
   shadowMethod(manager, 'transaction', async (...args: unknown[]) => {
     const scope = scopeOf(runner);
-    connection.assertIsolation(transactionIsolation(args), scope, 'manager.transaction()');
+    connection.assertIsolation(transactionIsolation(args), scope, 'manager.transaction()', runner.apart);
     const fn = transactionCallback(args);
-    return connection.nested(scope, () => fn(manager));
+    return apartIf(runner, scope, () => connection.nested(scope, () => fn(manager)));
   });
   return manager;
 }

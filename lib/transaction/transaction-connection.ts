@@ -253,10 +253,13 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
    * A query runner for TypeORM code that asked for one of its own (`dataSource.createQueryRunner()`, see
    * routeIntoTransactions): it runs on this transaction's connection, its manual transactions are savepoints of ours,
    * and its `release()` leaves the connection to the transaction (routed-runner.ts). One small object per call.
+   * `apart`: it stands for a connection of its own (data-source-routing.ts, standsApart).
    */
-  routedRunner(): QueryRunner {
+  routedRunner(apart = false): QueryRunner {
     this.routed ??= routedRunnerPrototype(this, this.queryRunner, this.sendTypeorm);
-    return Object.create(this.routed) as QueryRunner;
+    const runner = Object.create(this.routed) as QueryRunner & { apart?: boolean };
+    if (apart) runner.apart = true;
+    return runner;
   }
 
   /** Runs `fn` in a NESTED savepoint of `scope`, with the transaction host's rules (RoutingConnection). */
@@ -265,8 +268,8 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   }
 
   /** Throws WeakerIsolationError when `isolation` is stronger than what `scope` runs at (RoutingConnection). */
-  assertIsolation(isolation: string | undefined, scope: TransactionScope, where: string): void {
-    assertIsolation(isolation, scope, where);
+  assertIsolation(isolation: string | undefined, scope: TransactionScope, where: string, apart = false): void {
+    assertIsolation(isolation, scope, where, apart);
   }
 
   /**

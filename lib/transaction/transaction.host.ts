@@ -126,9 +126,9 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
     await startTelemetry();
   }
 
-  private routeDataSource(joins?: (scope: TransactionScope) => boolean): () => void {
+  private routeDataSource(joins?: (scope: TransactionScope) => boolean, apart = false): () => void {
     const dataSource = this.dataSource;
-    return routeIntoTransactions(dataSource, (scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)), joins);
+    return routeIntoTransactions(dataSource, (scope, body) => runInScope(dataSource, scope, () => this.run({ propagation: Propagation.NESTED }, body)), joins, apart);
   }
 
   /**
@@ -453,8 +453,9 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
     connection.begin();
     if (strict) connection.root.locals.set(STRICT_TEST, true);
     // Every statement the app sends on the DataSource belongs to a test, also with joinDataSource: false (then only
-    // code of a test joins: the app's transactions alone still leave plain TypeORM calls out, as in production).
-    this.unroute ??= this.routeDataSource((scope) => scope.root.kind === 'test');
+    // code of a test joins: the app's transactions alone still leave plain TypeORM calls out, as in production, and
+    // what joins an app transaction here stands apart from it, as production's connection of its own would).
+    this.unroute ??= this.routeDataSource((scope) => scope.root.kind === 'test', true);
     setTestScope(dataSource, connection.root);
     bound(connection.root);
     return connection.root;

@@ -214,7 +214,11 @@ for (const joinDataSource of [true, false]) {
       it('an app transaction whose failed statement was caught fails with RollbackOnlyError, as its COMMIT does in production (found by the kit oracle)', async () => {
         // It was a raw QueryFailedError (25P02) from RELEASE SAVEPOINT, and a read-only one reported success.
         await expect(items.catchesAFailedStatement()).rejects.toBeInstanceOf(RollbackOnlyError);
-        await expect(items.catchesARefusedWrite()).rejects.toBeInstanceOf(RollbackOnlyError);
+        if (joinDataSource) await expect(items.catchesARefusedWrite()).rejects.toBeInstanceOf(RollbackOnlyError);
+        // With joinDataSource: false the repository call is not the read-only transaction's in production (a connection
+        // of its own): the transaction commits. Under the kit it stands apart from that transaction too, so its refusal
+        // there does not fail the commit.
+        else await expect(items.catchesARefusedWrite()).resolves.toBeUndefined();
         await items.viaTx.insert({ k: 'the test goes on' });
         expect(await items.viaTx.count()).toBe(1);
       });

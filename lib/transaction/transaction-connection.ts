@@ -44,6 +44,11 @@ const logger = new Logger('TxLock');
 // A ROLLBACK the library did not send (TypeORM's own savepoints, raw SQL): it may have released advisory locks.
 const FOREIGN_ROLLBACK = /^\s*ROLLBACK\b/i;
 
+// A scope's connection is this class (see ScopeConnection): declared here, where the class is.
+declare module './transaction-scope.js' {
+  interface ScopeConnection extends TransactionConnection {}
+}
+
 /**
  * One pooled connection carrying one transaction (or the session of a session-scope lock call). Every
  * statement on it, TypeORM's and the library's, belongs to the scope it was issued in and waits for its turn
@@ -52,11 +57,6 @@ const FOREIGN_ROLLBACK = /^\s*ROLLBACK\b/i;
  * caller's transaction). The opening statements (BEGIN with its isolation/read-only/timeout, and any lock
  * taken before the first query) are held back and sent in the same round trip as the next statement.
  */
-// A scope's connection is this class (see ScopeConnection): declared here, where the class is.
-declare module './transaction-scope.js' {
-  interface ScopeConnection extends TransactionConnection {}
-}
-
 export class TransactionConnection implements RoutingConnection, DrainedConnection {
   /** The transaction (or session) itself: the outermost scope on this connection. */
   readonly root: TransactionScope;

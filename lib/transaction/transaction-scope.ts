@@ -212,11 +212,13 @@ export function currentScope(dataSource: DataSource): TransactionScope | undefin
   return (identity && tests.bindings.get(identity)?.get(dataSource)) || testScopes.get(dataSource);
 }
 
-// Under a test transaction, work outside the app's transactions that a call ran aside (a session-scope lock's body)
-// and that outlives it runs where production runs it, outside any transaction: in what is still open around it.
+// Under a test transaction, work outside the app's transactions that a call ran aside (a session-scope lock's body, a
+// NOT_SUPPORTED body) and that outlives it runs where production runs it, outside any transaction: in the innermost
+// scope around it that is still open and stands outside the app's transactions (the test's own, at least), never in
+// the app transaction the call was made in.
 function openAround(scope: TransactionScope): TransactionScope {
   let open = scope;
-  while (open.kind === 'test' && open.parent && open.refusal()) open = open.parent;
+  while (open.parent && (open.kind !== 'test' || open.refusal())) open = open.parent;
   return open;
 }
 
@@ -333,8 +335,8 @@ export function runInScope<T>(dataSource: DataSource, scope: TransactionScope | 
   return transactionStorage.run(scopes, fn);
 }
 
-// Under a test transaction: the scope a NOT_SUPPORTED body (or a lease's statement) was called in. The body runs in
-// that scope under the kit (docs/testing.md), though in production it runs outside the transaction.
+// Under a test transaction: the scope a lease's statement (or, with joinDataSource: false, TypeORM's own API) was called
+// in. It runs in that scope under the kit (docs/testing.md), though in production it runs outside the transaction.
 const outsideUnderTest = new CallContextSlot<TransactionScope>('outside-under-test');
 
 /**

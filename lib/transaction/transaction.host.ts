@@ -285,10 +285,10 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
       case Propagation.REQUIRES_NEW:
         return this.begin(options, fn);
       case Propagation.NOT_SUPPORTED:
-        return Promise.resolve(scope ? this.outsideTransaction(fn) : fn());
+        return scope ? this.suspended(scope, fn) : Promise.resolve(fn());
       case Propagation.NEVER:
         if (scope && !scope.refusal()) throw new TransactionNotAllowedError(describe(fn));
-        return Promise.resolve(scope ? this.outsideTransaction(fn) : fn());
+        return scope ? this.suspended(scope, fn) : Promise.resolve(fn());
     }
     if (scope) {
       throwIfEnded(scope);
@@ -357,6 +357,18 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
     if (!server.proxied && (this.options.pooler ?? 'none') === 'none' && this.options.preparedStatements !== false) this.statements.enable();
   }
 
+  // A NOT_SUPPORTED (or NEVER) body called in `scope`: outside its transaction. Under a test transaction, in a savepoint
+  // that stands for "outside any transaction" (asideUnderTest()): a statement failing there undoes only itself, and a
+  // transaction begun there is one of its own (its readOnly and timeoutMs applied), as in production.
+  private suspended<T>(scope: TransactionScope, fn: () => T | Promise<T>): Promise<T> {
+    if (scope.root.kind !== 'test') return Promise.resolve(runInScope(this.dataSource, null, fn));
+    this.assertKitCanRunOwnWork(`${describe(fn)} (propagation NOT_SUPPORTED or NEVER)`);
+    // Once the caller's transaction ended (work that outlived it), in what is still open around it.
+    let parent = scope;
+    while (parent.parent && parent.refusal()) parent = parent.parent;
+    return this.asideUnderTest(async () => fn(), parent);
+  }
+
   /**
    * Runs `fn` outside any transaction of this DataSource, whatever the caller is in: for the library's own
    * statements that must commit on their own (leases). Under a test transaction, where everything must be
@@ -374,12 +386,12 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
    * Under a test transaction, runs `fn` (outside the app's transactions, as in production) in a savepoint of its own
    * that holds the test's connection until `fn` has settled and the work it awaits with it: the app's transactions of
    * the test's other requests begin after it, or it after them. For a session-scope lock, whose body must not wait for
-   * an app transaction that waits for its keys. Released whatever `fn` did: what it wrote outside any transaction stays,
-   * as autocommit's writes do; what it leaves running goes on outside it. Not part of the public API.
+   * an app transaction that waits for its keys, and a NOT_SUPPORTED body. Opened in `parent` (the caller's scope by
+   * default). Released whatever `fn` did: what it wrote outside any transaction stays, as autocommit's writes do; what
+   * it leaves running goes on outside it. Not part of the public API.
    * @internal
    */
-  async asideUnderTest<T>(fn: (scope: TransactionScope) => Promise<T>): Promise<T> {
-    const parent = currentScope(this.dataSource)!;
+  async asideUnderTest<T>(fn: (scope: TransactionScope) => Promise<T>, parent = currentScope(this.dataSource)!): Promise<T> {
     const scope = await parent.connection.savepoint(parent, undefined, 'test');
     try {
       const result = await runInScope(this.dataSource, scope, () => fn(scope));

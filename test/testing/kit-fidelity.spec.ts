@@ -73,6 +73,18 @@ class Items {
     await this.ds.getRepository(FidelityItem).insert({ k: 'refused' }).catch(() => undefined);
   }
 
+  /** Records outside its transaction (NOT_SUPPORTED) what must not depend on it: each statement there is autocommit's. */
+  @Transactional()
+  async recordsOutside(): Promise<string[]> {
+    const outside = await this.tx.run({ propagation: 'NOT_SUPPORTED' }, async () => [
+      await outcome(this.ds.query('SELECT 1/0')),
+      await outcome(this.readOnlyThatWrites()),
+      await outcome(this.ds.getRepository(FidelityItem).insert({ k: 'recorded outside' })),
+    ]);
+    await this.viaTx.insert({ k: 'inside' });
+    return outside;
+  }
+
   @Transactional({ timeoutMs: 5_000 })
   async withinTimeout(): Promise<string> {
     await this.ds.query('SELECT 1');
@@ -184,6 +196,13 @@ for (const joinDataSource of [true, false]) {
         };
         await Promise.all([0, 1, 2, 3].map((i) => items.locks.withAdvisoryLock('shared-key', critical, { scope: i % 2 === 0 ? 'session' : 'transaction' })));
         expect({ order, most, rows: await items.viaTx.count() }).toEqual({ order: ['transaction lock', 'session lock'], most: 1, rows: 1 });
+      });
+
+      it('a NOT_SUPPORTED body inside an app transaction runs outside it, as in production: a failing statement undoes only itself, a readOnly transaction there is its own', async () => {
+        // The kit ran the body in the caller's savepoint: the division aborted it (the caller's insert then failed, its
+        // commit with RollbackOnlyError) and the readOnly transaction joined the caller's, its write let through.
+        expect(await items.recordsOutside()).toEqual(['QueryFailedError', 'QueryFailedError', 'ok']);
+        expect((await items.viaTx.find({ order: { k: 'ASC' } })).map((item) => item.k)).toEqual(['inside', 'recorded outside']);
       });
 
       it('writes through @InjectTxRepository, TransactionHost.getRepository()/manager and the DataSource are rolled back (r31)', async () => {

@@ -5,6 +5,7 @@ import { processWide } from './process-state.js';
 const storage = processWide('call-context', () => new AsyncLocalStorage<readonly unknown[]>());
 // Slot indices by name, process-wide: the CommonJS and ES module copies of the library agree on them.
 const indices = processWide('call-context-slots', () => new Map<string, number>());
+const NO_VALUES: readonly unknown[] = [];
 
 /**
  * A value the library carries along an async call chain besides its transaction scopes (transaction-scope.ts): an
@@ -31,8 +32,8 @@ export class CallContextSlot<T> {
 
   /** Runs `fn` with `value` as this slot's value, the other slots' unchanged. */
   run<R>(value: T, fn: () => R): R {
-    const current = storage.getStore();
-    const next = current ? current.slice() : [];
+    // A copy by slice(), not an array literal (common/fresh-array.ts says why).
+    const next = (storage.getStore() ?? NO_VALUES).slice();
     next[this.index] = value;
     return storage.run(next, fn);
   }

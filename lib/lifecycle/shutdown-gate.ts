@@ -11,6 +11,9 @@ export interface DrainedConnection {
   abandon(error: ShutdownRollbackError): Promise<void>;
   /** Set by track(): the connection calls its `closed()` once it went back to the pool (or was destroyed). */
   drainedBy?: ShutdownGate;
+  /** The connections tracked before and after this one by the same gate (its list, see ShutdownGate); the gate's own. */
+  drainOlder?: DrainedConnection;
+  drainNewer?: DrainedConnection;
 }
 
 // Code that runs as part of work admitted before the close began (a lease's job, a single flight): what it begins
@@ -48,7 +51,12 @@ export class ShutdownGate {
   private state: 'open' | 'draining' | 'closed' = 'open';
   private closingAt = Number.POSITIVE_INFINITY;
   private readonly controller = new AbortController();
-  private readonly connections = new Set<DrainedConnection>();
+  // The connections it waits for, as a list linked through the connections themselves (newest first), not a Set: a
+  // long-lived Set that every transaction enters and leaves kept each transaction's objects alive through V8's
+  // young-generation collections until the next full one (measured: 4 KB per transaction promoted, about 15% of a
+  // plain transaction's CPU, docs/performance.md). Unlinked, a closed connection is garbage at once.
+  private newest?: DrainedConnection;
+  private tracked = 0;
   private readonly leases = new Set<AbortController>();
   private readonly stoppers = new Set<() => Promise<void>>();
   private changed?: () => void;
@@ -84,13 +92,30 @@ export class ShutdownGate {
 
   /** Waits for `connection` during the close, and abandons it after the grace period. */
   track(connection: DrainedConnection): void {
-    this.connections.add(connection);
     connection.drainedBy = this;
+    connection.drainOlder = this.newest;
+    if (this.newest) this.newest.drainNewer = connection;
+    this.newest = connection;
+    this.tracked++;
   }
 
   /** `connection` went back to the pool (or was destroyed). */
   closed(connection: DrainedConnection): void {
-    if (this.connections.delete(connection)) this.changed?.();
+    if (connection.drainedBy !== this) return;
+    const { drainOlder: older, drainNewer: newer } = connection;
+    if (older) older.drainNewer = newer;
+    if (newer) newer.drainOlder = older;
+    else this.newest = older;
+    connection.drainedBy = connection.drainOlder = connection.drainNewer = undefined;
+    this.tracked--;
+    this.changed?.();
+  }
+
+  // The connections it waits for, newest first.
+  private trackedConnections(): DrainedConnection[] {
+    const list: DrainedConnection[] = [];
+    for (let connection = this.newest; connection; connection = connection.drainOlder) list.push(connection);
+    return list;
   }
 
   /**
@@ -128,7 +153,7 @@ export class ShutdownGate {
     const drained = await this.drained(stopped, graceMs);
     this.state = 'closed';
     if (drained) return;
-    const left = [...this.connections];
+    const left = this.trackedConnections();
     if (left.length > 0) {
       logger.warn(
         `${left.length} transaction(s) or session-lock call(s) were still running after shutdown.graceMs (${graceMs} ms): ` +
@@ -157,7 +182,7 @@ export class ShutdownGate {
       };
       const timer = setTimeout(() => finish(false), graceMs);
       this.changed = () => {
-        if (stoppersDone && this.connections.size === 0 && this.leases.size === 0 && !requestsStartedBefore(this.closingAt)) finish(true);
+        if (stoppersDone && this.tracked === 0 && this.leases.size === 0 && !requestsStartedBefore(this.closingAt)) finish(true);
       };
       const stopListening = onRequestEnd(() => this.changed?.());
       void stopped.then(() => {

@@ -4,14 +4,14 @@ import { processWide } from '../common/process-state.js';
 import type { TransactionScope } from '../transaction/transaction-scope.js';
 import { lockAborted, type LockRequest } from './lock-request.js';
 import { CallContextSlot } from '../common/call-context.js';
+import { freshArray } from '../common/fresh-array.js';
 
-/** One call's hold on some keys; the calls it makes (its call chain) find it as their ancestor. */
-interface Hold {
-  readonly keys: readonly bigint[];
-  readonly shared: boolean;
-  readonly parent: Hold | undefined;
-  /** The frame the call runs in (a transaction, a savepoint, a session's pinned connection). */
-  readonly scope: TransactionScope | undefined;
+/**
+ * One call's hold on some keys; the calls it makes (its call chain) find it as their ancestor. A class rather than an
+ * object literal: V8 may allocate a literal's objects in its old generation (allocation-site pretenuring), where a dead
+ * hold would keep its scope, and through it the whole transaction, alive through young-generation collections.
+ */
+class Hold {
   /**
    * Set for detached work that had to wait for a hold of its own call chain: it keeps the frame it runs in open
    * (TransactionScope.keepOpen) until it has had its turn; called to let the frame end.
@@ -20,14 +20,25 @@ interface Hold {
   /** Set once the call has settled; `onEnd` are called then (lock calls of another owner waiting for it). */
   ended?: boolean;
   onEnd?: (() => void)[];
+
+  constructor(
+    readonly keys: readonly bigint[],
+    readonly shared: boolean,
+    readonly parent: Hold | undefined,
+    /** The frame the call runs in (a transaction, a savepoint, a session's pinned connection). */
+    readonly scope: TransactionScope | undefined,
+  ) {}
 }
 
-interface Waiter {
-  readonly request: LockRequest;
-  /** The ancestors that await this call: their holds do not keep it out. */
-  ancestors: ReadonlySet<Hold>;
-  readonly hold: Hold;
-  admit(): void;
+/** A call waiting for a branch's hold to end (a class, as Hold is). */
+class Waiter {
+  constructor(
+    readonly request: LockRequest,
+    /** The ancestors that await this call: their holds do not keep it out. */
+    public ancestors: ReadonlySet<Hold>,
+    readonly hold: Hold,
+    readonly admit: () => void,
+  ) {}
 }
 
 // The innermost hold of the current call chain, across every owner (ancestors of other owners never conflict).
@@ -64,7 +75,7 @@ async function nestjsTxlockHold<T>(hold: Hold, fn: () => Promise<T>): Promise<T>
  */
 export class BranchLocks {
   private readonly holds = new Set<Hold>();
-  private readonly waiting: Waiter[] = [];
+  private readonly waiting = freshArray<Waiter>();
 
   /** The branch locks kept in `locals` (a transaction's root scope, or a session). */
   static of(locals: Map<symbol, unknown>): BranchLocks {
@@ -82,7 +93,7 @@ export class BranchLocks {
   async run<T>(request: LockRequest, fn: (timeoutMs: number | undefined) => Promise<T>, refused: (failure: unknown) => T, scope?: TransactionScope): Promise<T> {
     const startedAt = Date.now();
     const parent = chainStorage.getStore();
-    const hold: Hold = { keys: request.keys, shared: request.shared, parent, scope };
+    const hold = new Hold(request.keys, request.shared, parent, scope);
     let ancestors = NONE;
     // Only a hold of the call's own chain stands in the way: let it in if that chain awaits the call.
     if (parent && !this.admits(request, NONE) && this.admits(request, ancestorsOf(parent))) ancestors = await this.awaitingAncestors(parent);
@@ -133,7 +144,7 @@ export class BranchLocks {
     if (deferred) hold.release = hold.scope?.keepOpen();
     let settle!: (failure: unknown) => void;
     const outcome = new Promise<unknown>((resolve) => (settle = resolve));
-    const waiter: Waiter = { request, ancestors, hold, admit: () => settle(undefined) };
+    const waiter = new Waiter(request, ancestors, hold, () => settle(undefined));
     const leave = (failure: unknown) => {
       const index = this.waiting.indexOf(waiter);
       if (index < 0) return; // admitted meanwhile

@@ -17,19 +17,23 @@ import { vanishedClientBound, type VanishedClientBound } from '../transaction/va
 import { CallContextSlot } from '../common/call-context.js';
 
 /** One pinned connection and the session locks the current call chain holds on it. */
-interface Session {
-  connection: TransactionConnection;
+// A class rather than an object literal, which V8 may allocate in its old generation (common/fresh-array.ts says why not).
+class Session {
   /** Keeps concurrent branches of the call chain apart on the same key (PostgreSQL would let both in). */
-  branches: BranchLocks;
-  held: SessionKeys;
+  readonly branches = new BranchLocks();
+  readonly held: SessionKeys = new Map();
   /** How many calls of this call chain rely on each held key right now (concurrent branches may share one). */
-  users: Map<bigint, number>;
+  readonly users = new Map<bigint, number>();
   /** Set when the connection's state is unknown: it is destroyed instead of going back to the pool. */
   broken?: unknown;
   /** Aborted with LockLostError when the pinned connection is found lost while the call runs (sessionLockSignal()). */
-  lost: AbortController;
-  /** With the vanished-client bound: how long a statement that never waits (an unlock) may go unanswered. */
-  deadlineMs?: number;
+  readonly lost = new AbortController();
+
+  constructor(
+    readonly connection: TransactionConnection,
+    /** With the vanished-client bound: how long a statement that never waits (an unlock) may go unanswered. */
+    readonly deadlineMs?: number,
+  ) {}
 }
 
 // The current call chain's sessions, one per DataSource: a session lock on one DataSource says nothing of another
@@ -57,7 +61,7 @@ export function currentSessionKeys(dataSource: DataSource): SessionKeys | undefi
 export function runAsTestSession<T>(dataSource: DataSource, connection: TransactionConnection, fn: () => T): T {
   const sessions = sessionStorage.getStore();
   if (sessions?.has(dataSource)) return fn();
-  const session: Session = { connection, branches: new BranchLocks(), held: new Map(), users: new Map(), lost: new AbortController() };
+  const session = new Session(connection);
   return sessionStorage.run(new Map(sessions).set(dataSource, session), fn);
 }
 
@@ -89,7 +93,7 @@ export class SessionLocks {
     if (current) return this.runOn(current, request, fn);
     const connection = await TransactionConnection.open(dataSource, this.acquireTimeoutMs, 'session lock', false);
     const bound = vanishedClientBound(dataSource);
-    const session: Session = { connection, branches: new BranchLocks(), held: new Map(), users: new Map(), lost: new AbortController(), deadlineMs: bound && Math.floor(bound.ms / 2) };
+    const session = new Session(connection, bound && Math.floor(bound.ms / 2));
     let refused = false;
     let heartbeat: NodeJS.Timeout | undefined;
     try {

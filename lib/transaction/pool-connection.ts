@@ -28,14 +28,15 @@ function poolOf(dataSource: DataSource): { options?: { max?: number } } {
  * hands out even idle connections on a later tick, so every wait gets the bound). `holding`: the caller already
  * holds a connection, which the error then mentions. `signal` (an HTTP request's: its client left) ends the wait
  * with its reason. A connection that arrives after we gave up goes back. One promise per acquire (no race of
- * promises): this runs once per transaction.
+ * promises): this runs once per transaction. Resolves with what `make` makes of the runner and its pg client.
  */
-export function acquireConnection(
+export function acquireConnection<T>(
   dataSource: DataSource,
   timeoutMs: number,
   holding: boolean,
-  signal?: AbortSignal,
-): Promise<{ queryRunner: PostgresQueryRunnerInternals; client: PoolClient }> {
+  signal: AbortSignal | undefined,
+  make: (queryRunner: PostgresQueryRunnerInternals, client: PoolClient) => T,
+): Promise<T> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const startedAt = telemetry ? performance.now() : 0;
@@ -65,7 +66,12 @@ export function acquireConnection(
     connecting.then((client) => {
       if (!settle()) return;
       if (startedAt) recordPoolWait(startedAt, 'acquired');
-      resolve({ queryRunner, client });
+      try {
+        resolve(make(queryRunner, client));
+      } catch (error) {
+        queryRunner.release().catch(() => undefined);
+        reject(error);
+      }
     }, fail);
   });
 }

@@ -1,15 +1,21 @@
 import { awaitingChain, endsWith, nextMacrotask } from '../common/await-chain.js';
 import { RunnerTransactionConflictError } from '../errors.js';
+import { freshArray } from '../common/fresh-array.js';
 import type { TransactionScope } from './transaction-scope.js';
 
-/** One piece of work for the connection: a statement, a batch, or several round trips that must stay together. */
-interface Work {
-  scope: TransactionScope;
-  /** The scope's own COMMIT, RELEASE or ROLLBACK: it may run while savepoints inside the scope are still open. */
-  ending: boolean;
-  run(): Promise<unknown>;
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
+/**
+ * One piece of work for the connection: a statement, a batch, or several round trips that must stay together. A class
+ * rather than an object literal, which V8 may allocate in its old generation (common/fresh-array.ts says why not).
+ */
+class Work {
+  constructor(
+    readonly scope: TransactionScope,
+    /** The scope's own COMMIT, RELEASE or ROLLBACK: it may run while savepoints inside the scope are still open. */
+    readonly ending: boolean,
+    readonly run: () => Promise<unknown>,
+    readonly resolve: (value: unknown) => void,
+    readonly reject: (error: unknown) => void,
+  ) {}
 }
 
 /**
@@ -23,7 +29,7 @@ interface Work {
  */
 export class ScopeQueue {
   private running = false;
-  private readonly waiting: Work[] = [];
+  private readonly waiting = freshArray<Work>();
   /** Why every piece of work is refused from now on (the connection was lost), if it is. */
   private refuseAll?: () => unknown;
   // When the last piece of work settled (performance.now()), for idleForMs.
@@ -73,7 +79,7 @@ export class ScopeQueue {
 
   private enqueue<T>(scope: TransactionScope, run: () => Promise<T>, ending: boolean): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.waiting.push({ scope, ending, run, resolve: resolve as (value: unknown) => void, reject });
+      this.waiting.push(new Work(scope, ending, run, resolve as (value: unknown) => void, reject));
       this.next();
     });
   }

@@ -4,6 +4,7 @@ import { finished } from 'node:stream/promises';
 import type { Pool, PoolClient, QueryResult } from 'pg';
 import { CommitOutcomeUnknownError, ConnectionLostError, RollbackOnlyError, StrayTransactionEndError, type ShutdownRollbackError } from '../errors.js';
 import { shutdownGateOf, type DrainedConnection, type ShutdownGate } from '../lifecycle/shutdown-gate.js';
+import { freshArray } from '../common/fresh-array.js';
 import { shadowMethod } from '../common/shadow-method.js';
 import { cancelRunningQuery } from './cancel-query.js';
 import { asQueryFailed, idleInTransactionTimeout, isConnectionLoss } from './connection-errors.js';
@@ -67,6 +68,9 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   foreignRollbacks = 0;
   /** The shutdown gate that waits for this connection to close, if any (ShutdownGate.track()). */
   drainedBy?: ShutdownGate;
+  /** The gate's links to the connections it tracked before and after this one (ShutdownGate.track()). */
+  drainOlder?: TransactionConnection;
+  drainNewer?: TransactionConnection;
   /** Why the app's shutdown abandoned this connection after its grace period (abandon()), if it did. */
   abandonment?: ShutdownRollbackError;
   private readonly queue: ScopeQueue;
@@ -86,13 +90,14 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   private openingCount = 0;
   // The savepoints whose SAVEPOINT is still held back (the innermost open ones, in order), with how many held-back
   // statements open each.
-  private heldSavepoints: { scope: TransactionScope; statements: number }[] = [];
+  private heldSavepoints = freshArray<HeldSavepoint>();
   // Savepoints whose held-back SAVEPOINT was refused because the transaction was aborted already (25P02): they never
   // existed, so ending them sends nothing (a ROLLBACK TO would fail with 3B001 and break the connection).
   // Made on first use: most transactions never meet one.
   private neverEstablished?: WeakSet<TransactionScope>;
   // TypeORM's own query() and stream() of the runner, before they were routed through the queue.
-  private readonly sendTypeorm: Pick<QueryRunner, 'query' | 'stream'>;
+  private readonly sendQuery: QueryRunner['query'];
+  private readonly sendStream: QueryRunner['stream'];
   // How long a statement may go without an answer before the connection is judged lost (vanished-client.ts).
   private readonly bound?: VanishedClientBound;
   // True once this transaction's opening statements made the bound's settings for the connection's session: unless
@@ -109,9 +114,8 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     this.bound = vanishedClientBound(dataSource);
     this.queue = new ScopeQueue(this.root, (scope) => this.rollBackSavepointsAbove(scope));
     client.on('error', this.onClientError);
-    const query = queryRunner.query.bind(queryRunner);
-    const stream = queryRunner.stream.bind(queryRunner);
-    this.sendTypeorm = { query, stream };
+    const query = (this.sendQuery = queryRunner.query.bind(queryRunner));
+    const stream = (this.sendStream = queryRunner.stream.bind(queryRunner));
     queryRunner.query = ((...args: Parameters<QueryRunner['query']>) => this.typeormStatement(this.callerScope(), args[0], () => query(...args))) as QueryRunner['query'];
     queryRunner.stream = ((...args: Parameters<QueryRunner['stream']>) => this.typeormStream(this.callerScope(), args[0], () => stream(...args))) as QueryRunner['stream'];
     // Its own startTransaction() is TypeORM's raw savepoint (shared by every branch of the transaction); what it must
@@ -139,7 +143,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
    * until `signal` aborts (its reason). `holding`: the caller already holds another connection (for the error message).
    */
   static open(dataSource: DataSource, acquireTimeoutMs: number, kind: ScopeKind, holding: boolean, signal?: AbortSignal): Promise<TransactionConnection> {
-    return acquireConnection(dataSource, acquireTimeoutMs, holding, signal).then(({ queryRunner, client }) => {
+    return acquireConnection(dataSource, acquireTimeoutMs, holding, signal, (queryRunner, client) => {
       const connection = new TransactionConnection(queryRunner, client, dataSource, kind);
       // A test's own transaction is the testing kit's to end, not the app's shutdown.
       if (kind !== 'test') shutdownGateOf(dataSource)?.track(connection);
@@ -256,7 +260,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
    * `apart`: it stands for a connection of its own (data-source-routing.ts, standsApart).
    */
   routedRunner(apart = false): QueryRunner {
-    this.routed ??= routedRunnerPrototype(this, this.queryRunner, this.sendTypeorm);
+    this.routed ??= routedRunnerPrototype(this, this.queryRunner, { query: this.sendQuery, stream: this.sendStream });
     const runner = Object.create(this.routed) as QueryRunner & { apart?: boolean };
     if (apart) runner.apart = true;
     return runner;
@@ -332,7 +336,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     if (standIn) Object.assign(scope, { isolation: standIn.isolation, readOnly: standIn.readOnly, timeoutMs: standIn.timeoutMs });
     await this.queue.submit(parent, async () => {
       (this.pending ??= []).push(`SAVEPOINT ${scope.savepoint!}`, ...settings);
-      this.heldSavepoints.push({ scope, statements: 1 + settings.length });
+      this.heldSavepoints.push(new HeldSavepoint(scope, 1 + settings.length));
       this.queue.top = scope;
     });
     return scope;
@@ -484,7 +488,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   // The transaction ends: nothing held back is sent any more.
   private dropHeld(): void {
     this.pending = undefined;
-    this.heldSavepoints = [];
+    this.heldSavepoints = freshArray();
     this.openingCount = 0;
   }
 
@@ -612,7 +616,7 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     const opening = this.pending;
     const held = this.heldSavepoints;
     this.pending = undefined;
-    if (held.length > 0) this.heldSavepoints = [];
+    if (held.length > 0) this.heldSavepoints = freshArray();
     if (this.openingCount > 0) {
       this.begun = true;
       this.openingCount = 0;
@@ -774,4 +778,12 @@ function markUsed(scope: TransactionScope, exempt: TransactionScope | undefined)
 function standInTimeout(around: TransactionScope | undefined): string {
   for (let scope = around; scope; scope = scope.parent) if (scope.timeoutMs !== undefined) return standInStatements(false, scope.timeoutMs)[0]!;
   return 'SET LOCAL statement_timeout TO DEFAULT';
+}
+
+// A savepoint whose SAVEPOINT is still held back, with how many held-back statements open it (a class: see fresh-array.ts).
+class HeldSavepoint {
+  constructor(
+    readonly scope: TransactionScope,
+    readonly statements: number,
+  ) {}
 }

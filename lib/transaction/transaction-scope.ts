@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DataSource } from 'typeorm';
 import { TransactionEndedError } from '../errors.js';
 import { CallContextSlot } from '../common/call-context.js';
+import { freshArray } from '../common/fresh-array.js';
 import { processWide } from '../common/process-state.js';
 
 /**
@@ -36,8 +37,8 @@ export type ScopeOutcome = 'committed' | 'rolled back' | 'released' | 'abandoned
 export class TransactionScope {
   /** Why this scope may no longer commit (a joined call threw), if it may not. */
   rollbackOnly: unknown;
-  readonly afterCommit: TransactionHook[] = [];
-  readonly afterRollback: TransactionHook[] = [];
+  readonly afterCommit = freshArray<TransactionHook>();
+  readonly afterRollback = freshArray<TransactionHook>();
   /** Per-scope state owned by other features (for example advisory locks taken in this frame), keyed by feature. */
   readonly locals = new Map<symbol, unknown>();
   /**

@@ -550,7 +550,7 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
         return await current.result;
       } catch (error) {
         if (!isRetryable(error) || retries === 0) throw this.explain(error, options);
-        if (attempt > retries || current.handedOut()) {
+        if (attempt > retries || current.handedOut) {
           observed?.exhausted();
           throw error instanceof ConnectionLostError ? error : new SerializationRetriesExhaustedError(attempt, error);
         }
@@ -561,15 +561,8 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
   }
 
   // One transaction. Its result resolves early with the handout of a long-lived value (Observable, stream).
-  private attempt<T>(options: TransactionOptions, fn: () => T | Promise<T>): { result: Promise<T>; handedOut(): boolean } {
-    let handedOut = false;
-    const result = new Promise<T>((resolve, reject) => {
-      this.transaction(options, fn, (value) => {
-        handedOut = true;
-        resolve(value as T);
-      }).then(resolve, reject);
-    });
-    return { result, handedOut: () => handedOut };
+  private attempt<T>(options: TransactionOptions, fn: () => T | Promise<T>): Attempt<T> {
+    return new Attempt((handout) => this.transaction(options, fn, handout));
   }
 
   private async transaction<T>(
@@ -748,4 +741,22 @@ function describeDataSource(dataSource: DataSource): string {
 
 function describe(fn: () => unknown): string {
   return fn.name ? `"${fn.name}"` : 'This call';
+}
+
+// One transaction (attempt()): its result, which resolves early with the handout of a long-lived value (Observable,
+// stream), and whether that happened (then it is not retried). A class rather than an object literal: V8 may allocate
+// a literal's objects in its old generation (allocation-site pretenuring), where a dead one keeps what it points to
+// (this call's promise, and through it the transaction) alive through young-generation collections.
+class Attempt<T> {
+  handedOut = false;
+  readonly result: Promise<T>;
+
+  constructor(run: (handout: (value: unknown) => void) => Promise<T>) {
+    this.result = new Promise<T>((resolve, reject) => {
+      run((value) => {
+        this.handedOut = true;
+        resolve(value as T);
+      }).then(resolve, reject);
+    });
+  }
 }

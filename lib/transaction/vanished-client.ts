@@ -3,6 +3,7 @@ import type { DataSource } from 'typeorm';
 import { processWide } from '../common/process-state.js';
 import { ConnectionLostError } from '../errors.js';
 import { isConnectionLoss } from './connection-errors.js';
+import { StatementWatch, StatementWatches } from './statement-watches.js';
 import { boundStatement, setLocalBound } from './transaction.sql.js';
 import type { SettingEntry } from './transaction-settings.js';
 
@@ -34,6 +35,8 @@ export interface VanishedClientBound {
   byBackend: boolean;
   /** The opening statement of a transaction on a connection whose session has no bound yet (boundStatement()). */
   firstOpening: string;
+  /** The statements in flight under this bound (watchStatement()). */
+  watches: StatementWatches<InFlightStatement>;
 }
 
 const IDLE_IN_TRANSACTION = 'idle_in_transaction_session_timeout';
@@ -84,7 +87,9 @@ export function computeBound(ms: number, major: number, byBackend: boolean): Van
   const idle: SettingEntry = [IDLE_IN_TRANSACTION, String(ms)];
   const transaction = byBackend ? [idle] : [idle, ...wanted];
   const connection = byBackend ? wanted : [];
-  return { ms, transaction, connection, session: [...idleSession, ...wanted], byBackend, firstOpening: boundStatement(transaction, connection) };
+  const half = Math.max(1, Math.floor(ms / 2));
+  const watches = new StatementWatches<InFlightStatement>(half, (statement) => void checkOverdue(statement, byBackend, half, ms));
+  return { ms, transaction, connection, session: [...idleSession, ...wanted], byBackend, firstOpening: boundStatement(transaction, connection), watches };
 }
 
 /**
@@ -131,9 +136,10 @@ export function keepPoolAlive(pool: Pool, bound: VanishedClientBound): void {
 }
 
 /**
- * `work` (a statement in flight on `client`), watched: when it has had no answer for half the bound, a check on a new
- * connection asks whether the server still runs it (on a direct connection: its backend is active in pg_stat_activity;
- * behind a pooler: the server answers at all). A live, busy statement is checked again every half bound, so long
+ * `work` (a statement in flight on `client`), watched: when it has had no answer for about half the bound (3/8 to 1/2
+ * of it: the bound's StatementWatches sweeps every eighth), a check on a new connection asks whether the server still
+ * runs it (on a direct connection: its backend is active in pg_stat_activity; behind a pooler: the server answers at
+ * all). A live, busy statement is checked again every half bound, so long
  * statements and lock waits go on. When the check fails or gets no answer within the other half, `lost` is told, and
  * the socket is destroyed: pg fails the statement at once, the pool discards the client, and nothing this connection
  * was to send can reach the server any more. pg-native clients (no socket of ours) are not watched. `failed` turns a
@@ -148,41 +154,52 @@ export function watchStatement<T>(
   failed?: (error: unknown) => never,
 ): Promise<T> {
   if ((client as { native?: unknown }).native) return failed ? work.catch(failed) : work;
-  const half = Math.max(1, Math.floor(bound.ms / 2));
-  const startedAt = Date.now();
-  let settled = false;
-  let timer: NodeJS.Timeout | undefined;
-  const arm = () => {
-    timer = setTimeout(() => void check(), half);
-    timer.unref();
-  };
-  const check = async () => {
-    const problem = await probe(pool, client, bound.byBackend, half);
-    if (settled) return;
-    if (problem === undefined) return arm();
-    const error = new ConnectionLostError(
-      new Error(`no answer from PostgreSQL for ${Date.now() - startedAt} ms, and ${problem} (vanishedClientTimeoutMs: ${bound.ms}); the connection was closed`),
-    );
-    lost(error);
-    destroySocket(client);
-  };
-  arm();
+  const statement = new InFlightStatement(client, pool, lost);
+  const { watches } = bound;
+  watches.add(statement);
   // then() rather than finally(): one promise per statement instead of three, on every statement of every transaction.
-  const settle = () => {
-    settled = true;
-    clearTimeout(timer);
-  };
   return work.then(
     (value) => {
-      settle();
+      watches.remove(statement);
       return value;
     },
     (error: unknown) => {
-      settle();
+      watches.remove(statement);
       if (failed) failed(error);
       throw error;
     },
   );
+}
+
+/** A statement watched by watchStatement(): what a check of it needs. */
+class InFlightStatement extends StatementWatch {
+  readonly sentAt: number;
+
+  constructor(
+    readonly client: PoolClient,
+    readonly pool: Pool,
+    readonly lost: (error: ConnectionLostError) => void,
+  ) {
+    super(Date.now());
+    this.sentAt = this.since;
+  }
+}
+
+// A statement without an answer for half the bound: a check on a new connection (probe()) within the other half.
+async function checkOverdue(statement: InFlightStatement, byBackend: boolean, half: number, ms: number): Promise<void> {
+  const problem = await probe(statement.pool, statement.client, byBackend, half);
+  statement.checking = false;
+  if (statement.settled) return;
+  if (problem === undefined) {
+    // Still served (a long statement, a lock wait): checked again after another half bound.
+    statement.since = Date.now();
+    return;
+  }
+  const error = new ConnectionLostError(
+    new Error(`no answer from PostgreSQL for ${Date.now() - statement.sentAt} ms, and ${problem} (vanishedClientTimeoutMs: ${ms}); the connection was closed`),
+  );
+  statement.lost(error);
+  destroySocket(statement.client);
 }
 
 /**

@@ -15,14 +15,16 @@ import { acquireConnection, type PostgresQueryRunnerInternals } from './pool-con
 import { routedRunnerPrototype, type RoutingConnection } from './routed-runner.js';
 import { ScopeQueue } from './scope-queue.js';
 import { sqlState } from './sql-state.js';
-
-// SQLSTATE of a statement sent in a transaction that a failed statement aborted.
-const IN_FAILED_TRANSACTION = '25P02';
 import { currentScope, exemptFromUse, runInScope, standingFor, TransactionScope, type ScopeKind } from './transaction-scope.js';
 import type { IsolationLevel } from './transaction.options.js';
 import { openingStatements, standInStatements } from './transaction.sql.js';
 import type { SettingEntry } from './transaction-settings.js';
 import { connectionBounded, forgetConnectionBound, openingBound, vanishedClientBound, watchStatement, withDeadline, type VanishedClientBound } from './vanished-client.js';
+
+// SQLSTATE of a statement sent in a transaction that a failed statement aborted.
+const IN_FAILED_TRANSACTION = '25P02';
+// How long the app's shutdown waits for the server to close an abandoned connection (abandon()).
+const ABANDON_WAIT_MS = 2_000;
 
 /** What a transaction's BEGIN says (transaction.sql.ts). */
 export interface OpeningOptions {
@@ -482,7 +484,12 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
     this.abandonment ??= error;
     this.markBroken(error);
     await cancelRunningQuery(poolOf(this.dataSource), this.client);
+    // The pool ends the client without waiting for the server. The server closes the socket only once the backend
+    // has rolled the transaction back and released its locks: waiting for that (briefly) is what lets the app's close
+    // report them free.
+    const closed = socketClosed(this.client, ABANDON_WAIT_MS);
     await this.queryRunner.releasePostgresConnection(error);
+    await closed;
   }
 
   // The transaction ends: nothing held back is sent any more.
@@ -786,4 +793,18 @@ class HeldSavepoint {
     readonly scope: TransactionScope,
     readonly statements: number,
   ) {}
+}
+
+// Resolves once `client`'s connection has ended (pg's 'end' event), or after `ms` (a server that no longer answers).
+function socketClosed(client: PoolClient, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    timer.unref();
+    function done(): void {
+      clearTimeout(timer);
+      client.removeListener('end', done);
+      resolve();
+    }
+    client.once('end', done);
+  });
 }

@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { DataSource } from 'typeorm';
 import { TxLockModule } from '../lib/index.js';
 import { createTestDatabase } from '../test/support/database.js';
-import { OurTransactions } from './scenarios/transactions.js';
-import { createRows, runStatements } from './scenarios/transaction-work.js';
+import { handWritten, OurTransactions } from './scenarios/transactions.js';
+import { createRows } from './scenarios/transaction-work.js';
 
 // `node .build/bench/gc-promotion.js` (after one `npm run bench`; DATABASE_URL names the server): how much of what one
 // transaction allocates V8 promotes to its old generation, ours and the hand-written TypeORM runner's, 8 callers for
@@ -37,18 +37,7 @@ async function measure(variant: Variant): Promise<void> {
     await createRows((sql, params) => dataSource.query(sql, params));
     const ours = app.get(OurTransactions);
     const locked = variant.endsWith('locked');
-    const handWritten = async (id: number) => {
-      const runner = dataSource.createQueryRunner();
-      await runner.connect();
-      try {
-        await runner.startTransaction();
-        await runStatements((sql, params) => runner.query(sql, params), id, locked ? 'locked' : undefined);
-        await runner.commitTransaction();
-      } finally {
-        await runner.release();
-      }
-    };
-    const op = variant.startsWith('ours') ? (id: number) => (locked ? ours.locked(id) : ours.plain(id)) : handWritten;
+    const op = variant.startsWith('ours') ? (id: number) => (locked ? ours.locked(id) : ours.plain(id)) : (id: number) => handWritten(dataSource, id, locked ? 'locked' : 'plain');
     const run = async (ms: number) => {
       let ops = 0;
       const deadline = performance.now() + ms;

@@ -6,8 +6,8 @@ import { createHook } from 'node:async_hooks';
 import { DataSource } from 'typeorm';
 import { CounterService, TxLockModule } from '../lib/index.js';
 import { createTestDatabase } from '../test/support/database.js';
-import { OurTransactions } from './scenarios/transactions.js';
-import { createRows, runStatements, type TransactionKind } from './scenarios/transaction-work.js';
+import { handWritten, OurTransactions } from './scenarios/transactions.js';
+import { createRows } from './scenarios/transaction-work.js';
 
 // `node .build/bench/promise-count.js` (after one `npm run bench`; DATABASE_URL names the server): how many promises
 // one call of ours and of the hand-written TypeORM runner creates, counted with an async_hooks init hook over 300
@@ -30,17 +30,6 @@ async function main(): Promise<void> {
     await createRows((sql, params) => dataSource.query(sql, params));
     const ours = app.get(OurTransactions);
     const counters = app.get(CounterService);
-    const handWritten = async (kind: TransactionKind) => {
-      const runner = dataSource.createQueryRunner();
-      await runner.connect();
-      try {
-        await runner.startTransaction();
-        await runStatements((sql, params) => runner.query(sql, params), 5, kind);
-        await runner.commitTransaction();
-      } finally {
-        await runner.release();
-      }
-    };
     let promises = 0;
     const hook = createHook({
       init(_id, type) {
@@ -58,9 +47,9 @@ async function main(): Promise<void> {
     };
     const rows: [string, number][] = [
       ['@Transactional(), 3 statements', await count(() => ours.plain(5), CALLS)],
-      ['hand-written TypeORM runner, 3 statements', await count(() => handWritten('plain'), CALLS)],
+      ['hand-written TypeORM runner, 3 statements', await count(() => handWritten(dataSource, 5, 'plain'), CALLS)],
       ['@AdvisoryLock + @Transactional, 3 statements', await count(() => ours.locked(5), CALLS)],
-      ['hand-written TypeORM runner, lock + 3 statements', await count(() => handWritten('locked'), CALLS)],
+      ['hand-written TypeORM runner, lock + 3 statements', await count(() => handWritten(dataSource, 5, 'locked'), CALLS)],
       ['CounterService.increment, 64 at once (coalesced)', await count(() => counters.increment('promise-count'), 64, true)],
     ];
     console.log(`Node ${process.version}, promises created per call:`);

@@ -160,7 +160,8 @@ async function rawTransaction(pool: pg.Pool, id: number, kind: TransactionKind):
   }
 }
 
-async function handWritten(dataSource: DataSource, id: number, kind: TransactionKind): Promise<void> {
+/** The baseline of scenario 1: the same statements in a hand-written TypeORM query runner transaction. */
+export async function handWritten(dataSource: DataSource, id: number, kind: TransactionKind): Promise<void> {
   const runner = dataSource.createQueryRunner();
   await runner.connect();
   try {

@@ -70,9 +70,9 @@ export class TransactionConnection implements RoutingConnection, DrainedConnecti
   foreignRollbacks = 0;
   /** The shutdown gate that waits for this connection to close, if any (ShutdownGate.track()). */
   drainedBy?: ShutdownGate;
-  /** The gate's links to the connections it tracked before and after this one (ShutdownGate.track()). */
-  drainOlder?: TransactionConnection;
-  drainNewer?: TransactionConnection;
+  /** Its neighbours in the list of connections its shutdown gate waits for (ShutdownGate.track()). */
+  linkedOlder?: DrainedConnection;
+  linkedNewer?: DrainedConnection;
   /** Why the app's shutdown abandoned this connection after its grace period (abandon()), if it did. */
   abandonment?: ShutdownRollbackError;
   private readonly queue: ScopeQueue;

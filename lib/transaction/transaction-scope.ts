@@ -138,6 +138,13 @@ export class TransactionScope {
     return this.kept.done;
   }
 
+  /** This scope while it is open, else the innermost scope around it that is (the outermost one at least). */
+  openOrAround(): TransactionScope {
+    let open: TransactionScope = this;
+    while (open.parent && open.refusal()) open = open.parent;
+    return open;
+  }
+
   /** True when `scope` is this scope or lies inside it. */
   encloses(scope: TransactionScope): boolean {
     for (let current: TransactionScope | undefined = scope; current; current = current.parent) if (current === this) return true;

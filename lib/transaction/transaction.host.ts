@@ -364,9 +364,7 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
     if (scope.root.kind !== 'test') return Promise.resolve(runInScope(this.dataSource, null, fn));
     this.assertKitCanRunOwnWork(`${describe(fn)} (propagation NOT_SUPPORTED or NEVER)`);
     // Once the caller's transaction ended (work that outlived it), in what is still open around it.
-    let parent = scope;
-    while (parent.parent && parent.refusal()) parent = parent.parent;
-    return this.asideUnderTest(async () => fn(), parent);
+    return this.asideUnderTest(async () => fn(), scope.openOrAround());
   }
 
   /**
@@ -504,8 +502,7 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
   private async beginUnderTest<T>(options: TransactionOptions, fn: () => T | Promise<T>): Promise<T> {
     // A transaction begun by work whose own transaction ended (REQUIRES_NEW in a listener that runs after it) is
     // a new one in production: here a savepoint of what is still open around it, the test's transaction at least.
-    let parent = currentScope(this.dataSource)!;
-    while (parent.parent && parent.refusal()) parent = parent.parent;
+    const parent = currentScope(this.dataSource)!.openOrAround();
     if (parent.kind !== 'test') this.kitDifference(parent, describe(fn));
     const timeoutMs = options.timeoutMs ?? this.options.timeoutMs;
     try {

@@ -146,6 +146,13 @@ describe('the testing kit differential oracle', () => {
     const ended = { op1: 'ProgramError', op2: 'ProgramError', op3: 'ProgramError', op4: 'TransactionEndedError' };
     const comparison = compareRuns(nested, 'default', run(ended, ['s1', 's2', 's3', 'e3', 'e2', 'e1', 's4', 'e4']), run({ ...ended, op5: 'ok' }, ['s1', 's2', 's3', 's4', 's5', 'e3', 'e2', 'e1', 'e5', 'e4']));
     expect(comparison.differences).toEqual([]);
+    // Un-awaited work whose joined call fails before or after its transaction's COMMIT: that transaction's outcome is the
+    // timing's, in production too (seed 805379937).
+    const late: Program = { requests: [[{ k: 'tx', id: 1, ds: 'main', via: 'decorator', body: [{ k: 'spawn', id: 2, body: [{ k: 'tx', id: 3, ds: 'main', via: 'decorator', body: [{ k: 'insert', id: 4, ds: 'main' }, { k: 'throw', id: 5 }] }] }] }]] };
+    const lateResults = (op1: string) => ({ op1, req0: op1, op2: 'ProgramError', op3: 'ProgramError', op4: 'ok' });
+    for (const [production, kit] of [['RollbackOnlyError', 'ok'], ['ok', 'RollbackOnlyError']]) {
+      expect(compareRuns(late, 'default', run(lateResults(production!), trace), run(lateResults(kit!), trace)).differences).toEqual([]);
+    }
     // Not when the call around it answered otherwise than with the end.
     expect(compareRuns(nested, 'default', run({ ...ended, op4: 'ok' }, []), run({ ...ended, op4: 'ok', op5: 'ok' }, [])).differences).toEqual(['op5: production not run, under the kit ok']);
   });

@@ -10,9 +10,9 @@ import { createTestDatabase } from '../test/support/database.js';
 import { handWritten, OurTransactions } from './scenarios/transactions.js';
 import { createRows } from './scenarios/transaction-work.js';
 
-// `node .build/bench/gc-promotion.js` (after one `npm run bench`; DATABASE_URL names the server): how much of what one
-// transaction allocates V8 promotes to its old generation, ours and the hand-written TypeORM runner's, 8 callers for
-// 4 s each in a process of its own (run with --trace-gc-nvp, whose young-generation lines are summed). An object that
+// `node .build/bench/gc-promotion.js` (after one `npm run bench`; DATABASE_URL names the server): how much one
+// transaction allocates, and how much of it V8 promotes to its old generation, ours and the hand-written TypeORM
+// runner's, 8 callers for 4 s each in a process of its own (run with --trace-gc-nvp, whose lines are summed). An object that
 // dies with its transaction (about a millisecond) and is promoted all the same is kept alive by something old: a dead
 // object V8 allocated in the old generation (allocation-site pretenuring) that still points to it, or a long-lived
 // collection it passed through. Each promoted byte is copied twice and collected by a full GC, so this is a CPU cost
@@ -68,6 +68,7 @@ interface Figures {
   ops: number;
   cpuUs: number;
   promotedBytes: number;
+  allocatedBytes: number;
   scavengeMs: number;
   fullGcs: number;
 }
@@ -79,12 +80,14 @@ function child(variant: Variant, pretenuring: boolean): Promise<Figures> {
   let out = '';
   let measuring = false;
   let promotedBytes = 0;
+  let allocatedBytes = 0;
   let scavengeMs = 0;
   let fullGcs = 0;
   const onLine = (line: string) => {
     if (line.includes('gc-promotion: measured from here')) measuring = true;
     else if (line.includes('gc-promotion: measured up to here')) measuring = false;
-    else if (measuring && /\bgc=s\b/.test(line)) {
+    else if (measuring && /\bgc=/.test(line)) allocatedBytes += Number(/\ballocated=(\d+)/.exec(line)?.[1] ?? 0);
+    if (measuring && /\bgc=s\b/.test(line)) {
       promotedBytes += Number(/\bpromoted=(\d+)/.exec(line)?.[1] ?? 0);
       scavengeMs += Number(/\bpause=([\d.]+)/.exec(line)?.[1] ?? 0);
     } else if (measuring && /\bgc=(mc|mmc|ms)\b/.test(line)) fullGcs++;
@@ -106,7 +109,7 @@ function child(variant: Variant, pretenuring: boolean): Promise<Figures> {
     proc.on('exit', (code) => {
       if (code !== 0 || !out) return reject(new Error(`${variant}: the measuring process exited with ${code}`));
       const { ops, cpuUs } = JSON.parse(out) as { ops: number; cpuUs: number };
-      resolve({ ops, cpuUs, promotedBytes, scavengeMs, fullGcs });
+      resolve({ ops, cpuUs, promotedBytes, allocatedBytes, scavengeMs, fullGcs });
     });
   });
 }
@@ -115,14 +118,14 @@ async function main(): Promise<void> {
   if (process.argv[2] === '--child') return measure(process.argv[3] as Variant);
   const withoutPretenuring = process.argv.includes('--no-pretenuring');
   console.log(`Node ${process.version}, ${CALLERS} callers, ${MEASURED_MS / 1000} s per variant, each in a process of its own:`);
-  console.log('  variant                                 ops/s   CPU µs/op  promoted bytes/op  scavenge µs/op  full GCs');
+  console.log('  variant                                 ops/s   CPU µs/op  allocated bytes/op  promoted bytes/op  scavenge µs/op  full GCs');
   for (const pretenuring of withoutPretenuring ? [true, false] : [true]) {
     for (const variant of VARIANTS) {
       const f = await child(variant, pretenuring);
       const name = pretenuring ? variant : `${variant} (no pretenuring)`;
       const perOp = (value: number) => value / f.ops;
       console.log(
-        `  ${name.padEnd(38)}  ${String(Math.round(f.ops / (MEASURED_MS / 1000))).padStart(6)}  ${perOp(f.cpuUs).toFixed(1).padStart(9)}  ${perOp(f.promotedBytes).toFixed(0).padStart(17)}  ${perOp(f.scavengeMs * 1000).toFixed(1).padStart(14)}  ${String(f.fullGcs).padStart(8)}`,
+        `  ${name.padEnd(38)}  ${String(Math.round(f.ops / (MEASURED_MS / 1000))).padStart(6)}  ${perOp(f.cpuUs).toFixed(1).padStart(9)}  ${perOp(f.allocatedBytes).toFixed(0).padStart(18)}  ${perOp(f.promotedBytes).toFixed(0).padStart(17)}  ${perOp(f.scavengeMs * 1000).toFixed(1).padStart(14)}  ${String(f.fullGcs).padStart(8)}`,
       );
     }
   }

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DataSource } from 'typeorm';
 import { TransactionEndedError } from '../errors.js';
 import { CallContextSlot } from '../common/call-context.js';
@@ -198,8 +197,8 @@ export class TransactionScope {
  */
 export type ScopeMap = ReadonlyMap<DataSource, TransactionScope | null>;
 
-/** The one AsyncLocalStorage that carries the current scopes. */
-export const transactionStorage = processWide('transaction-storage', () => new AsyncLocalStorage<ScopeMap>());
+// The current scopes travel in the library's one AsyncLocalStorage (call-context.ts), with its other call-chain values.
+const scopeSlot = new CallContextSlot<ScopeMap>('transaction-scopes');
 
 const NO_SCOPES: ScopeMap = new Map();
 
@@ -212,7 +211,7 @@ const testScopes = processWide('test-scopes', () => new Map<DataSource, Transact
  * one) the test transaction when the DataSource is under test; undefined otherwise.
  */
 export function currentScope(dataSource: DataSource): TransactionScope | undefined {
-  const scope = transactionStorage.getStore()?.get(dataSource);
+  const scope = scopeSlot.getStore()?.get(dataSource);
   if (scope) return scope.kind === 'test' && scope.parent ? openAround(scope) : scope;
   if (!tests.identify) return testScopes.get(dataSource);
   // Under nestjs-txlock/testing: the test the caller's code belongs to, by the test runner's own context.
@@ -272,10 +271,10 @@ class TestBinding extends Map<DataSource, TransactionScope | null> {
  */
 export function bindCallerToTest(dataSource: DataSource, byTestIdentity: boolean): (root: TransactionScope) => void {
   const identity = byTestIdentity ? tests.identify?.() : undefined;
-  const store = transactionStorage.getStore();
+  const store = scopeSlot.getStore();
   const known = identity && tests.bindings.get(identity);
   const binding = known && known.open ? known : store instanceof TestBinding && store.open ? store : new TestBinding(store);
-  if (binding !== store) transactionStorage.enterWith(binding);
+  if (binding !== store) scopeSlot.enterWith(binding);
   if (identity) tests.bindings.set(identity, binding);
   return (root) => binding.set(dataSource, root);
 }
@@ -296,8 +295,8 @@ export function identifyTestsBy(identify: () => object | undefined): void {
  * hooks that run after it are outside any test again; work the test started keeps the binding, and is refused.
  */
 export function unbindCallerFromTest(): void {
-  const store = transactionStorage.getStore();
-  if (store instanceof TestBinding) transactionStorage.enterWith(store.previous ?? NO_SCOPES);
+  const store = scopeSlot.getStore();
+  if (store instanceof TestBinding) scopeSlot.enterWith(store.previous ?? NO_SCOPES);
 }
 
 /**
@@ -306,7 +305,7 @@ export function unbindCallerFromTest(): void {
  * writing into the next test's.
  */
 export function runInCurrentTests<T>(fn: () => T): T {
-  const store = transactionStorage.getStore();
+  const store = scopeSlot.getStore();
   if (!bindsToTests(store)) return fn();
   // A request's async context comes from the server's connection, which may carry the binding of a test that has
   // ended (Vitest on Node 20): a request that starts now belongs to the tests running now, or to none.
@@ -315,7 +314,7 @@ export function runInCurrentTests<T>(fn: () => T): T {
     const inherited = scopes.get(dataSource);
     if (!inherited || (inherited.kind === 'test' && inherited !== scope)) scopes.set(dataSource, scope);
   }
-  return transactionStorage.run(scopes, fn);
+  return scopeSlot.run(scopes, fn);
 }
 
 /**
@@ -323,7 +322,7 @@ export function runInCurrentTests<T>(fn: () => T): T {
  * request's context carries the binding of a test (one that ended, when no test runs now).
  */
 export function bindsRequestsToTests(): boolean {
-  return bindsToTests(transactionStorage.getStore());
+  return bindsToTests(scopeSlot.getStore());
 }
 
 function bindsToTests(store: ScopeMap | undefined): boolean {
@@ -332,15 +331,15 @@ function bindsToTests(store: ScopeMap | undefined): boolean {
 
 /** True when the caller runs in an open transaction of any DataSource (it holds a connection). */
 export function holdsConnection(): boolean {
-  for (const scope of transactionStorage.getStore()?.values() ?? []) if (scope && !scope.refusal()) return true;
+  for (const scope of scopeSlot.getStore()?.values() ?? []) if (scope && !scope.refusal()) return true;
   return false;
 }
 
 /** Runs `fn` with `scope` as the current scope of `dataSource` (null: outside any transaction there), the others unchanged. */
 export function runInScope<T>(dataSource: DataSource, scope: TransactionScope | null, fn: () => T): T {
-  const scopes = new Map(transactionStorage.getStore() ?? NO_SCOPES);
+  const scopes = new Map(scopeSlot.getStore() ?? NO_SCOPES);
   scopes.set(dataSource, scope);
-  return transactionStorage.run(scopes, fn);
+  return scopeSlot.run(scopes, fn);
 }
 
 // Under a test transaction: the scope a lease's statement (or, with joinDataSource: false, TypeORM's own API) was called
@@ -376,5 +375,5 @@ export function exemptFromUse(): TransactionScope | undefined {
 
 /** Runs `fn` outside every transaction of every DataSource (after-commit hooks). */
 export function runOutsideTransactions<T>(fn: () => T): T {
-  return transactionStorage.run(NO_SCOPES, fn);
+  return scopeSlot.run(NO_SCOPES, fn);
 }

@@ -1,5 +1,11 @@
 import { describe, expect, it } from '@jest/globals';
+import type { DataSource } from 'typeorm';
 import { CallContextSlot } from '../../lib/common/call-context.js';
+import { currentScope, runInScope } from '../../lib/transaction/transaction-scope.js';
+
+// How many AsyncLocalStorage stores a promise was given on creation (Node 20 and 22 put one property per store in
+// use on every promise; Node 24's AsyncContextFrame puts none).
+const storesOn = (promise: Promise<unknown>) => Object.getOwnPropertySymbols(promise).filter((symbol) => symbol.description === 'kResourceStore').length;
 
 // The slots share one AsyncLocalStorage (fewer stores on promise hooks, Node 20 and 22); each must still behave as a
 // store of its own.
@@ -33,6 +39,26 @@ describe('CallContextSlot', () => {
       ),
     );
     expect(values).toEqual(Array.from({ length: 20 }, (_, i) => i));
+  });
+
+  it('enterWith() gives the rest of the call chain a value, the other slots unchanged', async () => {
+    const entered = new CallContextSlot<string>('test:entered');
+    const kept = new CallContextSlot<string>('test:kept');
+    const seen = await kept.run('k', async () => {
+      await Promise.resolve();
+      entered.enterWith('e');
+      const later = await new Promise((resolve) => setTimeout(() => resolve([entered.getStore(), kept.getStore()]), 1));
+      return { now: [entered.getStore(), kept.getStore()], later };
+    });
+    expect(seen).toEqual({ now: ['e', 'k'], later: ['e', 'k'] });
+  });
+
+  it('carries the transaction scopes in the same store: using them adds no AsyncLocalStorage to every promise', () => {
+    const slot = new CallContextSlot<number>('test:stores');
+    const inUse = slot.run(1, () => storesOn(Promise.resolve()));
+    const dataSource = {} as DataSource;
+    const withScopes = runInScope(dataSource, null, () => slot.run(2, () => [storesOn(Promise.resolve()), currentScope(dataSource), slot.getStore()]));
+    expect(withScopes).toEqual([inUse, undefined, 2]);
   });
 
   it('gives two slots of one name (two copies of the library) the same value', () => {

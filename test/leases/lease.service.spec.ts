@@ -132,10 +132,13 @@ describe('LeaseService', () => {
     expect(all).toEqual(Array.from({ length: 1_000 }, (_, i) => i + 1));
   });
 
-  // Ticks 1.2 s apart; each replica fires up to 300 ms late; the lease stays taken 700 ms after a run starts.
+  // Each replica fires up to 300 ms late within a tick; the lease stays taken 1.3 s after a run starts; ticks are 2.3 s
+  // apart. On top of the 300 ms, a replica's timer may fire another second late (a loaded 2-core CI machine, where
+  // 700 ms and 1.2 s once let a starved replica run a tick a second time) and the lease still covers every replica's
+  // fire of that tick, and is free again before the next tick.
   const fireTicks = async (mode: ReplicaInput['mode']) => {
     await dataSource.query('TRUNCATE job_runs');
-    const replicas = Array.from({ length: 4 }, (_, i) => spawnWorker(WORKER, testApp.db.url, { mode, ticks: 5, periodMs: 1_200, spreadMs: 300 } satisfies ReplicaInput, i));
+    const replicas = Array.from({ length: 4 }, (_, i) => spawnWorker(WORKER, testApp.db.url, { mode, ticks: 5, periodMs: 2_300, spreadMs: 300 } satisfies ReplicaInput, i));
     await startWorkers(dataSource, replicas, 200);
     await Promise.all(replicas.map((r) => r.result));
     return (await dataSource.query('SELECT tick, count(*)::int AS runs FROM job_runs GROUP BY tick ORDER BY tick')) as { tick: number; runs: number }[];

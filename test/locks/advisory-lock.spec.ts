@@ -164,13 +164,38 @@ describe('advisory locks (transaction scope)', () => {
   it('throws LockTimeoutError after timeoutMs, and LockNotAcquiredError with nowait, without running fn', async () => {
     const held = await hold('busy');
     let ran = false;
-    const error = await locks.withAdvisoryLock('busy', () => (ran = true), { timeoutMs: 50 }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(LockTimeoutError);
-    expect(error).toMatchObject({ timeoutMs: 50, message: expect.stringContaining('["busy"]'), cause: expect.objectContaining({ code: '55P03' }) });
-    await expect(locks.withAdvisoryLock('busy', () => (ran = true), { nowait: true })).rejects.toBeInstanceOf(LockNotAcquiredError);
-    await expect(locks.tryAdvisoryLock('busy', () => (ran = true), { timeoutMs: 50 })).resolves.toEqual({ ran: false, reason: 'timeout' });
-    expect(ran).toBe(false);
-    await held();
+    try {
+      const error = await locks.withAdvisoryLock('busy', () => (ran = true), { timeoutMs: 50 }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(LockTimeoutError);
+      expect(error).toMatchObject({ timeoutMs: 50, message: expect.stringContaining('["busy"]'), cause: expect.objectContaining({ code: '55P03' }) });
+      await expect(locks.withAdvisoryLock('busy', () => (ran = true), { nowait: true })).rejects.toBeInstanceOf(LockNotAcquiredError);
+      await expect(locks.tryAdvisoryLock('busy', () => (ran = true), { timeoutMs: 50 })).resolves.toEqual({ ran: false, reason: 'timeout' });
+      expect(ran).toBe(false);
+    } finally {
+      await held(); // also when an expectation failed: the next test checks that every connection went back
+    }
+    await expectAllReleased(dataSource);
+  });
+
+  it("names the caller's timeoutMs in LockTimeoutError, also when part of it went on waiting for a sibling branch", async () => {
+    const held = await hold('busy-after-sibling');
+    try {
+      const error = await tx.run(async () => {
+        let release: (() => void) | undefined;
+        const sibling = locks.withAdvisoryLock('held-by-sibling', () => new Promise<void>((resolve) => (release = resolve)));
+        await eventually(async () => release !== undefined);
+        // Waits for the sibling's key in this process first, then for the other transaction's key in the database.
+        const waiting = locks.withAdvisoryLocks(['held-by-sibling', 'busy-after-sibling'], () => undefined, { timeoutMs: 400 }).catch((e: unknown) => e);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        release!();
+        await sibling;
+        return waiting;
+      });
+      expect(error).toBeInstanceOf(LockTimeoutError);
+      expect(error).toMatchObject({ timeoutMs: 400, message: expect.stringContaining('400 ms') });
+    } finally {
+      await held();
+    }
     await expectAllReleased(dataSource);
   });
 

@@ -63,8 +63,8 @@ export async function takeAdvisoryLocks(scope: TransactionScope, request: LockRe
     });
   } catch (error) {
     if (error instanceof Aborted) return lockAborted(request);
-    // The error names the caller's timeoutMs, not what was left of it after its wait for sibling branches.
-    const failure = lockFailure(error, request.label, { timeoutMs: request.timeoutMs ?? timeoutMs, nowait });
+    // The caller's timeoutMs (as session locks say it), not what was left of it after waiting for sibling branches.
+    const failure = lockFailure(error, request.label, request);
     if (failure === error) throw error;
     return failure;
   }

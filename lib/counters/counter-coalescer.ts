@@ -79,32 +79,53 @@ export class CounterCoalescer {
     return result;
   }
 
-  private async drain(id: string, batch: Batch): Promise<void> {
-    while (batch.waiting.length > 0) await this.apply(batch, takeSameSign(batch.waiting));
-    this.batches.delete(id);
+  // Statement after statement until no caller waits. Promise reactions rather than async frames: at one caller, every
+  // promise of this path is latency (see docs/performance.md).
+  private drain(id: string, batch: Batch): void {
+    if (batch.waiting.length === 0) {
+      this.batches.delete(id);
+      return;
+    }
+    void this.apply(batch, takeSameSign(batch.waiting)).then(() => this.drain(id, batch));
   }
 
-  // One statement for `group` (all of one sign), its values handed out in arrival order.
-  private async apply(batch: Batch, group: Waiter[]): Promise<void> {
+  // One statement for `group` (all of one sign), its values handed out in arrival order. Never rejects: a failure is
+  // its callers'.
+  private apply(batch: Batch, group: Waiter[]): Promise<void> {
     const total = group.reduce((sum, waiter) => sum + waiter.delta, 0n);
     telemetry?.counterBatch.record(group.length);
+    let sent: Promise<bigint>;
     try {
-      let value = (await this.send(randomShardRow(batch.key, batch.shards), total, batch.windowMs, batch.limit)) - total;
-      const options = batch.limit === null ? AS_BIGINT : undefined;
-      for (const waiter of group) {
-        value += waiter.delta;
-        try {
-          waiter.resolve(counterValue(value, options, batch.key));
-        } catch (error) {
-          waiter.reject(error);
-        }
-      }
+      sent = this.send(randomShardRow(batch.key, batch.shards), total, batch.windowMs, batch.limit);
     } catch (error) {
-      if (error instanceof CounterOverflowError && group.length > 1) {
-        for (const waiter of group) await this.apply(batch, [waiter]);
-        return;
-      }
-      for (const waiter of group) waiter.reject(error);
+      sent = Promise.reject(error);
+    }
+    return sent.then(
+      (newValue) => handOut(group, newValue - total, batch),
+      (error: unknown) => this.failed(batch, group, error),
+    );
+  }
+
+  // A merged statement that overflowed changed nothing: its callers are replayed one statement each, in arrival order.
+  private async failed(batch: Batch, group: Waiter[], error: unknown): Promise<void> {
+    if (error instanceof CounterOverflowError && group.length > 1) {
+      for (const waiter of group) await this.apply(batch, [waiter]);
+      return;
+    }
+    for (const waiter of group) waiter.reject(error);
+  }
+}
+
+// Hands `group` the values after `before`, in arrival order, as each caller takes them.
+function handOut(group: Waiter[], before: bigint, batch: Batch): void {
+  const options = batch.limit === null ? AS_BIGINT : undefined;
+  let value = before;
+  for (const waiter of group) {
+    value += waiter.delta;
+    try {
+      waiter.resolve(counterValue(value, options, batch.key));
+    } catch (error) {
+      waiter.reject(error);
     }
   }
 }

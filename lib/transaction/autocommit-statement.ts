@@ -1,11 +1,11 @@
-import type { Pool, PoolClient, QueryConfig, QueryResult } from 'pg';
+import type { Pool, PoolClient, QueryResult } from 'pg';
 import { asQueryFailed, isConnectionLoss } from './connection-errors.js';
 import { explainAutocommit } from './library-statement-errors.js';
-import type { PreparedStatements } from './prepared-statements.js';
+import type { NamedStatement, PreparedStatements } from './prepared-statements.js';
 import { sqlState } from './sql-state.js';
 import { setConfigStatement } from './transaction.sql.js';
 import type { SettingEntry } from './transaction-settings.js';
-import { watchStatement, type VanishedClientBound } from './vanished-client.js';
+import { watchCallback, type VanishedClientBound } from './vanished-client.js';
 
 // serialization_failure, deadlock_detected: the server's (database's, role's) default isolation is REPEATABLE READ or
 // SERIALIZABLE, or two statements locked rows in opposite orders.
@@ -42,9 +42,9 @@ const BACKOFF_MS = { min: 5, max: 100 };
  * With `settings` (the module option `settings`: a tenant's id for row-level security), the statement runs in a READ
  * COMMITTED transaction of its own that sets them LOCAL in its BEGIN's round trip, so they never outlive it on the
  * pooled connection (or a pooler's server connection): two round trips more than autocommit. With `bound`, a
- * statement without an answer is watched as in a transaction (watchStatement()).
+ * statement without an answer is watched as in a transaction (watchCallback()).
  */
-export async function sendAutocommit(
+export function sendAutocommit(
   pool: Pool,
   statements: PreparedStatements,
   sql: string,
@@ -52,71 +52,127 @@ export async function sendAutocommit(
   settings: readonly SettingEntry[] = [],
   bound?: VanishedClientBound,
 ): Promise<QueryResult> {
-  if (settings.length > 0) {
-    const connection = await checkOut(pool, bound);
+  if (settings.length > 0) return withSettings(pool, sql, params, settings, bound);
+  const query = statements.statement(sql);
+  // The first attempt, the one nearly every call ends with, on pg's callbacks: no promise but the caller's, as
+  // pool.query() does it (an async frame per step made this the library's costliest path: 23 promises against 3).
+  return new Promise((resolve, reject) => {
+    pool.connect((error, client) => {
+      if (error) return reject(error);
+      const connection = new CheckedOut(client!, pool, bound);
+      connection.sendThen(query, params, (failure, result) => {
+        if (failure === undefined) {
+          connection.release();
+          resolve(result!);
+        } else {
+          resolve(sendAgain(pool, statements, sql, params, bound, connection, query, failure));
+        }
+      });
+    });
+  });
+}
+
+// What follows a failed attempt: `failure` answered `query` on `connection`, which is released here.
+async function sendAgain(
+  pool: Pool,
+  statements: PreparedStatements,
+  sql: string,
+  params: unknown[],
+  bound: VanishedClientBound | undefined,
+  connection: CheckedOut,
+  query: string | NamedStatement,
+  failure: unknown,
+): Promise<QueryResult> {
+  for (let attempt = 1; ; attempt++) {
+    let wait = false;
     try {
-      return await inReadCommitted(connection, sql, params, settings);
+      const state = sqlState(failure);
+      if (statements.failedOnPooler(query, failure) || (typeof query !== 'string' && state === FEATURE_NOT_SUPPORTED)) {
+        // The server connection keeps the stale plan (or lacks the statement) under that name: not for the next user.
+        connection.discard(failure);
+        query = sql;
+      } else {
+        if (state !== undefined && SERIALIZATION.has(state)) return await inReadCommitted(connection, sql, params);
+        connection.failed(failure);
+        if (state !== LOCK_NOT_AVAILABLE || attempt >= ATTEMPTS) throw explainAutocommit(asQueryFailed(failure, sql));
+        wait = true;
+      }
     } finally {
       connection.release();
+    }
+    if (wait) await backoff(attempt);
+    connection = new CheckedOut(await pool.connect(), pool, bound);
+    try {
+      const result = await connection.send(query, params);
+      connection.release();
+      return result;
+    } catch (error) {
+      failure = error;
     }
   }
-  let query: QueryConfig = statements.config(sql, params);
-  for (let attempt = 1; ; attempt++) {
-    const connection = await checkOut(pool, bound);
-    try {
-      return await connection.send(query);
-    } catch (error) {
-      const state = sqlState(error);
-      if (statements.failedOnPooler(query, error) || (query.name !== undefined && state === FEATURE_NOT_SUPPORTED)) {
-        // The server connection keeps the stale plan (or lacks the statement) under that name: not for the next user.
-        connection.discard(error);
-        query = { text: sql, values: params };
-        continue;
-      }
-      if (state !== undefined && SERIALIZATION.has(state)) return await inReadCommitted(connection, sql, params);
-      connection.failed(error);
-      if (state !== LOCK_NOT_AVAILABLE || attempt >= ATTEMPTS) throw explainAutocommit(asQueryFailed(error, sql));
-    } finally {
-      connection.release();
-    }
-    await backoff(attempt);
+}
+
+// The statement with `settings` set LOCAL: in a READ COMMITTED transaction of its own.
+async function withSettings(pool: Pool, sql: string, params: unknown[], settings: readonly SettingEntry[], bound: VanishedClientBound | undefined): Promise<QueryResult> {
+  const connection = new CheckedOut(await pool.connect(), pool, bound);
+  try {
+    return await inReadCommitted(connection, sql, params, settings);
+  } finally {
+    connection.release();
   }
 }
 
 /** A pooled connection checked out for one statement, with what decides its fate when it goes back. */
-interface CheckedOut {
-  client: PoolClient;
-  /** Sends one statement (or a simple-protocol batch), watched for a server that stopped answering when bounded. */
-  send(query: QueryConfig | string): Promise<QueryResult>;
-  /** Marks the connection to be closed instead of reused. */
-  discard(reason: unknown): void;
-  /** Records a failure: a lost connection is closed, one that only refused a statement goes back to the pool. */
-  failed(error: unknown): void;
-  release(): void;
-}
+class CheckedOut {
+  // Why the connection must be closed instead of reused, once known.
+  private broken?: Error;
 
-async function checkOut(pool: Pool, bound: VanishedClientBound | undefined): Promise<CheckedOut> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  const discard = (reason: unknown) => (broken ??= reason instanceof Error ? reason : new Error(String(reason)));
-  const send = (query: QueryConfig | string) => {
-    const sent = client.query(query as QueryConfig);
-    return bound ? watchStatement(sent, client, pool, bound, discard) : sent;
+  constructor(
+    private readonly client: PoolClient,
+    private readonly pool: Pool,
+    private readonly bound: VanishedClientBound | undefined,
+  ) {
+    // A checked-out client has no listener of pg-pool's: one that breaks between two statements must not crash the process.
+    client.on('error', this.discard);
+  }
+
+  /**
+   * Sends one statement with `values` (or, without, a simple-protocol batch), watched for a server that stopped
+   * answering when bounded.
+   */
+  send(query: string | NamedStatement, values?: unknown[]): Promise<QueryResult> {
+    return new Promise((resolve, reject) => this.sendThen(query, values, (error, result) => (error === undefined ? resolve(result!) : reject(error))));
+  }
+
+  /** send() with a callback: `done` gets the error, or undefined and the result. */
+  sendThen(query: string | NamedStatement, values: unknown[] | undefined, done: (error: unknown, result?: QueryResult) => void): void {
+    const watch = this.bound && watchCallback(this.client, this.pool, this.bound, this.discard);
+    try {
+      // pg takes a config (a NamedStatement) with values and a callback too; its types only name text there.
+      this.client.query(query as string, values as unknown[], (error: Error | undefined, result: QueryResult) => {
+        if (watch) this.bound!.watches.remove(watch);
+        done(error ?? undefined, result);
+      });
+    } catch (error) {
+      if (watch) this.bound!.watches.remove(watch);
+      done(error);
+    }
+  }
+
+  /** Marks the connection to be closed instead of reused. */
+  readonly discard = (reason: unknown): void => {
+    this.broken ??= reason instanceof Error ? reason : new Error(String(reason));
   };
-  // A checked-out client has no listener of pg-pool's: one that breaks between two statements must not crash the process.
-  client.on('error', discard);
-  return {
-    client,
-    send,
-    discard,
-    failed: (error) => {
-      if (isConnectionLoss(error)) discard(error);
-    },
-    release: () => {
-      client.removeListener('error', discard);
-      client.release(broken);
-    },
-  };
+
+  /** Records a failure: a lost connection is closed, one that only refused a statement goes back to the pool. */
+  failed(error: unknown): void {
+    if (isConnectionLoss(error)) this.discard(error);
+  }
+
+  release(): void {
+    this.client.removeListener('error', this.discard);
+    this.client.release(this.broken);
+  }
 }
 
 // The statement in a READ COMMITTED transaction of its own: BEGIN, the statement, COMMIT, three round trips paid only
@@ -129,7 +185,7 @@ async function inReadCommitted(connection: CheckedOut, sql: string, params: unkn
     let failure: unknown;
     try {
       await connection.send(begin);
-      const [statement, commit] = await Promise.allSettled([connection.send({ text: sql, values: params }), connection.send('COMMIT')]);
+      const [statement, commit] = await Promise.allSettled([connection.send(sql, params), connection.send('COMMIT')]);
       if (statement.status === 'fulfilled' && commit.status === 'fulfilled') return statement.value;
       failure = statement.status === 'rejected' ? statement.reason : (commit as PromiseRejectedResult).reason;
     } catch (error) {

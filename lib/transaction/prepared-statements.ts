@@ -1,6 +1,5 @@
 import { Logger } from '@nestjs/common';
 import { createHash } from 'node:crypto';
-import type { QueryConfig } from 'pg';
 import { sqlState } from './sql-state.js';
 
 // invalid_sql_statement_name (the server connection never prepared it), duplicate_prepared_statement (another
@@ -9,6 +8,12 @@ import { sqlState } from './sql-state.js';
 const POOLER_SYMPTOMS = new Set(['26000', '42P05']);
 // Each pooled connection keeps every statement it prepared until it closes: a bound on the server memory they take.
 const MAX_NAMED = 200;
+
+/** A statement pg prepares once per connection under `name`. */
+export interface NamedStatement {
+  readonly name: string;
+  readonly text: string;
+}
 
 /**
  * Names the library's own parameterised statements sent outside transactions (counters, get-or-create, leases,
@@ -24,7 +29,7 @@ const MAX_NAMED = 200;
  */
 export class PreparedStatements {
   private readonly logger = new Logger('TxLock');
-  private readonly names = new Map<string, string>();
+  private readonly templates = new Map<string, NamedStatement>();
   private enabled = false;
 
   /** Starts naming statements (the bootstrap check found a direct connection). */
@@ -32,23 +37,29 @@ export class PreparedStatements {
     this.enabled = true;
   }
 
-  /** The pg query for `text` with `values`: named while naming is on and the bound leaves room. */
-  config(text: string, values: unknown[]): QueryConfig {
-    if (!this.enabled) return { text, values };
-    let name = this.names.get(text);
-    if (name === undefined && this.names.size < MAX_NAMED) {
-      name = `txlock_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`;
-      this.names.set(text, name);
+  /**
+   * What to hand pg for `text` (its values go as query()'s second argument): while naming is on and the bound leaves
+   * room, a named statement; else the text itself.
+   */
+  statement(text: string): string | NamedStatement {
+    if (!this.enabled) return text;
+    let template = this.templates.get(text);
+    if (template === undefined && this.templates.size < MAX_NAMED) {
+      template = { name: `txlock_${createHash('sha1').update(text).digest('hex').slice(0, 20)}`, text };
+      this.templates.set(text, template);
     }
-    return name === undefined ? { text, values } : { name, text, values };
+    // A new object that inherits the name and text and has no property of its own: pg copies a query config's own
+    // properties one descriptor at a time (about 1 µs for { name, text, values }, the library's costliest step
+    // per statement), and older versions of pg write the values and callback into it, so it must not be shared.
+    return template === undefined ? text : (Object.create(template) as NamedStatement);
   }
 
   /**
    * True when `error`, raised by the named `query`, shows a pooler between the app and PostgreSQL after all:
    * naming is then turned off, and nothing of the statement ran.
    */
-  failedOnPooler(query: QueryConfig, error: unknown): boolean {
-    if (query.name === undefined || !POOLER_SYMPTOMS.has(sqlState(error) ?? '')) return false;
+  failedOnPooler(query: string | NamedStatement, error: unknown): boolean {
+    if (typeof query === 'string' || !POOLER_SYMPTOMS.has(sqlState(error) ?? '')) return false;
     if (this.enabled) {
       this.enabled = false;
       this.logger.warn(

@@ -51,7 +51,7 @@ export class StatementWatches<W extends StatementWatch> {
   }
 
   /** Its statement settled. */
-  remove(watch: W): void {
+  remove(watch: StatementWatch): void {
     watch.settled = true;
     this.inFlight.remove(watch);
   }

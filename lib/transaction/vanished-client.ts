@@ -153,10 +153,9 @@ export function watchStatement<T>(
   lost: (error: ConnectionLostError) => void,
   failed?: (error: unknown) => never,
 ): Promise<T> {
-  if ((client as { native?: unknown }).native) return failed ? work.catch(failed) : work;
-  const statement = new InFlightStatement(client, pool, lost);
+  const statement = watchCallback(client, pool, bound, lost);
+  if (!statement) return failed ? work.catch(failed) : work;
   const { watches } = bound;
-  watches.add(statement);
   // then() rather than finally(): one promise per statement instead of three, on every statement of every transaction.
   return work.then(
     (value) => {
@@ -169,6 +168,17 @@ export function watchStatement<T>(
       throw error;
     },
   );
+}
+
+/**
+ * watchStatement() for a statement sent with a callback (no promise): watches it from now on, and returns the watch to
+ * hand to `bound.watches.remove()` when its answer is in; undefined for a pg-native client, which is not watched.
+ */
+export function watchCallback(client: PoolClient, pool: Pool, bound: VanishedClientBound, lost: (error: ConnectionLostError) => void): StatementWatch | undefined {
+  if ((client as { native?: unknown }).native) return undefined;
+  const statement = new InFlightStatement(client, pool, lost);
+  bound.watches.add(statement);
+  return statement;
 }
 
 /** A statement watched by watchStatement(): what a check of it needs. */

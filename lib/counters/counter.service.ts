@@ -186,12 +186,11 @@ export class CounterService implements OnModuleInit {
       throw new InvalidOptionError('shards', options?.shards, 'no shards with windowMs: each shard would start and end its own window');
     }
     const limit = options?.bigint ? null : SAFE_LIMIT;
-    // The caller's scope, read once: outside the app's transactions (none, or a test's) the increment may be coalesced.
-    const scope = this.options.coalesce ? currentScope(this.txHost.dataSource) : undefined;
-    if (this.options.coalesce && (scope === undefined || scope.kind === 'test')) {
+    if (this.options.coalesce && !this.txHost.isActive) {
       // Handed out as the caller takes it (a bigint exactly when there is no limit): no promise of its own to convert.
-      const value = this.coalescer.add(validKey, delta, windowMs, shards, limit, this.txHost.sharingTag(scope)) as Promise<CounterValue<Options>>;
-      if (scope?.root.kind === 'test') countAsTestWork(value, scope.root);
+      const value = this.coalescer.add(validKey, delta, windowMs, shards, limit, this.txHost.sharingTag()) as Promise<CounterValue<Options>>;
+      const test = currentScope(this.txHost.dataSource)?.root;
+      if (test?.kind === 'test') countAsTestWork(value, test);
       return value;
     }
     return this.addNow(randomShardRow(validKey, shards), delta, windowMs, limit, (value) => counterValue(value, options, key));

@@ -434,14 +434,21 @@ export class TransactionHost implements OnModuleInit, BeforeApplicationShutdown 
    * A tag of the scope the caller runs in, under a test transaction ('' otherwise): work shared between callers
    * (coalesced increments, single flights) is shared there only by callers of one scope, since it runs (and ends)
    * in its callers' scope, and one request waiting for another's savepoint would wait for ever on the test's one
-   * connection. `current`: the caller's scope (currentScope()), for a caller that has it already. Not part of the
-   * public API.
+   * connection. Not part of the public API.
    * @internal
    */
-  sharingTag(current: TransactionScope | undefined = currentScope(this.dataSource)): string {
+  sharingTag(): string {
     // Callers whose settings differ (another tenant's) never share a statement.
     const settings = this.options.settings === undefined ? '' : `settings:${JSON.stringify(this.moduleSettings())}`;
-    return settings + testTag(current);
+    return settings + this.testTag();
+  }
+
+  private testTag(): string {
+    const scope = this.underTest() ? currentScope(this.dataSource) : undefined;
+    if (!scope) return '';
+    let tag = scopeTags.get(scope);
+    if (tag === undefined) scopeTags.set(scope, (tag = `test:${++lastScopeTag}`));
+    return tag;
   }
 
   /**
@@ -722,14 +729,6 @@ function assertSameSettings(settings: object, scope: TransactionScope): void {
       );
     }
   }
-}
-
-// The tag of `current` (the caller's scope) under a test transaction, '' otherwise.
-function testTag(current: TransactionScope | undefined): string {
-  if (current?.root.kind !== 'test') return '';
-  let tag = scopeTags.get(current);
-  if (tag === undefined) scopeTags.set(current, (tag = `test:${++lastScopeTag}`));
-  return tag;
 }
 
 // The rows of a result, as query() returns them.
